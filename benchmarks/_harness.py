@@ -1,0 +1,215 @@
+"""One harness for every benchmark: timing, peak memory, versions, machine, results files.
+
+Each benchmark script builds rows (dicts) and calls :func:`write_results`,
+which writes ``benchmarks/results/<name>.json`` (rows plus metadata: the exact
+command, package versions, machine, device, seed) and ``<name>.md`` (the same
+rows as a markdown table).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import platform
+import resource
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+_PACKAGES = ("sksvd", "torch", "numpy", "scipy", "scikit-learn", "pandas", "implicit",
+             "scikit-surprise", "threadpoolctl")
+
+
+def versions():
+    """Installed versions of the packages the benchmarks compare."""
+    out = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def machine(device="cpu"):
+    """A short description of this machine and of the device used."""
+    import torch
+
+    info = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+    }
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    info["cpu_model"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def timed(fn, *args, repeat=1, warmup=0, sync=None, **kwargs):
+    """Run ``fn`` and return ``(result, best_seconds)`` over ``repeat`` runs."""
+    for _ in range(warmup):
+        fn(*args, **kwargs)
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        if sync:
+            sync()
+        t0 = time.perf_counter()
+        result = fn(*args, **kwargs)
+        if sync:
+            sync()
+        best = min(best, time.perf_counter() - t0)
+    return result, best
+
+
+def _current_rss():
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _child(conn, fn, args, kwargs):
+    try:
+        start_rss = _current_rss()
+        t0 = time.perf_counter()
+        result = fn(*args, **kwargs)
+        seconds = time.perf_counter() - t0
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        conn.send(("ok", result, seconds, peak, max(0, peak - start_rss)))
+    except BaseException as exc:  # report the child's failure to the parent
+        conn.send(("error", repr(exc), None, None, None))
+    finally:
+        conn.close()
+
+
+def measure(fn, *args, **kwargs):
+    """Run ``fn(*args, **kwargs)`` in a forked child; return a dict with its time and memory.
+
+    ``peak_rss`` is the child's peak resident set size; ``peak_extra`` that
+    peak minus the resident size when the child started (i.e. memory beyond
+    the inputs the parent already held). ``result`` must be picklable (keep
+    it small: numbers, not models).
+    """
+    ctx = mp.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(child, fn, args, kwargs))
+    proc.start()
+    child.close()
+    status, result, seconds, peak, extra = parent.recv()
+    proc.join()
+    if status != "ok":
+        raise RuntimeError(f"benchmark child failed: {result}")
+    return {"result": result, "seconds": seconds, "peak_rss_mb": peak / 2**20,
+            "peak_extra_mb": extra / 2**20}
+
+
+def matmul_gflops(n=4096, dtype="float32", device="cpu", repeat=3):
+    """Measured float32 (or given dtype) GEMM rate of this machine, in GFLOP/s."""
+    import torch
+
+    dt = getattr(torch, dtype)
+    a = torch.randn(n, n, dtype=dt, device=device)
+    b = torch.randn(n, n, dtype=dt, device=device)
+    sync = torch.cuda.synchronize if str(device).startswith("cuda") else None
+    _, sec = timed(lambda: a @ b, repeat=repeat, warmup=1, sync=sync)
+    return 2.0 * n**3 / sec / 1e9
+
+
+def powerlaw_csr(n_users, n_items, nnz, *, seed=0, exponent=1.0, ratings=True):
+    """A synthetic users x items CSR with power-law row and column popularity.
+
+    Users and items get Zipf-like weights ``rank**-exponent`` (randomly
+    permuted); ``nnz`` (user, item) pairs are drawn with probability
+    proportional to the product of the weights, duplicates are dropped, and
+    then topped up until exactly ``nnz`` distinct entries exist. Values are
+    ratings 1..5 (``ratings=True``) or ones.
+    """
+    rng = np.random.default_rng(seed)
+
+    def weights(n):
+        w = np.arange(1, n + 1, dtype=np.float64) ** -exponent
+        w = rng.permutation(w)
+        return np.cumsum(w / w.sum())
+
+    cu, ci = weights(n_users), weights(n_items)
+    keys = np.empty(0, dtype=np.int64)
+    while keys.size < nnz:
+        need = int((nnz - keys.size) * 1.2) + 1000
+        u = np.minimum(np.searchsorted(cu, rng.random(need)), n_users - 1)
+        i = np.minimum(np.searchsorted(ci, rng.random(need)), n_items - 1)
+        keys = np.unique(np.concatenate([keys, u.astype(np.int64) * n_items + i]))
+    keys = rng.permutation(keys)[:nnz]
+    keys.sort()
+    rows, cols = keys // n_items, keys % n_items
+    if ratings:
+        data = rng.integers(1, 6, size=nnz).astype(np.float32)
+    else:
+        data = np.ones(nnz, dtype=np.float32)
+    X = sp.csr_matrix((data, (rows, cols)), shape=(n_users, n_items))
+    X.sort_indices()
+    return X
+
+
+def _fmt(v):
+    if isinstance(v, float):
+        if v != v:
+            return "nan"
+        if abs(v) >= 100:
+            return f"{v:,.1f}"
+        return f"{v:.4g}"
+    return "" if v is None else str(v)
+
+
+def markdown_table(rows, columns=None):
+    """Rows (list of dicts) as a markdown table."""
+    if not rows:
+        return "(no rows)\n"
+    columns = columns or list(dict.fromkeys(k for r in rows for k in r))
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        lines.append("| " + " | ".join(_fmt(r.get(c)) for c in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(name, rows, *, device="cpu", notes=None, extra=None, columns=None,
+                  tables=None):
+    """Write ``results/<name>.json`` and ``results/<name>.md``; return the markdown text.
+
+    ``tables`` (dict title -> rows) adds further sections to the markdown.
+    """
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    command = "python " + " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:])
+    meta = {"name": name, "command": command, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "versions": versions(), "machine": machine(device), "notes": notes or ""}
+    payload = {"meta": meta, "rows": rows, "tables": tables or {}, **(extra or {})}
+    suffix = "" if str(device) == "cpu" else "_" + str(device).replace(":", "")
+    (RESULTS / f"{name}{suffix}.json").write_text(json.dumps(payload, indent=2, default=str))
+    md = [f"# {name}" + (f" ({device})" if suffix else ""), "",
+          f"Command: `{command}`  ", f"Date: {meta['date']}  ",
+          f"Machine: {meta['machine'].get('cpu_model', meta['machine']['processor'])}, "
+          f"{meta['machine']['cpu_count']} cores, torch threads "
+          f"{meta['machine']['torch_threads']}, device {device}  ",
+          "Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v), ""]
+    if notes:
+        md += [notes, ""]
+    md.append(markdown_table(rows, columns))
+    for title, trows in (tables or {}).items():
+        md += [f"## {title}", "", markdown_table(trows)]
+    text = "\n".join(md)
+    (RESULTS / f"{name}{suffix}.md").write_text(text)
+    return text

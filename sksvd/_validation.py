@@ -1,0 +1,238 @@
+"""Input validation shared by every estimator and function of sksvd.
+
+One place for the checks, so that every error names the argument and the
+value it saw, e.g. ``ValueError("k=0: expected an int >= 1")``.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.utils.validation import check_array, validate_data
+
+__all__ = [
+    "check_matrix",
+    "check_interactions",
+    "check_n_components",
+    "check_int",
+    "check_float",
+    "check_k",
+]
+
+
+def check_int(value, name, *, min_val=None, max_val=None):
+    """Check that ``value`` is an integer within ``[min_val, max_val]``.
+
+    Returns the value as a Python int.
+
+    Examples
+    --------
+    >>> from sksvd._validation import check_int
+    >>> check_int(3, "k", min_val=1)
+    3
+    >>> check_int(0, "k", min_val=1)
+    Traceback (most recent call last):
+    ...
+    ValueError: k=0: expected an int >= 1
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}={value!r}: expected an int, got {type(value).__name__}")
+    value = int(value)
+    if min_val is not None and value < min_val:
+        bound = f">= {min_val}" if max_val is None else f"in [{min_val}, {max_val}]"
+        raise ValueError(f"{name}={value}: expected an int {bound}")
+    if max_val is not None and value > max_val:
+        bound = f"<= {max_val}" if min_val is None else f"in [{min_val}, {max_val}]"
+        raise ValueError(f"{name}={value}: expected an int {bound}")
+    return value
+
+
+def check_float(value, name, *, low=None, high=None, closed="neither"):
+    """Check that ``value`` is a real number within an interval.
+
+    ``closed`` is "neither", "left", "right" or "both".
+
+    Examples
+    --------
+    >>> from sksvd._validation import check_float
+    >>> check_float(0.5, "holdout", low=0, high=1)
+    0.5
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}={value!r}: expected a float, got {type(value).__name__}")
+    value = float(value)
+    left = closed in ("left", "both")
+    right = closed in ("right", "both")
+    ok = np.isfinite(value)
+    if low is not None:
+        ok &= value >= low if left else value > low
+    if high is not None:
+        ok &= value <= high if right else value < high
+    if not ok:
+        lo = "-inf" if low is None else low
+        hi = "inf" if high is None else high
+        interval = f"{'[' if left else '('}{lo}, {hi}{']' if right else ')'}"
+        raise ValueError(f"{name}={value!r}: expected a float in {interval}")
+    return value
+
+
+def check_matrix(X, *, name="X", estimator=None, reset=True, accept_sparse=("csr", "csc", "coo"),
+                 dtype=(np.float64, np.float32), ensure_min_samples=1, ensure_min_features=1):
+    """Validate a 2-D numeric matrix, dense or sparse, without densifying.
+
+    With an ``estimator``, this is :func:`sklearn.utils.validation.validate_data`
+    (which also sets or checks ``n_features_in_``); otherwise
+    :func:`sklearn.utils.validation.check_array`. NaN and inf are refused,
+    1-D and 3-D input are refused, non-numeric data are refused, and the
+    caller's array is never modified (sparse matrices with duplicate entries
+    are copied before the duplicates are summed).
+
+    Parameters
+    ----------
+    X : array-like or scipy.sparse matrix of shape (n_samples, n_features)
+    name : str, default="X"
+        Argument name used in error messages.
+    estimator : estimator instance, default=None
+    reset : bool, default=True
+        With an estimator: set (True) or check (False) ``n_features_in_``.
+    accept_sparse : tuple of str or False
+    dtype : dtype or tuple of dtypes
+    ensure_min_samples, ensure_min_features : int
+
+    Returns
+    -------
+    X : ndarray or scipy.sparse matrix (CSR when sparse and CSR is accepted)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sksvd._validation import check_matrix
+    >>> check_matrix(np.eye(2)).shape
+    (2, 2)
+    """
+    if isinstance(X, (str, bytes)):
+        raise TypeError(f"{name}={X!r}: expected a 2-D numeric array or sparse matrix")
+    kwargs = dict(
+        accept_sparse=list(accept_sparse) if accept_sparse else False,
+        dtype=dtype,
+        ensure_all_finite=True,
+        ensure_2d=True,
+        ensure_min_samples=ensure_min_samples,
+        ensure_min_features=ensure_min_features,
+        accept_large_sparse=True,
+    )
+    try:
+        if estimator is not None:
+            out = validate_data(estimator, X, reset=reset, **kwargs)
+        else:
+            out = check_array(X, input_name=name, **kwargs)
+    except ValueError as exc:
+        msg = str(exc)
+        if name not in msg:
+            msg = f"{name}: {msg}"
+        raise ValueError(msg) from exc
+    if sp.issparse(out) and not out.has_canonical_format:
+        out = out.copy() if out is X else out
+        out.sum_duplicates()
+    return out
+
+
+def check_interactions(X, *, name="X", estimator=None, reset=True, dtype=np.float32):
+    """Validate a users x items interaction matrix and return it as CSR.
+
+    Any scipy sparse format is converted to CSR without densifying; dense
+    arrays are accepted and converted. Duplicate (user, item) entries are
+    **summed** (scipy's convention). The result has sorted indices and the
+    requested ``dtype``; it is a copy whenever the input would otherwise be
+    changed.
+
+    Parameters
+    ----------
+    X : array-like or scipy.sparse matrix of shape (n_users, n_items)
+    name : str, default="X"
+    estimator : estimator instance, default=None
+        When given, ``n_features_in_`` (= number of items) is set or checked.
+    reset : bool, default=True
+    dtype : numpy dtype, default=np.float32
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix of shape (n_users, n_items)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sksvd._validation import check_interactions
+    >>> check_interactions(np.array([[0, 5], [3, 0]])).nnz
+    2
+    """
+    X = check_matrix(X, name=name, estimator=estimator, reset=reset,
+                     accept_sparse=("csr", "csc", "coo"), dtype=(np.float32, np.float64))
+    if sp.issparse(X):
+        X = sp.csr_matrix(X, dtype=dtype, copy=False)
+    else:
+        X = sp.csr_matrix(np.asarray(X, dtype=dtype))
+    if not X.has_sorted_indices:
+        X = X.sorted_indices()
+    if X.indptr.dtype != X.indices.dtype:
+        X.indices = X.indices.astype(X.indptr.dtype)
+    return X
+
+
+def check_n_components(n_components, *, n_samples, n_features, name="n_components",
+                       allow_float=True, max_rank=None):
+    """Check a rank argument: an int in [1, max_rank] or a float share in (0, 1).
+
+    ``max_rank`` defaults to ``min(n_samples, n_features)``.
+
+    Returns
+    -------
+    int or float
+
+    Examples
+    --------
+    >>> from sksvd._validation import check_n_components
+    >>> check_n_components(2, n_samples=5, n_features=3)
+    2
+    >>> check_n_components(4, n_samples=5, n_features=3)
+    Traceback (most recent call last):
+    ...
+    ValueError: n_components=4: expected an int in [1, 3] (min(n_samples=5, n_features=3))
+    """
+    if max_rank is None:
+        max_rank = min(n_samples, n_features)
+    limit = f"min(n_samples={n_samples}, n_features={n_features})"
+    if allow_float and isinstance(n_components, numbers.Real) and not isinstance(
+        n_components, (numbers.Integral, bool)
+    ):
+        if not 0.0 < float(n_components) < 1.0:
+            raise ValueError(
+                f"{name}={n_components!r}: expected an int >= 1 or a float in (0, 1)"
+            )
+        return float(n_components)
+    if isinstance(n_components, bool) or not isinstance(n_components, numbers.Integral):
+        raise TypeError(
+            f"{name}={n_components!r}: expected an int >= 1"
+            + (" or a float in (0, 1)" if allow_float else "")
+        )
+    if n_components < 1 or n_components > max_rank:
+        raise ValueError(f"{name}={n_components}: expected an int in [1, {max_rank}] ({limit})")
+    return int(n_components)
+
+
+def check_k(k, n_items, *, name="k"):
+    """Check the length of a top-k list: an int in [1, n_items].
+
+    Examples
+    --------
+    >>> from sksvd._validation import check_k
+    >>> check_k(10, 100)
+    10
+    >>> check_k(0, 100)
+    Traceback (most recent call last):
+    ...
+    ValueError: k=0: expected an int in [1, 100]
+    """
+    return check_int(k, name, min_val=1, max_val=n_items)
