@@ -1,0 +1,601 @@
+"""Splitting interaction matrices, scorers for model selection, and evaluation.
+
+The scorers implement the *strong generalisation* protocol (Marlin, 2004;
+Liang et al., 2018): the users of a test fold were never seen in ``fit``.
+For each test row, part of its interactions is hidden, the rest is folded in
+(``recommend`` / ``predict`` on the visible part: the model computes the
+user's vector from it), and the hidden items are what the model must find.
+Because a split depends only on the rows and the seed, every candidate of a
+grid search is scored on the same hidden items.
+
+All splits here are vectorized over the stored entries: one random key per
+entry, one sort by (row, key), and a rank within each row; there is no Python
+loop per user.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.exceptions import NotFittedError, UndefinedMetricWarning
+from sklearn.pipeline import Pipeline
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from ._topk import default_batch_size
+from ._validation import check_float, check_int, check_interactions, check_k, check_matrix
+from .metrics import RANKING_METRICS, mae, rmse, topk_metrics
+
+__all__ = [
+    "make_topk_scorer",
+    "make_rating_scorer",
+    "train_test_split_interactions",
+    "leave_k_out",
+    "evaluate",
+]
+
+_RATING_METRICS = ("rmse", "mae")
+_GAINS = ("binary", "graded", "exponential")
+_DENOMINATORS = ("relevant", "min")
+# Guards floor(share * n) against 0.29 * 100 = 28.999999999999996.
+_EPS = 1e-9
+
+
+# --------------------------------------------------------------------------- splitting
+def _parse_holdout(holdout, name="holdout", allow_top=True):
+    """Return ("share", p), ("count", n) or ("top", n)."""
+    top = " or 'top:N' with N an int >= 1" if allow_top else ""
+    msg = f"{name}={holdout!r}: expected a float in (0, 1), an int >= 1{top}"
+    if isinstance(holdout, str):
+        head, sep, tail = holdout.partition(":")
+        if allow_top and sep and head.strip().lower() == "top":
+            try:
+                n = int(tail.strip())
+            except ValueError:
+                raise ValueError(msg) from None
+            if n >= 1:
+                return "top", n
+        raise ValueError(msg)
+    if isinstance(holdout, bool) or not isinstance(holdout, numbers.Real):
+        raise TypeError(msg + f", got {type(holdout).__name__}")
+    if isinstance(holdout, numbers.Integral):
+        if holdout < 1:
+            raise ValueError(msg)
+        return "count", int(holdout)
+    if not 0.0 < float(holdout) < 1.0:
+        raise ValueError(msg)
+    return "share", float(holdout)
+
+
+def _as_csr(X, name="X"):
+    """Validated CSR (float32 or float64 kept), canonical, stored zeros dropped; never in place."""
+    X = check_matrix(X, name=name, dtype=(np.float64, np.float32), ensure_min_samples=0)
+    X = sp.csr_matrix(X)
+    if not X.has_canonical_format or (X.nnz and not np.all(X.data != 0)):
+        X = X.copy()  # the arrays may be the caller's
+        X.sum_duplicates()
+        X.eliminate_zeros()
+    return X
+
+
+def _row_of_entry(X):
+    return np.repeat(np.arange(X.shape[0], dtype=np.int64), np.diff(X.indptr))
+
+
+def _split_by_mask(X, mask):
+    """(entries not in mask, entries in mask) as two CSR matrices of X's shape."""
+
+    def take(m):
+        rows = _row_of_entry(X)[m]
+        indptr = np.zeros(X.shape[0] + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=X.shape[0]), out=indptr[1:])
+        return sp.csr_matrix((X.data[m], X.indices[m], indptr), shape=X.shape)
+
+    return take(~mask), take(mask)
+
+
+def _hide_per_row(X, spec, rng):
+    """Hide entries of each row of the canonical CSR ``X``; returns (visible, hidden).
+
+    ``spec`` is ("share", p): ``floor(p * n_u)`` random entries of a row with
+    ``n_u`` entries; ("count", n): ``n`` random entries of rows with more than
+    ``n``; ("top", n): the ``n`` highest values of rows with more than ``n``
+    entries, ties broken at random. Others rows hide nothing.
+    """
+    kind, value = spec
+    counts = np.diff(X.indptr).astype(np.int64)
+    if kind == "share":
+        n_hide = np.floor(value * counts + _EPS).astype(np.int64)
+    else:
+        n_hide = np.where(counts > value, value, 0)
+    rows = _row_of_entry(X)
+    key = rng.random_sample(X.nnz)  # the random order (and the tie-break for "top")
+    order = np.lexsort((key, -X.data, rows) if kind == "top" else (key, rows))
+    rank = np.empty(X.nnz, dtype=np.int64)
+    rank[order] = np.arange(X.nnz, dtype=np.int64) - X.indptr[rows]  # rows[order] == rows
+    return _split_by_mask(X, rank < n_hide[rows])
+
+
+def _relevant(hidden, relevance_threshold):
+    if relevance_threshold is None:
+        return hidden
+    keep = hidden.data >= relevance_threshold
+    return _split_by_mask(hidden, keep)[1]
+
+
+def _check_threshold(relevance_threshold):
+    if relevance_threshold is None:
+        return None
+    return check_float(relevance_threshold, "relevance_threshold")
+
+
+def train_test_split_interactions(X, test_size=0.2, random_state=0, mode="per_user"):
+    """Split the entries of a users x items matrix into train and test, keeping the shape.
+
+    ``mode="per_user"``: each row keeps its own share in test:
+    ``floor(test_size * n_u)`` of its ``n_u`` entries, chosen at random (a
+    float ``test_size``; rows with fewer than ``1 / test_size`` entries stay
+    whole in train), or exactly ``test_size`` entries of every row holding
+    more than that (an int ``test_size``, as :func:`leave_k_out`).
+    ``mode="global"``: ``floor(test_size * nnz)`` (float) or ``test_size``
+    (int) entries drawn at random among all the stored entries, whatever
+    their row (the 80/20 split of the PoliMi recommender-systems course).
+
+    Both matrices have the shape of ``X``, disjoint entries, and
+    ``X_train + X_test == X``; stored zeros of ``X`` are dropped (a zero is no
+    interaction) and duplicate entries summed. ``X`` is not modified.
+
+    Parameters
+    ----------
+    X : {array-like, sparse matrix} of shape (n_users, n_items)
+    test_size : float in (0, 1) or int >= 1, default=0.2
+    random_state : int, RandomState instance or None, default=0
+    mode : {"per_user", "global"}, default="per_user"
+
+    Returns
+    -------
+    X_train, X_test : scipy.sparse.csr_matrix of shape (n_users, n_items)
+        Same dtype as ``X`` (float32 or float64; other numbers become float64).
+
+    Raises
+    ------
+    ValueError
+        For a bad ``test_size`` or ``mode``, or a split that leaves the test
+        (or, globally, the train) set empty.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sksvd.model_selection import train_test_split_interactions
+    >>> X = np.ones((3, 10))
+    >>> X_train, X_test = train_test_split_interactions(X, test_size=0.2, random_state=0)
+    >>> X_train.shape, X_test.shape
+    ((3, 10), (3, 10))
+    >>> X_test.getnnz(axis=1)       # floor(0.2 * 10) per row
+    array([2, 2, 2], dtype=int32)
+    >>> X_train, X_test = train_test_split_interactions(X, 0.2, mode="global")
+    >>> X_test.nnz                  # floor(0.2 * 30), anywhere
+    6
+    """
+    if mode not in ("per_user", "global"):
+        raise ValueError(f"mode={mode!r}: expected 'per_user' or 'global'")
+    spec = _parse_holdout(test_size, name="test_size", allow_top=False)
+    X = _as_csr(X)
+    rng = check_random_state(random_state)
+    if mode == "per_user":
+        X_train, X_test = _hide_per_row(X, spec, rng)
+    else:
+        kind, value = spec
+        n_test = int(np.floor(value * X.nnz + _EPS)) if kind == "share" else value
+        if n_test >= X.nnz:
+            raise ValueError(
+                f"test_size={test_size!r}: leaves the train set empty (X has {X.nnz} entries)"
+            )
+        mask = np.zeros(X.nnz, dtype=bool)
+        mask[rng.permutation(X.nnz)[:n_test]] = True
+        X_train, X_test = _split_by_mask(X, mask)
+    if X_test.nnz == 0:
+        raise ValueError(
+            f"test_size={test_size!r}: leaves the test set empty with mode={mode!r} "
+            f"(X has {X.nnz} entries; rows have at most "
+            f"{int(np.diff(X.indptr).max(initial=0))})"
+        )
+    return X_train, X_test
+
+
+def leave_k_out(X, k=1, random_state=0):
+    """Move ``k`` random entries of each row to a test matrix (leave-k-out).
+
+    Rows with at most ``k`` entries stay whole in train (they would have
+    nothing left to fold in). Same as
+    ``train_test_split_interactions(X, test_size=k, mode="per_user")``.
+
+    Parameters
+    ----------
+    X : {array-like, sparse matrix} of shape (n_users, n_items)
+    k : int >= 1, default=1
+    random_state : int, RandomState instance or None, default=0
+
+    Returns
+    -------
+    X_train, X_test : scipy.sparse.csr_matrix of shape (n_users, n_items)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sksvd.model_selection import leave_k_out
+    >>> X = np.array([[1, 2, 3], [4, 0, 0]])
+    >>> X_train, X_test = leave_k_out(X, k=1, random_state=0)
+    >>> X_test.getnnz(axis=1), X_train.getnnz(axis=1)      # row 1 has nothing to spare
+    (array([1, 0], dtype=int32), array([2, 1], dtype=int32))
+    """
+    k = check_int(k, "k", min_val=1)
+    return train_test_split_interactions(X, test_size=k, random_state=random_state,
+                                         mode="per_user")
+
+
+# --------------------------------------------------------------------------- model calls
+def _recommend(estimator, X, k, exclude_seen=True):
+    """``estimator.recommend(X, k, exclude_seen)[0]``; a Pipeline transforms X, then its last step."""
+    if hasattr(estimator, "recommend"):
+        return np.asarray(estimator.recommend(X, k=k, exclude_seen=exclude_seen)[0])
+    if isinstance(estimator, Pipeline):
+        if len(estimator.steps) > 1:
+            X = estimator[:-1].transform(X)
+        return _recommend(estimator[-1], X, k, exclude_seen)
+    raise TypeError(
+        f"estimator={type(estimator).__name__}: expected a recommender with a recommend "
+        "method, or a Pipeline ending in one"
+    )
+
+
+def _predict_entries(estimator, X_in, X_target, batch_size=None):
+    """Predictions at the stored entries of ``X_target``, folding in the rows of ``X_in``.
+
+    Only rows with a target entry are predicted, ``batch_size`` rows at a time
+    (default: 64 MiB score blocks), so the dense (n_users, n_items) matrix is
+    never built. Returns ``(y_true, y_pred)`` as 1-D arrays in CSR order.
+    """
+    n_items = X_target.shape[1]
+    if batch_size is None:
+        batch_size = default_batch_size(n_items)
+    rows = np.flatnonzero(np.diff(X_target.indptr))
+    y_pred = []
+    for s in range(0, rows.size, batch_size):
+        b = rows[s:s + batch_size]
+        T = X_target[b]
+        P = np.asarray(estimator.predict(X_in[b]))
+        if P.shape != T.shape:
+            raise ValueError(
+                f"estimator.predict: expected shape {T.shape}, got {P.shape}"
+            )
+        y_pred.append(P[_row_of_entry(T), T.indices])
+    y_true = X_target[rows].data
+    y_pred = np.concatenate(y_pred) if y_pred else np.zeros(0)
+    return np.asarray(y_true, dtype=np.float64), y_pred.astype(np.float64)
+
+
+def _no_user(what):
+    warnings.warn(f"{what}: no test row has a hidden item to evaluate; the score is NaN",
+                  UndefinedMetricWarning, stacklevel=3)
+    return float("nan")
+
+
+# --------------------------------------------------------------------------- scorers
+class _TopKScorer:
+    """Callable ``scorer(estimator, X, y=None) -> float``; built by :func:`make_topk_scorer`."""
+
+    def __init__(self, metric, k, holdout, random_state, relevance_threshold, gains,
+                 denominator):
+        self.metric = metric
+        self.k = k
+        self.holdout = holdout
+        self.random_state = random_state
+        self.relevance_threshold = relevance_threshold
+        self.gains = gains
+        self.denominator = denominator
+
+    def split(self, X):
+        """The fold-in split of the rows of ``X``: ``(X_visible, X_relevant)``, both CSR."""
+        X = check_interactions(X, name="X")
+        if X.nnz and not np.all(X.data != 0):
+            X = X.copy()
+            X.eliminate_zeros()
+        visible, hidden = _hide_per_row(X, _parse_holdout(self.holdout),
+                                        check_random_state(self.random_state))
+        return visible, _relevant(hidden, self.relevance_threshold)
+
+    def __call__(self, estimator, X, y=None):
+        visible, relevant = self.split(X)
+        rows = np.flatnonzero(np.diff(relevant.indptr))
+        if rows.size == 0:
+            return _no_user(repr(self))
+        ids = _recommend(estimator, visible[rows], self.k)
+        res = topk_metrics(relevant[rows], ids, self.k, metrics=(self.metric,),
+                           gains=self.gains, denominator=self.denominator)
+        return res[self.metric]
+
+    def __repr__(self):
+        extra = ""
+        if self.relevance_threshold is not None:
+            extra += f", relevance_threshold={self.relevance_threshold!r}"
+        if self.gains != "binary":
+            extra += f", gains={self.gains!r}"
+        if self.denominator != "relevant":
+            extra += f", denominator={self.denominator!r}"
+        return (f"make_topk_scorer({self.metric!r}, k={self.k}, holdout={self.holdout!r}, "
+                f"random_state={self.random_state!r}{extra})")
+
+
+class _RatingScorer:
+    """Callable ``scorer(estimator, X, y=None) -> float``; built by :func:`make_rating_scorer`."""
+
+    def __init__(self, metric, holdout, random_state, batch_size):
+        self.metric = metric
+        self.holdout = holdout
+        self.random_state = random_state
+        self.batch_size = batch_size
+
+    def split(self, X):
+        """The fold-in split of the rows of ``X``: ``(X_visible, X_hidden)``, both CSR."""
+        return _hide_per_row(_as_csr(X), _parse_holdout(self.holdout),
+                             check_random_state(self.random_state))
+
+    def __call__(self, estimator, X, y=None):
+        visible, hidden = self.split(X)
+        if hidden.nnz == 0:
+            return _no_user(repr(self))
+        y_true, y_pred = _predict_entries(estimator, visible, hidden, self.batch_size)
+        return -(rmse if self.metric == "rmse" else mae)(y_true, y_pred)
+
+    def __repr__(self):
+        return (f"make_rating_scorer({self.metric!r}, holdout={self.holdout!r}, "
+                f"random_state={self.random_state!r})")
+
+
+def make_topk_scorer(metric="ndcg", k=10, holdout=0.2, random_state=0, *,
+                     relevance_threshold=None, gains="binary", denominator="relevant"):
+    """A scorer for top-k recommendation by fold-in of held-out interactions.
+
+    The returned callable ``scorer(estimator, X, y=None) -> float`` can be
+    passed as ``scoring=`` to :class:`~sklearn.model_selection.GridSearchCV`,
+    :func:`~sklearn.model_selection.cross_val_score` and friends. On the rows
+    of ``X`` (users the estimator was not fitted on) it does:
+
+    1. hide part of each row (``holdout``):
+
+       - a float ``p`` in (0, 1): ``floor(p * n_u)`` of the row's ``n_u``
+         interactions, chosen at random (rows with fewer than ``1 / p``
+         interactions hide nothing);
+       - an int ``n``: ``n`` random interactions of each row holding more
+         than ``n``;
+       - ``"top:n"``: the row's ``n`` highest-valued (highest-rated)
+         interactions, for rows holding more than ``n`` (so that something
+         is left to fold in); ties between equal ratings are broken at random,
+         reproducibly for a given ``random_state``;
+
+    2. fold in the visible rest: ``ids = estimator.recommend(X_visible, k,
+       exclude_seen=True)`` (visible items are never recommended); for a
+       :class:`~sklearn.pipeline.Pipeline`, ``X_visible`` goes through its
+       transformers and the last step recommends, its seen items being the
+       non-zeros of the transformed rows;
+    3. the hidden items (those rated ``>= relevance_threshold`` if given) are
+       the relevant set, and ``metric`` at ``k`` is averaged, by
+       :func:`sksvd.metrics.topk_metrics`, over the rows that have one; rows
+       with no relevant hidden item are skipped (not recommended for).
+
+    The split depends only on ``X`` and ``random_state``, so with the default
+    int seed every candidate of a search is scored on the same hidden items;
+    with ``random_state=None`` each call draws a new split. Splitting is
+    vectorized (one sort of the stored entries, no loop per user).
+
+    Parameters
+    ----------
+    metric : {"ndcg", "recall", "precision", "map", "hit_rate", "mrr"}, default="ndcg"
+        See :mod:`sksvd.metrics` for the exact formulas.
+    k : int >= 1, default=10
+        Length of the recommended lists (at most the number of items).
+    holdout : float in (0, 1), int >= 1 or str "top:n", default=0.2
+    random_state : int, RandomState instance or None, default=0
+    relevance_threshold : float, default=None
+        Only hidden items with a value ``>=`` this are relevant.
+    gains : {"binary", "graded", "exponential"}, default="binary"
+        Gains of NDCG (the hidden values are the graded relevance).
+    denominator : {"relevant", "min"}, default="relevant"
+        Denominator of recall: ``|R_u|`` or ``min(k, |R_u|)``.
+
+    Returns
+    -------
+    scorer : callable
+        Greater is better. ``scorer.split(X)`` returns the
+        ``(X_visible, X_relevant)`` pair it would use.
+
+    Examples
+    --------
+    >>> from sksvd.model_selection import make_topk_scorer
+    >>> make_topk_scorer("ndcg", k=10, holdout="top:10")
+    make_topk_scorer('ndcg', k=10, holdout='top:10', random_state=0)
+    >>> make_topk_scorer("auc")
+    Traceback (most recent call last):
+    ...
+    ValueError: metric='auc': expected one of 'ndcg', 'recall', 'precision', 'map', 'hit_rate', 'mrr'
+
+    Typical use, with any sksvd recommender ``rec``::
+
+        GridSearchCV(rec, {"n_components": [20, 50]}, cv=KFold(5, shuffle=True),
+                     scoring=make_topk_scorer("ndcg", k=10)).fit(X)
+    """
+    if metric not in RANKING_METRICS:
+        raise ValueError(
+            f"metric={metric!r}: expected one of {', '.join(map(repr, RANKING_METRICS))}"
+        )
+    k = check_int(k, "k", min_val=1)
+    _parse_holdout(holdout)
+    relevance_threshold = _check_threshold(relevance_threshold)
+    if gains not in _GAINS:
+        raise ValueError(f"gains={gains!r}: expected one of {', '.join(map(repr, _GAINS))}")
+    if denominator not in _DENOMINATORS:
+        raise ValueError(
+            f"denominator={denominator!r}: expected one of {', '.join(map(repr, _DENOMINATORS))}"
+        )
+    return _TopKScorer(metric, k, holdout, random_state, relevance_threshold, gains,
+                       denominator)
+
+
+def make_rating_scorer(metric="rmse", holdout=0.2, random_state=0, *, batch_size=None):
+    """A scorer for rating prediction on held-out entries: negated RMSE or MAE.
+
+    For the rows of ``X``, the entries chosen by ``holdout`` (as in
+    :func:`make_topk_scorer`: a float share, an int count or ``"top:n"``)
+    are hidden; ``estimator.predict`` is called on the visible rest, batch
+    of rows by batch of rows (only rows with a hidden entry, ``batch_size``
+    at a time: the dense matrix of all users is never built), and the
+    predictions at the hidden entries are compared with their values by
+    :func:`sksvd.metrics.rmse` or :func:`sksvd.metrics.mae` (every hidden
+    entry counts once). The score is negated so that greater is better, as
+    scikit-learn's ``neg_root_mean_squared_error``.
+
+    Parameters
+    ----------
+    metric : {"rmse", "mae"}, default="rmse"
+    holdout : float in (0, 1), int >= 1 or str "top:n", default=0.2
+    random_state : int, RandomState instance or None, default=0
+    batch_size : int, default=None
+        Rows predicted at a time (default: 64 MiB blocks of predictions).
+
+    Returns
+    -------
+    scorer : callable ``scorer(estimator, X, y=None) -> float``
+        ``scorer.split(X)`` returns the ``(X_visible, X_hidden)`` pair it
+        would use.
+
+    Examples
+    --------
+    >>> from sksvd.model_selection import make_rating_scorer
+    >>> make_rating_scorer("mae", holdout=0.1)
+    make_rating_scorer('mae', holdout=0.1, random_state=0)
+    """
+    if metric not in _RATING_METRICS:
+        raise ValueError(f"metric={metric!r}: expected 'rmse' or 'mae'")
+    _parse_holdout(holdout)
+    if batch_size is not None:
+        batch_size = check_int(batch_size, "batch_size", min_val=1)
+    return _RatingScorer(metric, holdout, random_state, batch_size)
+
+
+# --------------------------------------------------------------------------- evaluate
+def evaluate(estimator, X_train, X_test, metrics=("ndcg", "recall", "map"), k=10,
+             relevance_threshold=None, *, fit="auto", exclude_seen=True, gains="binary",
+             denominator="relevant"):
+    """Evaluate a recommender on a train/test split of the same users (weak generalisation).
+
+    1. With ``fit="auto"`` the estimator is fitted on ``X_train`` if it is
+       not fitted yet (:func:`~sklearn.utils.validation.check_is_fitted`
+       fails) and used as it is otherwise; ``fit=True`` always fits (in
+       place), ``fit=False`` never does.
+    2. Each user ``u`` (row of ``X_train``) whose test row has a relevant
+       entry (a stored entry of ``X_test``, with value
+       ``>= relevance_threshold`` when given) gets ``recommend(X_train[u], k,
+       exclude_seen)``: its train items are folded in and, by default,
+       excluded. Users with no relevant test item are skipped and counted.
+    3. Ranking metrics are computed by :func:`sksvd.metrics.topk_metrics`
+       (the formulas are in :mod:`sksvd.metrics`); ``"coverage"`` is the
+       catalogue coverage of the evaluated users' lists; ``"rmse"`` and
+       ``"mae"`` compare ``predict(X_train rows)`` with *every* stored entry
+       of ``X_test`` (no threshold).
+
+    Parameters
+    ----------
+    estimator : recommender or Pipeline ending in one
+    X_train, X_test : {array-like, sparse matrix} of shape (n_users, n_items)
+        The same users in the same rows, e.g. from
+        :func:`train_test_split_interactions` or a MovieLens fold.
+    metrics : sequence of str, default=("ndcg", "recall", "map")
+        Among "ndcg", "recall", "precision", "map", "hit_rate", "mrr",
+        "coverage", "rmse", "mae".
+    k : int, default=10
+    relevance_threshold : float, default=None
+        E.g. ``4`` for "rated 4 or more" on MovieLens.
+    fit : {"auto", True, False}, default="auto"
+    exclude_seen : bool, default=True
+    gains : {"binary", "graded", "exponential"}, default="binary"
+        Gains of NDCG.
+    denominator : {"relevant", "min"}, default="relevant"
+        Denominator of recall.
+
+    Returns
+    -------
+    dict
+        ``{metric: value}`` in the order asked, then ``"n_users"`` (users
+        evaluated) and ``"n_skipped"`` (users with no relevant test item).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sksvd.model_selection import evaluate, train_test_split_interactions
+    >>> X = np.array([[5, 4, 0, 1], [4, 5, 1, 0], [0, 1, 5, 4]], dtype=float)
+    >>> X_train, X_test = train_test_split_interactions(X, test_size=1, random_state=0)
+    >>> X_test.nnz
+    3
+
+    With any sksvd recommender ``rec``:
+    ``evaluate(rec, X_train, X_test, metrics=("ndcg", "recall"), k=2)``
+    returns ``{"ndcg": ..., "recall": ..., "n_users": ..., "n_skipped": ...}``.
+    """
+    if isinstance(metrics, str):
+        metrics = (metrics,)
+    metrics = tuple(metrics)
+    allowed = RANKING_METRICS + ("coverage",) + _RATING_METRICS
+    for m in metrics:
+        if m not in allowed:
+            raise ValueError(
+                f"metrics: unknown metric {m!r}; expected some of {', '.join(allowed)}"
+            )
+    if not (fit == "auto" if isinstance(fit, str) else isinstance(fit, (bool, np.bool_))):
+        raise ValueError(f"fit={fit!r}: expected 'auto', True or False")
+    relevance_threshold = _check_threshold(relevance_threshold)
+    X_train = check_interactions(X_train, name="X_train")
+    X_test = _as_csr(X_test, name="X_test")
+    if X_test.shape != X_train.shape:
+        raise ValueError(
+            f"X_test: expected the shape of X_train {X_train.shape}, got {X_test.shape}"
+        )
+    k = check_k(k, X_train.shape[1])
+
+    if fit == "auto":
+        try:
+            check_is_fitted(estimator)
+        except NotFittedError:
+            fit = True
+    if fit is True or fit is np.True_:
+        estimator.fit(X_train)
+    else:
+        check_is_fitted(estimator)
+
+    n_users = X_train.shape[0]
+    relevant = _relevant(X_test, relevance_threshold)
+    rows = np.flatnonzero(np.diff(relevant.indptr))
+    ranking = [m for m in metrics if m not in _RATING_METRICS]
+    out = {}
+    if ranking:
+        if rows.size:
+            ids = _recommend(estimator, X_train[rows], k, exclude_seen)
+            res = topk_metrics(relevant[rows], ids, k, metrics=ranking, gains=gains,
+                               denominator=denominator)
+        else:
+            res = {m: _no_user("evaluate") for m in ranking}
+        out.update({m: res[m] for m in ranking})
+    if any(m in _RATING_METRICS for m in metrics):
+        if X_test.nnz == 0:
+            raise ValueError("X_test: has no stored entry to compute rmse / mae on")
+        y_true, y_pred = _predict_entries(estimator, X_train, X_test)
+        for m in metrics:
+            if m in _RATING_METRICS:
+                out[m] = (rmse if m == "rmse" else mae)(y_true, y_pred)
+    out = {m: out[m] for m in metrics}
+    out["n_users"] = int(rows.size)
+    out["n_skipped"] = int(n_users - rows.size)
+    return out
