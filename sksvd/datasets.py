@@ -198,16 +198,19 @@ def _numeric_column(df, col, *, source, integer, header=None, from_file=True, wh
         num = pd.to_numeric(s, errors="coerce")
     else:
         num = s
-    values = num.to_numpy(dtype=np.float64, na_value=np.nan) if num.dtype.kind not in "iu" \
-        else num.to_numpy()
+    if num.dtype.kind in "iu" and not num.hasnans:
+        values = num.to_numpy()
+    else:  # floats, and nullable ints / booleans whose NA becomes NaN
+        values = num.to_numpy(dtype=np.float64, na_value=np.nan)
     if values.dtype.kind == "f":
         bad = ~np.isfinite(values)
         if bad.any():
             pos = int(np.flatnonzero(bad)[0])
             raw = s.iloc[pos]
             if pd.isna(raw):
+                hint = " (truncated or malformed line)" if from_file else ""
                 raise ValueError(f"{_where(source, col, pos, header, from_file)}: missing "
-                                 f"{what} (truncated or malformed line)")
+                                 f"{what}{hint}")
             raise ValueError(f"{_where(source, col, pos, header, from_file)}: {what} "
                              f"{_show(raw)} is not a finite number")
         if integer:

@@ -424,6 +424,10 @@ def test_load_ratings_errors_name_the_column(tmp_path, table):
     t.loc[1, "rating"] = "good"
     with pytest.raises(ValueError, match=r"column 'rating', row 1: rating 'good' is not a fin"):
         load_ratings(t)
+    t = table.astype({"rating": "Float64"})  # nullable: pd.NA, not NaN
+    t.loc[0, "rating"] = pd.NA
+    with pytest.raises(ValueError, match=r"column 'rating', row 0: missing rating"):
+        load_ratings(t)
     t = table.copy()
     t.loc[3, "rating"] = np.inf
     with pytest.raises(ValueError, match=r"column 'rating', row 3"):
