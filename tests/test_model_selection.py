@@ -179,6 +179,23 @@ def test_top_n_hides_highest_rated_with_seeded_ties():
     np.testing.assert_array_equal(hid.getnnz(axis=1), hid_other.getnnz(axis=1))
 
 
+def test_top_n_with_many_distinct_values_and_rows():
+    # rows * distinct values > 2**40: the split takes its exact (lexsort) path
+    rng = np.random.default_rng(0)
+    n_rows, n_full, per_row = 2**21, 150_000, 6
+    data = rng.random(n_full * per_row) + 1.0  # ~860k distinct float32 values
+    indices = np.tile(np.arange(per_row), n_full)
+    indptr = np.concatenate([np.arange(n_full + 1) * per_row,
+                             np.full(n_rows - n_full, n_full * per_row)])
+    X = sp.csr_matrix((data, indices, indptr), shape=(n_rows, per_row))
+    vis, hid = make_topk_scorer("ndcg", holdout="top:2").split(X)
+    h = hid.data.reshape(n_full, 2)
+    v = vis.data.reshape(n_full, per_row - 2)
+    assert (h.min(axis=1) > v.max(axis=1)).all()
+    np.testing.assert_array_equal(np.sort(h, axis=1),
+                                  np.sort(data.astype(np.float32).reshape(n_full, -1))[:, -2:])
+
+
 def test_top_10_on_movielens(ml100k):
     X = ml100k.X
     vis, hid = make_topk_scorer("ndcg", holdout="top:10").split(X)
