@@ -134,27 +134,33 @@ def powerlaw_csr(n_users, n_items, nnz, *, seed=0, exponent=1.0, ratings=True):
     """A synthetic users x items CSR with power-law row and column popularity.
 
     Users and items get Zipf-like weights ``rank**-exponent`` (randomly
-    permuted); ``nnz`` (user, item) pairs are drawn with probability
-    proportional to the product of the weights, duplicates are dropped, and
-    then topped up until exactly ``nnz`` distinct entries exist. Values are
+    permuted); ``1.5 * nnz`` (user, item) pairs are drawn with probability
+    proportional to the product of the weights and deduplicated. If that
+    leaves more than ``nnz`` distinct pairs, a random subset of ``nnz`` is
+    kept; if fewer (the head saturates), the rest is topped up with uniform
+    random pairs, so the result has exactly ``nnz`` entries. Values are
     ratings 1..5 (``ratings=True``) or ones.
     """
     rng = np.random.default_rng(seed)
 
-    def weights(n):
-        w = np.arange(1, n + 1, dtype=np.float64) ** -exponent
-        w = rng.permutation(w)
+    def cdf(n):
+        w = rng.permutation(np.arange(1, n + 1, dtype=np.float64) ** -exponent)
         return np.cumsum(w / w.sum())
 
-    cu, ci = weights(n_users), weights(n_items)
-    keys = np.empty(0, dtype=np.int64)
+    def draw(size, cu=None, ci=None):
+        if cu is None:
+            u = rng.integers(0, n_users, size)
+            i = rng.integers(0, n_items, size)
+        else:
+            u = np.minimum(np.searchsorted(cu, rng.random(size)), n_users - 1)
+            i = np.minimum(np.searchsorted(ci, rng.random(size)), n_items - 1)
+        return u.astype(np.int64) * n_items + i
+
+    keys = np.unique(draw(int(1.5 * nnz), cdf(n_users), cdf(n_items)))
     while keys.size < nnz:
-        need = int((nnz - keys.size) * 1.2) + 1000
-        u = np.minimum(np.searchsorted(cu, rng.random(need)), n_users - 1)
-        i = np.minimum(np.searchsorted(ci, rng.random(need)), n_items - 1)
-        keys = np.unique(np.concatenate([keys, u.astype(np.int64) * n_items + i]))
-    keys = rng.permutation(keys)[:nnz]
-    keys.sort()
+        extra = draw(int(1.2 * (nnz - keys.size)) + 1000)
+        keys = np.union1d(keys, extra)
+    keys = np.sort(rng.choice(keys, size=nnz, replace=False))
     rows, cols = keys // n_items, keys % n_items
     if ratings:
         data = rng.integers(1, 6, size=nnz).astype(np.float32)

@@ -176,7 +176,8 @@ def to_torch(X, device="cpu", dtype=torch.float32):
                 check_invariants=False,
             )
         return t.to(device)
-    arr = np.asarray(X)
+    # Contiguous copy only when needed (negative strides, Fortran order).
+    arr = np.ascontiguousarray(X)
     return torch.as_tensor(arr, dtype=dtype).to(device)
 
 

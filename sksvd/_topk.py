@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._backend import resolve_device, to_numpy
+from ._backend import resolve_device, to_numpy, to_torch
 
 __all__ = ["topk_items", "default_batch_size", "mask_seen_"]
 
@@ -100,9 +100,9 @@ def topk_items(user_vectors, item_factors, k, *, seen=None, user_offset=None, it
     array([[0, 2]])
     """
     device = resolve_device(device)
-    Q = torch.as_tensor(item_factors, dtype=dtype).to(device)
+    Q = to_torch(item_factors, device=device, dtype=dtype)
     n_items = Q.shape[0]
-    d_off = None if item_offset is None else torch.as_tensor(item_offset, dtype=dtype).to(device)
+    d_off = None if item_offset is None else to_torch(item_offset, device=device, dtype=dtype)
     if callable(user_vectors):
         if n_rows is None:
             raise ValueError("n_rows: required when user_vectors is a callable")
@@ -124,12 +124,12 @@ def topk_items(user_vectors, item_factors, k, *, seen=None, user_offset=None, it
     for start in range(0, n_users, batch_size):
         stop = min(start + batch_size, n_users)
         U, c_off = fold(start, stop)
-        U = torch.as_tensor(U, dtype=dtype).to(device)
+        U = to_torch(U, device=device, dtype=dtype)
         S = U @ Q.T
         if d_off is not None:
             S += d_off
         if c_off is not None:
-            S += torch.as_tensor(c_off, dtype=dtype).to(device)[:, None]
+            S += to_torch(c_off, device=device, dtype=dtype)[:, None]
         if seen is not None:
             mask_seen_(S, seen[start:stop])
         vals, idx = torch.topk(S, k_eff, dim=1, largest=True, sorted=True)

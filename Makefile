@@ -1,0 +1,47 @@
+# Two commands work on a fresh machine: `make demo` and `make test`.
+# Each target creates .venv when it is missing and installs what it needs.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# The CPU build of torch lies on this disk; a bare `pip install torch` would pull a CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+SKSVD_DATA_HOME ?= $(shell [ -d ../shared/data ] && cd ../shared/data && pwd)
+export SKSVD_DATA_HOME
+
+.PHONY: demo test lint bench bench-quick docs clean
+
+$(VENV)/.torch:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then \
+		echo "GPU present: installing torch from the package index"; $(PIP) install -q "torch>=2.2"; \
+	else $(PIP) install -q "$(TORCH_SPEC)"; fi
+	touch $@
+
+$(VENV)/.core: $(VENV)/.torch pyproject.toml
+	$(PIP) install -q -e ".[plot,image,dev]"
+	touch $@
+
+$(VENV)/.bench: $(VENV)/.core
+	$(PIP) install -q -e ".[plot,image,dev,bench]"
+	touch $@
+
+demo: $(VENV)/.core
+	$(PY) -m sksvd.demo
+
+test: $(VENV)/.core
+	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider --doctest-modules sksvd
+
+lint: $(VENV)/.core
+	$(PY) -m ruff check sksvd tests benchmarks
+
+bench: $(VENV)/.bench
+	$(PY) -m benchmarks.run $(BENCH_ARGS)
+
+bench-quick: $(VENV)/.bench
+	$(PY) -m benchmarks.run --quick $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) demo_output .pytest_cache
