@@ -1,0 +1,592 @@
+"""FunkSVD: biased matrix factorisation trained on the observed ratings only."""
+
+from __future__ import annotations
+
+import contextlib
+import numbers
+
+import numpy as np
+import torch
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from .._backend import make_generator, numpy_dtype, seed_from_random_state, to_numpy
+from ._base import BaseRecommender
+from ._training import run_epochs, validation_split
+
+__all__ = ["FunkSVD"]
+
+# Elements (rows x padded length x width) of one batch of ridge problems.
+_RIDGE_BLOCK = {"cpu": 2**21, "cuda": 2**25}
+# Below this many elements per mini-batch tensor, CPU ops run faster on one thread
+# (2 threads spend more on synchronisation than they gain, worse on a busy machine).
+_SERIAL_ELEMENTS = 2**22
+
+
+# ----------------------------------------------------------------------------- kernels
+def _sgd_step_(target_p, target_q, pa, qa, users, items, y, lr, decay_p, decay_q,
+               scale_u=None, scale_i=None):
+    """Add ``-lr`` times the gradient of a mini-batch's loss to ``target_p``, ``target_q``.
+
+    The factors are stored augmented, ``pa = [P | b_u | 1]`` and
+    ``qa = [Q | 1 | b_i]``, so that ``mu + b_u + b_i + p_u . q_i`` is
+    ``mu + pa[u] . qa[i]``. For the mini-batch ``B`` of (user, item, y) with
+    ``y = r - mu`` the loss is
+
+        L_B = 1/2 sum_{(u,i) in B} [ (y - pa[u] . qa[i])**2
+                                     + sum_c reg_p[c] pa[u,c]**2 + reg_q[c] qa[i,c]**2 ]
+
+    and its gradient rows are gathered per rating and summed into the targets
+    with ``index_add_`` (one call per side, no loop per rating); the constant
+    columns get no update.
+
+    Parameters
+    ----------
+    target_p, target_q : Tensor (n_users, K), (n_items, K)
+        Receive ``-lr * dL_B/dpa`` and ``-lr * dL_B/dqa``; pass ``pa``/``qa``
+        themselves for an SGD step, zeroed buffers and ``lr=-1`` for the
+        gradient.
+    pa, qa : Tensor (n_users, K), (n_items, K), K = n_components + 2
+    users, items : int Tensor (B,)
+    y : Tensor (B,)
+        Ratings minus the global mean.
+    lr : float
+    decay_p, decay_q : Tensor (K,)
+        ``-lr * reg_p`` and ``-lr * reg_q`` (zero on the constant column).
+    scale_u, scale_i : Tensor (n_users,), (n_items,), optional
+        Per-row multipliers of the step (large-batch safeguard).
+
+    Returns
+    -------
+    err : Tensor (B,)
+        ``y - pa[u] . qa[i]`` before the step.
+    """
+    pu = pa.index_select(0, users)
+    qi = qa.index_select(0, items)
+    err = y - (pu * qi).sum(1)
+    el = (err * lr).unsqueeze(1)
+    step_p = pu.mul(decay_p).addcmul_(el, qi)
+    step_p[:, -1] = 0
+    step_q = qi.mul_(decay_q).addcmul_(el, pu)
+    step_q[:, -2] = 0
+    if scale_u is not None:
+        step_p.mul_(scale_u.index_select(0, users).unsqueeze(1))
+        step_q.mul_(scale_i.index_select(0, items).unsqueeze(1))
+    target_p.index_add_(0, users, step_p)
+    target_q.index_add_(0, items, step_q)
+    return err
+
+
+def _plan_rows(lengths, block):
+    """Group rows with at least one entry, shortest first, into padded blocks.
+
+    Returns a list of ``(rows, max_length)`` with ``len(rows) * max_length <= block``
+    (or a single row when one row alone is longer than ``block``).
+    """
+    order = np.argsort(lengths, kind="stable")
+    order = order[lengths[order] > 0]
+    sorted_len = lengths[order]
+    plan, start, n = [], 0, order.size
+    while start < n:
+        stop = min(n, start + block)
+        cost = np.arange(1, stop - start + 1) * sorted_len[start:stop]
+        count = max(1, int(np.searchsorted(cost, block, side="right")))
+        plan.append((order[start:start + count], int(sorted_len[start + count - 1])))
+        start += count
+    return plan
+
+
+def _ridge_rows(indptr, indices, y, feats, offsets, reg, plan, out):
+    """Per-row ridge regressions on a CSR matrix's stored entries, batched.
+
+    For each planned row ``u`` with entries ``(j, y_uj)`` this solves
+
+        z_u = argmin_z  sum_j (y_uj - offsets[j] - z . feats[j])**2 + n_u * sum_c reg[c] z_c**2
+
+    (``n_u``: the row's number of entries, so the penalty matches the
+    per-rating regularisation of the training loss), by a Cholesky solve
+    of the ``K x K`` normal equations in float64. Rows are padded to the
+    longest row of their block; the Gram matrices come from one ``bmm`` per
+    block. Rows not in the plan (no entries) are left untouched in ``out``.
+
+    Parameters
+    ----------
+    indptr, indices : int Tensor
+        CSR structure on the device.
+    y : Tensor (nnz,)
+        Stored values (already minus the global mean).
+    feats : Tensor (n_cols, K)
+    offsets : Tensor (n_cols,)
+    reg : Tensor (K,)
+    plan : list from :func:`_plan_rows`
+    out : Tensor (n_rows, K)
+        Written in place at the planned rows.
+    """
+    device = feats.device
+    f64 = torch.float64
+    feats64, off64, y64, reg64 = feats.to(f64), offsets.to(f64), y.to(f64), reg.to(f64)
+    for rows_np, length in plan:
+        rows = torch.from_numpy(rows_np).to(device)
+        start = indptr[rows].long()
+        count = indptr[rows + 1].long() - start
+        ar = torch.arange(length, device=device)
+        mask = ar < count.unsqueeze(1)
+        pos = (start.unsqueeze(1) + ar).masked_fill_(~mask, 0)
+        cols = indices[pos].long()
+        target = (y64[pos] - off64[cols]).masked_fill_(~mask, 0.0)
+        G = feats64[cols].masked_fill_(~mask.unsqueeze(2), 0.0)
+        Gt = G.transpose(1, 2)
+        A = torch.bmm(Gt, G)
+        A.diagonal(dim1=1, dim2=2).add_(count.to(f64).unsqueeze(1) * reg64)
+        rhs = torch.bmm(Gt, target.unsqueeze(2))
+        chol, info = torch.linalg.cholesky_ex(A)
+        z = torch.cholesky_solve(rhs, chol).squeeze(2)
+        bad = info != 0
+        if bool(bad.any()):  # singular (no regularisation, fewer ratings than factors)
+            z[bad] = (torch.linalg.pinv(A[bad]) @ rhs[bad]).squeeze(2)
+        out[rows] = z.to(out.dtype)
+    return out
+
+
+@contextlib.contextmanager
+def _threads_for(device, elements):
+    """Run small CPU mini-batch ops on one thread (fewer stalls), restoring the setting."""
+    old = torch.get_num_threads()
+    if device.type != "cpu" or elements is None or elements >= _SERIAL_ELEMENTS or old == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+# ----------------------------------------------------------------------------- trainer
+class _Trainer:
+    """The tensors of one fit and one epoch function per solver."""
+
+    def __init__(self, est, X, X_val, device, dtype, gen):
+        k = est.n_components
+        self.k, self.device, self.dtype, self.gen = k, device, dtype, gen
+        self.lr = float(est.learning_rate)
+        self.batch_size = int(est.batch_size)
+        reg = float(est.regularization)
+        reg_b = reg if est.reg_bias is None else float(est.reg_bias)
+        n_users, n_items = X.shape
+        coo = X.tocoo()
+        idx = torch.int64  # index_add_ is several times slower with int32 indices on CPU
+        self.users = torch.from_numpy(coo.row).to(device=device, dtype=idx)
+        self.items = torch.from_numpy(coo.col).to(device=device, dtype=idx)
+        self.mu = float(np.mean(coo.data, dtype=np.float64))
+        self.y = torch.from_numpy(coo.data).to(device=device, dtype=dtype) - self.mu
+        self.n = coo.nnz
+        n_u = np.bincount(coo.row, minlength=n_users)
+        n_i = np.bincount(coo.col, minlength=n_items)
+        self.n_u = torch.from_numpy(n_u).to(device=device, dtype=dtype)
+        self.n_i = torch.from_numpy(n_i).to(device=device, dtype=dtype)
+
+        K = k + 2
+        std = float(est.init_std)
+        pa = torch.randn(n_users, K, generator=gen, device=device, dtype=dtype) * std
+        qa = torch.randn(n_items, K, generator=gen, device=device, dtype=dtype) * std
+        pa[:, k], pa[:, k + 1] = 0.0, 1.0
+        qa[:, k], qa[:, k + 1] = 1.0, 0.0
+        pa[self.n_u == 0, :k + 1] = 0.0  # rows never rated stay at zero
+        qa[self.n_i == 0, :k] = 0.0
+        qa[self.n_i == 0, k + 1] = 0.0
+        self.pa, self.qa = pa, qa
+        self.reg_p = torch.full((K,), reg, device=device, dtype=dtype)
+        self.reg_p[k], self.reg_p[k + 1] = reg_b, 0.0
+        self.reg_q = torch.full((K,), reg, device=device, dtype=dtype)
+        self.reg_q[k], self.reg_q[k + 1] = 0.0, reg_b
+
+        # A row expected more than 1/lr times in one mini-batch would take a
+        # stale summed step too long to be stable; shrink its step to that bound.
+        self.scale_u = self.scale_i = None
+        frac = min(1.0, self.batch_size / max(self.n, 1))
+        if self.lr * frac * max(n_u.max(), n_i.max()) > 1.0:
+            self.scale_u = 1.0 / torch.clamp(self.lr * frac * self.n_u, min=1.0)
+            self.scale_i = 1.0 / torch.clamp(self.lr * frac * self.n_i, min=1.0)
+
+        self.val = None
+        if X_val is not None and X_val.nnz:
+            vc = X_val.tocoo()
+            self.val = (torch.from_numpy(vc.row).to(device=device, dtype=idx),
+                        torch.from_numpy(vc.col).to(device=device, dtype=idx),
+                        torch.from_numpy(vc.data).to(device=device, dtype=dtype) - self.mu)
+        self._X = X
+        self._adam = None
+        self._als = None
+
+    # -------------------------------------------------------------- shared
+    def reg_term(self):
+        """sum over ratings of the penalties: sum_u n_u reg_p.pa[u]**2 + sum_i n_i reg_q.qa[i]**2."""
+        rp = (self.pa.square() @ self.reg_p) @ self.n_u
+        rq = (self.qa.square() @ self.reg_q) @ self.n_i
+        return float(rp + rq)
+
+    def _residuals_sq(self, users, items, y, chunk=2**20):
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        for s in range(0, y.shape[0], chunk):
+            pu = self.pa.index_select(0, users[s:s + chunk])
+            qi = self.qa.index_select(0, items[s:s + chunk])
+            e = y[s:s + chunk] - (pu * qi).sum(1)
+            total += e.double().square().sum()
+        return float(total)
+
+    def validate(self):
+        users, items, y = self.val
+        return (self._residuals_sq(users, items, y) / y.shape[0]) ** 0.5
+
+    def snapshot(self):
+        return self.pa.clone(), self.qa.clone()
+
+    def restore(self, state):
+        self.pa.copy_(state[0])
+        self.qa.copy_(state[1])
+
+    def _shuffled(self):
+        perm = torch.randperm(self.n, generator=self.gen, device=self.device)
+        # index_select: several times faster than advanced indexing on CPU
+        return (self.users.index_select(0, perm), self.items.index_select(0, perm),
+                self.y.index_select(0, perm))
+
+    # -------------------------------------------------------------- solvers
+    def sgd_epoch(self, epoch):
+        users, items, y = self._shuffled()
+        lr, B = self.lr, self.batch_size
+        decay_p, decay_q = -lr * self.reg_p, -lr * self.reg_q
+        sq = torch.zeros((), dtype=self.dtype, device=self.device)
+        for s in range(0, self.n, B):
+            err = _sgd_step_(self.pa, self.qa, self.pa, self.qa, users[s:s + B],
+                             items[s:s + B], y[s:s + B], lr, decay_p, decay_q,
+                             self.scale_u, self.scale_i)
+            sq += err.dot(err)
+        return (float(sq) + self.reg_term()) / self.n
+
+    def adam_epoch(self, epoch, beta1=0.9, beta2=0.999, eps=1e-8):
+        if self._adam is None:
+            self._adam = {"t": 0, "gp": torch.zeros_like(self.pa),
+                          "gq": torch.zeros_like(self.qa),
+                          "m": [torch.zeros_like(self.pa), torch.zeros_like(self.qa)],
+                          "v": [torch.zeros_like(self.pa), torch.zeros_like(self.qa)]}
+        st = self._adam
+        gp, gq = st["gp"], st["gq"]
+        users, items, y = self._shuffled()
+        B = self.batch_size
+        sq = torch.zeros((), dtype=self.dtype, device=self.device)
+        for s in range(0, self.n, B):
+            gp.zero_()
+            gq.zero_()
+            # lr = -1 turns the step into the gradient itself.
+            err = _sgd_step_(gp, gq, self.pa, self.qa, users[s:s + B], items[s:s + B],
+                             y[s:s + B], -1.0, self.reg_p, self.reg_q)
+            sq += err.dot(err)
+            st["t"] += 1
+            bc1 = 1.0 - beta1 ** st["t"]
+            bc2 = 1.0 - beta2 ** st["t"]
+            for param, g, m, v in ((self.pa, gp, st["m"][0], st["v"][0]),
+                                   (self.qa, gq, st["m"][1], st["v"][1])):
+                m.mul_(beta1).add_(g, alpha=1.0 - beta1)
+                v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
+                denom = v.div(bc2).sqrt_().add_(eps)
+                param.addcdiv_(m, denom, value=-self.lr / bc1)
+        return (float(sq) + self.reg_term()) / self.n
+
+    def als_epoch(self, epoch):
+        k, dev = self.k, self.device
+        if self._als is None:
+            Xu = self._X
+            Xi = Xu.T.tocsr()
+            block = max(1, _RIDGE_BLOCK.get(dev.type, 2**21) // (k + 1))
+
+            def side(M):
+                return (torch.from_numpy(M.indptr.astype(np.int64)).to(dev),
+                        torch.from_numpy(M.indices.astype(np.int64)).to(dev),
+                        torch.from_numpy(M.data).to(device=dev, dtype=self.dtype) - self.mu,
+                        _plan_rows(np.diff(M.indptr), block))
+
+            self._als = (side(Xu), side(Xi))
+        (u_ptr, u_idx, u_y, u_plan), (i_ptr, i_idx, i_y, i_plan) = self._als
+        cols_p = torch.cat([torch.arange(k, device=dev), torch.tensor([k + 1], device=dev)])
+        cols_q = cols_p  # [factors, b_i] in qa and [factors, 1] in pa share positions
+        # users given items: features [q_i, 1] = qa[:, :k+1], offsets b_i
+        z = self.pa[:, :k + 1].clone()
+        _ridge_rows(u_ptr, u_idx, u_y, self.qa[:, :k + 1], self.qa[:, k + 1],
+                    self.reg_p[:k + 1], u_plan, z)
+        self.pa[:, :k + 1] = z
+        # items given users: features [p_u, 1] = pa[:, cols_p], offsets b_u
+        z = self.qa[:, cols_q].clone()
+        _ridge_rows(i_ptr, i_idx, i_y, self.pa[:, cols_p], self.pa[:, k],
+                    self.reg_q[cols_q], i_plan, z)
+        self.qa[:, cols_q] = z
+        sq = self._residuals_sq(self.users, self.items, self.y)
+        return (sq + self.reg_term()) / self.n
+
+
+# ----------------------------------------------------------------------------- estimator
+class FunkSVD(BaseRecommender):
+    """Funk's biased matrix factorisation, trained on the observed ratings only.
+
+    A rating is predicted as
+
+        r_hat(u, i) = mu + b_u + b_i + p_u . q_i
+
+    (``mu`` the mean training rating, ``b_u``/``b_i`` user and item biases,
+    ``p_u``/``q_i`` factors of length ``n_components``), and the model
+    minimises the squared error over the set ``R`` of *observed* ratings
+    only (zeros of ``X`` are missing, never "rated 0"), with L2 penalties:
+
+        J = sum_{(u,i) in R} (r_ui - r_hat(u, i))**2
+            + lambda (|p_u|**2 + |q_i|**2) + lambda_b (b_u**2 + b_i**2)
+
+    (Funk 2006; Koren, Bell and Volinsky 2009, eq. 5). Solvers:
+
+    ``"sgd"``
+        Funk's and Surprise's stochastic gradient descent: for each rating,
+        ``e = r_ui - r_hat``, ``b_u += lr (e - lambda_b b_u)``,
+        ``p_u += lr (e q_i - lambda p_u)`` and likewise for ``b_i``, ``q_i``.
+        Here ``batch_size`` ratings at a time are updated together (one
+        vectorised step whose per-row updates are the sums of the per-rating
+        ones), in an order shuffled each epoch by a seeded generator, so a
+        CPU run repeats bit for bit. When a row is expected to appear more
+        than ``1 / learning_rate`` times in one mini-batch (very large
+        batches on skewed data), its step is scaled down to that bound.
+    ``"adam"``
+        The same mini-batch gradients with the Adam update (Kingma and Ba
+        2015), as the "NaiveFunk" of the seed trains it; use a smaller
+        ``learning_rate`` (e.g. 0.005).
+    ``"als"``
+        Alternating least squares on the observed entries: each sweep solves
+        every user's ``(p_u, b_u)`` in closed form with the items fixed, then
+        every item's ``(q_i, b_i)``, as batched ridge regressions with the
+        penalties weighted by the row's rating count (ALS-WR, Zhou et al.
+        2008). ``learning_rate``, ``batch_size`` and ``init_std`` do not
+        matter beyond the initial item factors.
+
+    ``transform`` (and so ``predict`` and ``recommend``) folds users in by
+    the same ridge regression with the items fixed, so users not seen in
+    ``fit`` get a factor and a bias; a row with no rating gets the bias-only
+    prediction ``mu + b_i``.
+
+    Parameters
+    ----------
+    n_components : int, default=32
+        Length of the factors ``p_u``, ``q_i``.
+    n_epochs : int, default=12
+        Passes over the ratings (ALS sweeps).
+    learning_rate : float, default=0.03
+        SGD step ``lr`` (or Adam's step size).
+    regularization : float, default=0.06
+        ``lambda``, the penalty on the factors.
+    reg_bias : float or None, default=None
+        ``lambda_b``, the penalty on the biases (None: ``regularization``).
+    init_std : float, default=0.02
+        Standard deviation of the normal initial factors (biases start at 0).
+    batch_size : int, default=4096
+        Ratings per vectorised SGD/Adam step.
+    solver : {"sgd", "adam", "als"}, default="sgd"
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the ratings, stop when their
+        RMSE has not improved for ``n_iter_no_change`` epochs, and keep the
+        best epoch's parameters.
+    validation_fraction : float, default=0.1
+    n_iter_no_change : int, default=5
+    callback : callable or None, default=None
+        ``callback(epoch, loss)`` after each epoch; an exception it raises
+        stops training and leaves the estimator as it was before ``fit``.
+    device : str or torch.device, default="auto"
+        "auto" (``SKSVD_DEVICE``, else cuda when available, else cpu), "cpu",
+        "cuda" or "cuda:N".
+    dtype : str, default="float32"
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initial factors, the shuffles and the validation split.
+    verbose : int, default=0
+        A progress bar with the current loss when > 0.
+
+    Attributes
+    ----------
+    user_factors_ : ndarray of shape (n_users, n_components)
+    item_factors_ : ndarray of shape (n_items, n_components)
+    user_bias_ : ndarray of shape (n_users,)
+    item_bias_ : ndarray of shape (n_items,)
+    global_mean_ : float
+        Mean of the training ratings.
+    loss_curve_ : list of float
+        Per epoch, ``J`` divided by the number of training ratings (for SGD
+        and Adam, the squared errors are those seen by each mini-batch
+        before its step, the penalties those at the end of the epoch).
+    validation_scores_ : list of float or None
+        Per-epoch validation RMSE with ``early_stopping``, else None.
+    n_iter_ : int
+        Epochs run.
+    n_users_, n_items_, n_features_in_ : int
+
+    Raises
+    ------
+    ValueError
+        ``X`` empty, with NaN or inf, or with no nonzero rating; a
+        parameter out of range; training diverged
+        (:class:`sksvd.recommenders._training.DivergenceError`, naming the
+        learning rate).
+
+    References
+    ----------
+    S. Funk, "Netflix Update: Try This at Home", 2006.
+    Y. Koren, R. Bell, C. Volinsky, "Matrix Factorization Techniques for
+    Recommender Systems", IEEE Computer 42(8), 2009.
+    Y. Zhou, D. Wilkinson, R. Schreiber, R. Pan, "Large-Scale Parallel
+    Collaborative Filtering for the Netflix Prize", AAIM 2008.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sksvd import FunkSVD
+    >>> X = np.array([[5, 4, 0, 1], [4, 5, 1, 0], [0, 1, 5, 4], [1, 0, 4, 5]])
+    >>> rec = FunkSVD(n_components=2, n_epochs=200, learning_rate=0.05,
+    ...               regularization=0.01, random_state=0, device="cpu").fit(X)
+    >>> rec.predict_ratings([0, 1], [0, 1]).round()
+    array([5., 5.], dtype=float32)
+    >>> ids, _ = rec.recommend(np.array([[5, 0, 0, 0]]), k=1)  # a new user
+    >>> int(ids[0, 0])
+    1
+    """
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
+        "regularization": [Interval(numbers.Real, 0, None, closed="left")],
+        "reg_bias": [Interval(numbers.Real, 0, None, closed="left"), None],
+        "init_std": [Interval(numbers.Real, 0, None, closed="left")],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "solver": [StrOptions({"sgd", "adam", "als"})],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
+        "callback": [callable, None],
+        "device": [str, torch.device],
+        "dtype": [str, type, np.dtype, torch.dtype],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(self, n_components=32, *, n_epochs=12, learning_rate=0.03,
+                 regularization=0.06, reg_bias=None, init_std=0.02, batch_size=4096,
+                 solver="sgd", early_stopping=False, validation_fraction=0.1,
+                 n_iter_no_change=5, callback=None, device="auto", dtype="float32",
+                 random_state=None, verbose=0):
+        self.n_components = n_components
+        self.n_epochs = n_epochs
+        self.learning_rate = learning_rate
+        self.regularization = regularization
+        self.reg_bias = reg_bias
+        self.init_std = init_std
+        self.batch_size = batch_size
+        self.solver = solver
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.callback = callback
+        self.device = device
+        self.dtype = dtype
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def fit(self, X, y=None):
+        """Fit the factors and biases to the observed ratings of ``X``.
+
+        An exception during training (divergence, a ``callback`` that raises,
+        ``KeyboardInterrupt``) leaves the estimator exactly as before the call.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_users, n_items)
+            Ratings; zeros are missing entries.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : FunkSVD
+        """
+        saved = dict(self.__dict__)
+        try:
+            return super().fit(X, y)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+
+    def _fit(self, X):
+        if X.nnz == 0:
+            raise ValueError(
+                f"X: all {X.shape[0]}x{X.shape[1]} entries are zero; FunkSVD needs at least "
+                "one observed (nonzero) rating"
+            )
+        device, dtype = self._device(), self._dtype()
+        seed = seed_from_random_state(self.random_state)
+        gen = make_generator(seed, device)
+        X_val = None
+        if self.early_stopping:
+            X, X_val = validation_split(X, self.validation_fraction, np.random.default_rng(seed))
+            if X.nnz == 0 or X_val.nnz == 0:
+                raise ValueError(
+                    f"validation_fraction={self.validation_fraction!r}: leaves "
+                    f"{X.nnz} training and {X_val.nnz} validation ratings; both must be > 0"
+                )
+        work = self.batch_size * (self.n_components + 2) if self.solver != "als" else None
+        with _threads_for(device, work), torch.no_grad():
+            tr = _Trainer(self, X, X_val, device, dtype, gen)
+            epoch_fn = {"sgd": tr.sgd_epoch, "adam": tr.adam_epoch,
+                        "als": tr.als_epoch}[self.solver]
+            validate = tr.validate if tr.val is not None else None
+            losses, scores = run_epochs(
+                epoch_fn, self.n_epochs, learning_rate=self.learning_rate,
+                validate_fn=validate, n_iter_no_change=self.n_iter_no_change,
+                callback=self.callback, verbose=self.verbose, desc="FunkSVD",
+                snapshot_fn=tr.snapshot, restore_fn=tr.restore)
+        k, np_dtype = self.n_components, numpy_dtype(dtype)
+        pa, qa = to_numpy(tr.pa, dtype=np_dtype), to_numpy(tr.qa, dtype=np_dtype)
+        if not (np.isfinite(pa).all() and np.isfinite(qa).all()):
+            raise ValueError(
+                f"learning_rate={self.learning_rate!r}: training produced non-finite factors; "
+                "lower the learning rate or raise the regularization"
+            )
+        # Fitted state is written only now that training has finished.
+        self.user_factors_ = np.ascontiguousarray(pa[:, :k])
+        self.user_bias_ = np.ascontiguousarray(pa[:, k])
+        self.item_factors_ = np.ascontiguousarray(qa[:, :k])
+        self.item_bias_ = np.ascontiguousarray(qa[:, k + 1])
+        self.global_mean_ = tr.mu
+        self.loss_curve_ = losses
+        self.validation_scores_ = scores if validate is not None else None
+        self.n_iter_ = len(losses)
+
+    def _fold_in(self, X, device, dtype):
+        """Ridge-solve each row's ``(p_u, b_u)`` with the items fixed (batched on ``device``)."""
+        k = self.n_components
+        reg = float(self.regularization)
+        reg_b = reg if self.reg_bias is None else float(self.reg_bias)
+        feats = torch.ones((self.n_items_, k + 1), dtype=dtype, device=device)
+        feats[:, :k] = torch.as_tensor(self.item_factors_, dtype=dtype).to(device)
+        offsets = torch.as_tensor(self.item_bias_, dtype=dtype).to(device)
+        reg_vec = torch.full((k + 1,), reg, dtype=dtype, device=device)
+        reg_vec[k] = reg_b
+        z = torch.zeros((X.shape[0], k + 1), dtype=dtype, device=device)
+        if X.nnz:
+            block = max(1, _RIDGE_BLOCK.get(device.type, 2**21) // (k + 1))
+            plan = _plan_rows(np.diff(X.indptr), block)
+            _ridge_rows(torch.from_numpy(X.indptr.astype(np.int64)).to(device),
+                        torch.from_numpy(X.indices.astype(np.int64)).to(device),
+                        torch.from_numpy(X.data).to(device=device, dtype=dtype)
+                        - self.global_mean_,
+                        feats, offsets, reg_vec, plan, z)
+        return z[:, :k], z[:, k] + self.global_mean_
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # transform's output follows the `dtype` parameter (float32 by default),
+        # not the input's dtype.
+        tags.transformer_tags.preserves_dtype = []
+        return tags
