@@ -25,6 +25,7 @@ __all__ = [
     "singular_values",
     "exact_svd",
     "randomized_svd",
+    "gram_svd",
     "truncated_svd",
     "choose_algorithm",
 ]
@@ -244,6 +245,76 @@ def randomized_svd(A, n_components, *, n_oversamples=10, n_iter="auto", generato
     if return_info:
         return U, S, Vt, {"n_iter": done, "passes": passes}
     return U, S, Vt
+
+
+def gram_svd(A, n_components, At=None):
+    """Exact truncated SVD through the Gram matrix of the short side, in float64.
+
+    For ``A`` of shape (m, n) with ``n <= m`` the (n, n) Gram matrix
+    ``G = A^T A`` is formed (a sparse-sparse product when ``A`` is sparse,
+    so ``A`` itself is never densified), ``G = V diag(s^2) V^T`` is solved by
+    ``torch.linalg.eigh`` in float64, and ``U = A V / s``. Memory is
+    ``O(min(m, n)^2)``: this is the exact solver for matrices with a short
+    side of a few thousand (e.g. MovieLens' items), where Krylov and
+    randomized methods struggle with the tiny gaps of the spectrum.
+
+    Singular values below ``1e-7 s_1`` lose relative accuracy (squared in
+    the Gram matrix); the top ones are exact to float64 rounding.
+
+    Parameters
+    ----------
+    A : torch.Tensor of shape (m, n), dense or sparse CSR
+    n_components : int in [1, min(m, n)]
+    At : torch.Tensor, default=None
+        ``A.T`` as sparse CSR, when the caller has it.
+
+    Returns
+    -------
+    U : (m, k), S : (k,), Vt : (k, n) torch.Tensor in ``A``'s dtype, signs flipped.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sksvd.linalg import gram_svd
+    >>> U, S, Vt = gram_svd(torch.diag(torch.tensor([1.0, 3.0, 2.0])), 2)
+    >>> S
+    tensor([3., 2.])
+    """
+    m, n = A.shape
+    k = int(n_components)
+    if not 1 <= k <= min(m, n):
+        raise ValueError(f"n_components={k}: expected an int in [1, {min(m, n)}]")
+    transpose = m < n  # Gram of the short side: B = A.T when A is wide
+    B = (At if At is not None else _transpose(A)) if transpose else A
+    Bt = A if transpose else (At if At is not None else _transpose(A))
+    B64, Bt64 = B.to(torch.float64), Bt.to(torch.float64)
+    if _is_sparse(B):
+        G = torch.sparse.mm(Bt64, B64).to_dense()
+    else:
+        G = Bt64 @ B64
+    r = G.shape[0]
+    if G.device.type == "cpu":
+        # LAPACK's syevr for the top k pairs only: several times faster on the
+        # CPU than torch.linalg.eigh's full syevd (measured 0.5 s vs 18 s, n=943).
+        import scipy.linalg
+
+        w, vecs = scipy.linalg.eigh(G.numpy(), subset_by_index=[r - k, r - 1])
+        evals, evecs = torch.from_numpy(w), torch.from_numpy(vecs)
+    else:
+        evals, evecs = torch.linalg.eigh(G)
+        evals, evecs = evals[r - k:], evecs[:, r - k:]
+    evals = evals.flip(0).clamp_min(0)
+    V = evecs.flip(1)  # right singular vectors of B, descending
+    S = evals.sqrt()
+    left = _mm(B64, V)
+    left = left / torch.where(S > 0, S, torch.ones_like(S))
+    if transpose:  # A = B.T = V S left^T
+        U, Vt = V, left.T
+    else:
+        U, Vt = left, V.T
+    U, Vt = svd_flip(U, Vt)
+    dt = A.dtype
+    return U.to(dt), S.to(dt), Vt.to(dt)
 
 
 def choose_algorithm(shape, n_components, sparse=False):

@@ -11,10 +11,14 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._backend import make_generator, to_numpy, to_torch
 from .._validation import check_n_components
-from ..linalg import exact_svd, randomized_svd
+from ..linalg import exact_svd, gram_svd, randomized_svd
 from ._base import BaseRecommender
 
 __all__ = ["SVDRecommender"]
+
+# Largest short side for which the exact Gram solver is the default (a 4096^2
+# float64 Gram matrix is 128 MiB and its eigendecomposition a few seconds).
+_GRAM_MAX = 4096
 
 
 class SVDRecommender(BaseRecommender):
@@ -39,9 +43,13 @@ class SVDRecommender(BaseRecommender):
         Rank ``k``, in [1, min(n_users, n_items)].
     popularity_scaling : float, default=0.0
         Exponent ``beta`` of the column scaling (0 = plain PureSVD).
-    algorithm : {"auto", "randomized", "full"}, default="auto"
-        "full" is the exact SVD (densifies ``X``: small data only); "auto"
-        is "randomized" (Halko et al. 2011, :func:`sksvd.linalg.randomized_svd`).
+    algorithm : {"auto", "gram", "randomized", "full"}, default="auto"
+        "gram" is exact, through the float64 eigendecomposition of the
+        (short side)^2 Gram matrix (:func:`sksvd.linalg.gram_svd`; ``X``
+        stays sparse); "randomized" is Halko et al. 2011
+        (:func:`sksvd.linalg.randomized_svd`); "full" is the exact dense SVD
+        (densifies ``X``: small data only). "auto" is "gram" when
+        ``min(n_users, n_items) <= 4096``, else "randomized".
     n_oversamples : int, default=20
     n_iter : int or "auto", default="auto"
         Power iterations; "auto" stops when the captured energy converges to
@@ -62,6 +70,8 @@ class SVDRecommender(BaseRecommender):
     user_factors_ : ndarray of shape (n_users, n_components)
         ``U_k S_k = X V_k``: the fitted users' vectors.
     singular_values_ : ndarray of shape (n_components,)
+    algorithm_ : str
+        The solver used ("gram", "randomized" or "full").
     item_scale_ : ndarray of shape (n_items,)
         The column scaling (all ones when ``popularity_scaling=0``).
     n_users_, n_items_, n_features_in_ : int
@@ -80,7 +90,7 @@ class SVDRecommender(BaseRecommender):
     _parameter_constraints: dict = {
         "n_components": [Interval(numbers.Integral, 1, None, closed="left")],
         "popularity_scaling": [Interval(numbers.Real, 0, None, closed="left")],
-        "algorithm": [StrOptions({"auto", "randomized", "full"})],
+        "algorithm": [StrOptions({"auto", "gram", "randomized", "full"})],
         "n_oversamples": [Interval(numbers.Integral, 0, None, closed="left")],
         "n_iter": [Interval(numbers.Integral, 0, None, closed="left"), StrOptions({"auto"})],
         "tol": [Interval(numbers.Real, 0, None, closed="left")],
@@ -118,8 +128,14 @@ class SVDRecommender(BaseRecommender):
         Xs = self._scale(X)
         device, dtype = self._device(), self._dtype()
         A = to_torch(Xs, device=device, dtype=dtype)
-        if self.algorithm == "full":
+        algorithm = self.algorithm
+        if algorithm == "auto":
+            algorithm = "gram" if min(n_users, n_items) <= _GRAM_MAX else "randomized"
+        self.algorithm_ = algorithm
+        if algorithm == "full":
             U, S, Vt = exact_svd(A, k)
+        elif algorithm == "gram":
+            U, S, Vt = gram_svd(A, k, At=to_torch(Xs.T.tocsr(), device=device, dtype=dtype))
         else:
             At = to_torch(Xs.T.tocsr(), device=device, dtype=dtype)
             U, S, Vt = randomized_svd(A, k, n_oversamples=self.n_oversamples,

@@ -1,0 +1,146 @@
+import pickle
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy.sparse.linalg import svds
+from sklearn.base import clone
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from sksvd import SVDRecommender
+from sksvd._topk import topk_items
+from sksvd.metrics import ndcg_at_k
+
+
+def _ratings(seed=0, m=60, n=40, density=0.2):
+    X = sp.random(m, n, density=density, format="csr", random_state=seed)
+    X.data = np.ceil(X.data * 5).astype(np.float32)
+    return X
+
+
+@parametrize_with_checks([SVDRecommender(n_components=2, device="cpu", random_state=0)],
+                         expected_failed_checks=lambda est: est._xfail_checks)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.parametrize("algorithm,atol", [("gram", 1e-6), ("randomized", 1e-4), ("full", 1e-6)])
+def test_factors_match_numpy_svd(algorithm, atol):
+    X = _ratings()
+    k = 5
+    rec = SVDRecommender(k, algorithm=algorithm, tol=1e-10, n_iter="auto", dtype="float64",
+                         device="cpu", random_state=0).fit(X)
+    _, s, Vt = np.linalg.svd(X.toarray())
+    np.testing.assert_allclose(rec.singular_values_, s[:k], rtol=atol)
+    V = Vt[:k].T
+    # the subspace, not the signs: projectors agree (randomized: 20 power iterations at most)
+    np.testing.assert_allclose(rec.item_factors_ @ rec.item_factors_.T, V @ V.T, atol=atol)
+    assert rec.algorithm_ == algorithm
+
+
+def test_fold_in_and_predict_formulas_for_new_users():
+    X = _ratings()
+    rec = SVDRecommender(4, dtype="float64", device="cpu", random_state=0).fit(X)
+    V = rec.item_factors_
+    new = _ratings(seed=5, m=7)  # users never seen in fit
+    np.testing.assert_allclose(rec.transform(new), new.toarray() @ V, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(rec.predict(new), new.toarray() @ V @ V.T, rtol=1e-5, atol=1e-5)
+    # fitted users: U_k S_k = X V_k
+    np.testing.assert_allclose(rec.user_factors_, X.toarray() @ V, rtol=1e-5, atol=1e-5)
+    pr = rec.predict_ratings(np.array([0, 3]), np.array([1, 2]))
+    full = X.toarray() @ V @ V.T
+    np.testing.assert_allclose(pr, [full[0, 1], full[3, 2]], rtol=1e-5, atol=1e-5)
+
+
+def test_seed_book_example_new_reader():
+    # the seed's book recommender: a new reader who rated four books gets scores for all others
+    X = _ratings(m=80, n=30, density=0.3)
+    rec = SVDRecommender(5, device="cpu", random_state=0).fit(X)
+    reader = sp.csr_matrix((np.array([5.0, 4.0, 5.0, 3.0]), (np.zeros(4, int), [1, 4, 7, 9])),
+                           shape=(1, 30))
+    ids, scores = rec.recommend(reader, k=26)
+    assert set(ids[0]) == set(range(30)) - {1, 4, 7, 9}
+    assert np.all(np.diff(scores[0]) <= 0)
+
+
+def test_recommend_excludes_seen_and_is_batch_independent():
+    X = _ratings()
+    rec = SVDRecommender(3, device="cpu", random_state=0).fit(X)
+    a = rec.recommend(X, k=10)
+    b = rec.recommend(X, k=10, batch_size=7)
+    np.testing.assert_array_equal(a[0], b[0])
+    for u in range(X.shape[0]):
+        assert not set(a[0][u]) & set(X[u].indices)
+    ids, _ = rec.recommend(X, k=5, exclude_seen=False)
+    ref, _ = topk_items(X @ rec.item_factors_, rec.item_factors_, 5)
+    np.testing.assert_array_equal(ids, ref)
+
+
+def test_empty_rows_and_all_seen():
+    X = _ratings()
+    rec = SVDRecommender(3, device="cpu", random_state=0).fit(X)
+    empty = sp.csr_matrix((2, X.shape[1]), dtype=np.float32)
+    assert np.all(rec.transform(empty) == 0)
+    ids, scores = rec.recommend(empty, k=3)
+    assert ids.shape == (2, 3)
+    full = sp.csr_matrix(np.ones((1, X.shape[1])))
+    ids, scores = rec.recommend(full, k=3)
+    assert (ids == -1).all() and np.isneginf(scores).all()
+
+
+def test_bad_input_is_named():
+    X = _ratings()
+    rec = SVDRecommender(3, device="cpu").fit(X)
+    with pytest.raises(ValueError, match="features"):
+        rec.transform(sp.random(2, 5, density=0.5, format="csr"))
+    with pytest.raises(ValueError, match="k=0"):
+        rec.recommend(X, k=0)
+    with pytest.raises(ValueError, match=f"k={X.shape[1] + 1}"):
+        rec.recommend(X, k=X.shape[1] + 1)
+    with pytest.raises(ValueError, match="NaN"):
+        rec.recommend(np.full((1, X.shape[1]), np.nan), k=2)
+    with pytest.raises(ValueError, match="n_components=100"):
+        SVDRecommender(100).fit(X)
+    with pytest.raises(ValueError, match="n_components"):
+        SVDRecommender(0).fit(X)
+    with pytest.raises(ValueError, match="users: index 60"):
+        rec.predict_ratings([60], [0])
+
+
+def test_popularity_scaling_lowers_popularity_of_recommendations():
+    rng = np.random.default_rng(0)
+    pop = rng.zipf(1.6, 80).clip(max=40) / 40.0
+    X = sp.csr_matrix((rng.random((200, 80)) < pop * 0.6).astype(np.float32))
+    counts = np.asarray(X.sum(0)).ravel()
+    mean_pop = []
+    for beta in (0.0, 0.5):
+        rec = SVDRecommender(8, popularity_scaling=beta, device="cpu", random_state=0).fit(X)
+        ids, _ = rec.recommend(X, k=5)
+        mean_pop.append(counts[ids[ids >= 0]].mean())
+    assert mean_pop[1] < mean_pop[0]
+
+
+def test_clone_and_pickle_keep_predictions():
+    X = _ratings()
+    rec = SVDRecommender(3, device="cpu", random_state=0).fit(X)
+    again = pickle.loads(pickle.dumps(rec))
+    np.testing.assert_array_equal(rec.predict(X), again.predict(X))
+    assert clone(rec).get_params() == rec.get_params()
+
+
+def test_matches_scipy_svds_puresvd_on_movielens(ml100k, data_home):
+    from sksvd.datasets import load_movielens
+
+    fold = load_movielens("100k", fold="u1", data_home=data_home)
+    Xtr, Xte = fold.X_train, fold.X_test
+    relevant = sp.csr_matrix(Xte.multiply(Xte >= 4))
+    relevant.eliminate_zeros()
+    for k in (20, 50):
+        rec = SVDRecommender(k, device="cpu", random_state=0).fit(Xtr)
+        ids, _ = rec.recommend(Xtr, k=10)
+        _, _, vt = svds(Xtr.astype(np.float64), k=k)
+        V = vt.T
+        ref, _ = topk_items(Xtr @ V, V, 10, seen=Xtr, dtype=__import__("torch").float64)
+        ours, theirs = ndcg_at_k(relevant, ids, 10), ndcg_at_k(relevant, ref, 10)
+        assert abs(ours - theirs) <= 1e-3, (k, ours, theirs)
+        assert ours > 0.3
