@@ -1,0 +1,910 @@
+"""The ``sksvd`` command line: ``compress``, ``recommend``, ``evaluate``, ``bench``.
+
+Each subcommand has ``--help`` with an example, ``--device``, ``--verbose``
+(progress bars and status lines on standard error) and ``--json`` (one JSON
+document on standard output instead of the readable table). The exit status
+is 0 on success, 2 on bad usage (an unknown option, a bad value, a missing
+file: one line on standard error naming the argument) and 1 when the work
+itself fails (for instance a download that cannot reach the network).
+
+Examples
+--------
+.. code-block:: console
+
+    $ sksvd compress photo.png --psnr 32 -o photo_svd.png --plot profile.png
+    $ sksvd recommend --data ml-100k --model asysvd --rated 50:5,172:5,181:4 -k 10
+    $ sksvd recommend --data ml-100k --model puresvd --user 196
+    $ sksvd evaluate --data ml-100k --models puresvd,funksvd,asysvd --folds u1,u2
+    $ sksvd bench --quick
+
+The modules behind the commands (torch, pandas, the estimators) are imported
+only when a command runs, so ``--help`` and usage errors answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+__all__ = ["main", "build_parser", "find_data_home", "format_table", "MODELS"]
+
+PROG = "sksvd"
+
+#: The recommenders the command line knows: name -> (class name, default parameters).
+MODELS = {
+    "puresvd": ("SVDRecommender", {"n_components": 50}),
+    "funksvd": ("FunkSVD", {}),
+    "asysvd": ("AsySVD", {}),
+}
+# Models whose ``predict`` gives ratings (RMSE and MAE mean something for them).
+_RATING_MODELS = ("funksvd", "asysvd")
+_TOPK_METRICS = ("ndcg", "recall", "precision", "map", "hit_rate", "mrr", "coverage")
+_RATING_METRICS = ("rmse", "mae")
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+class UsageError(Exception):
+    """Bad usage: reported on one line, exit status 2."""
+
+
+# --------------------------------------------------------------------------- helpers
+def find_data_home():
+    """Where the command line and the demo look for MovieLens.
+
+    The environment variable ``SKSVD_DATA_HOME`` when set; else the folder
+    ``../shared/data`` beside a source checkout of sksvd, when it exists;
+    else ``~/sksvd_data`` (where :func:`sksvd.datasets.load_movielens`
+    downloads to).
+
+    Returns
+    -------
+    pathlib.Path
+
+    Examples
+    --------
+    >>> import os
+    >>> from unittest import mock
+    >>> from sksvd.cli import find_data_home
+    >>> with mock.patch.dict(os.environ, {"SKSVD_DATA_HOME": "/tmp/movielens"}):
+    ...     print(find_data_home())
+    /tmp/movielens
+    """
+    env = os.environ.get("SKSVD_DATA_HOME", "").strip()
+    if env:
+        return Path(env).expanduser()
+    beside = Path(__file__).resolve().parents[2] / "shared" / "data"
+    if beside.is_dir():
+        return beside
+    return Path("~", "sksvd_data").expanduser()
+
+
+def _fmt(value, digits=4):
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "n/a"
+        if math.isinf(value):
+            return "inf"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+_NUMBERISH = re.compile(r"^[-+]?[\d.,]+( ± [\d.,]+)?$|^n/a$")
+
+
+def _numberish(value):
+    if value is None or isinstance(value, (int, float)):
+        return not isinstance(value, bool)
+    return isinstance(value, str) and bool(_NUMBERISH.match(value))
+
+
+def format_table(rows, columns=None, *, digits=4):
+    """Render a list of dicts as an aligned text table.
+
+    Numbers (and strings such as ``"0.41 ± 0.02"``) are right-aligned (floats
+    with ``digits`` decimals, ints with thousands separators), text
+    left-aligned; ``None`` shows as ``-`` and NaN as ``n/a``.
+
+    Parameters
+    ----------
+    rows : list of dict
+    columns : list of str, default=None
+        Column order (default: the keys of the first row).
+    digits : int, default=4
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> from sksvd.cli import format_table
+    >>> print(format_table([{"model": "PureSVD", "ndcg": 0.39683},
+    ...                     {"model": "FunkSVD", "ndcg": float("nan")}]))
+    model      ndcg
+    -------  ------
+    PureSVD  0.3968
+    FunkSVD     n/a
+    """
+    if not rows:
+        return ""
+    columns = list(columns or rows[0].keys())
+    cells = [[_fmt(r.get(c), digits) for c in columns] for r in rows]
+    numeric = [all(_numberish(r.get(c)) for r in rows)
+               and not all(r.get(c) is None for r in rows) for c in columns]
+    widths = [max(len(c), *(len(row[j]) for row in cells)) for j, c in enumerate(columns)]
+
+    def line(values):
+        out = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)]
+        return "  ".join(out).rstrip()
+
+    return "\n".join([line(columns), line(["-" * w for w in widths])]
+                     + [line(row) for row in cells])
+
+
+def _jsonable(obj):
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def _emit(args, payload, text):
+    if args.json:
+        print(json.dumps(_jsonable(payload), indent=2))
+    else:
+        print(text)
+
+
+def _status(args, message):
+    if args.verbose:
+        print(f"[sksvd] {message}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- argument types
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: expected an int >= 1")
+    return value
+
+
+def _share(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: expected a float in (0, 1)")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text}: expected a finite float > 0")
+    return value
+
+
+def _finite_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text}: expected a finite float")
+    return value
+
+
+def _device(text):
+    if not _DEVICE_RE.match(text):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected auto, cpu, cuda or cuda:N")
+    return text
+
+
+def _csv_list(choices, what):
+    def parse(text):
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a comma-separated list")
+        bad = [t for t in items if t not in choices]
+        if bad:
+            raise argparse.ArgumentTypeError(
+                f"unknown {what} {bad[0]!r}: expected some of {', '.join(choices)}"
+            )
+        if len(set(items)) != len(items):
+            raise argparse.ArgumentTypeError(f"{text!r}: a {what} is repeated")
+        return items
+
+    return parse
+
+
+# --------------------------------------------------------------------------- parser
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line naming the argument, exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog):
+        super().__init__(prog, max_help_position=30, width=100)
+
+
+def _common(p, json_flag=True):
+    g = p.add_argument_group("common options")
+    g.add_argument("--device", type=_device, default="auto",
+                   help="auto (SKSVD_DEVICE, else cuda when available, else cpu), cpu, cuda, "
+                        "cuda:N (default: auto)")
+    g.add_argument("-v", "--verbose", action="count", default=0,
+                   help="progress bars and status lines on standard error")
+    if json_flag:
+        g.add_argument("--json", action="store_true",
+                       help="print one JSON document instead of a table")
+
+
+def _data_options(p):
+    p.add_argument("--data", default="ml-100k", metavar="NAME|CSV",
+                   help="a MovieLens release (ml-100k, ml-latest-small, ml-1m, ml-10m, ml-20m, "
+                        "ml-25m) or a CSV file with columns userId,movieId,rating "
+                        "(default: ml-100k)")
+    p.add_argument("--data-home", default=None, metavar="DIR",
+                   help="folder holding the MovieLens folders (default: $SKSVD_DATA_HOME, else "
+                        "../shared/data beside a checkout, else ~/sksvd_data)")
+    p.add_argument("--no-download", action="store_true",
+                   help="fail instead of downloading a missing release")
+
+
+def _model_options(p):
+    p.add_argument("--components", type=_positive_int, default=None, metavar="D",
+                   help="number of factors (default: PureSVD 50, FunkSVD 64, AsySVD 64)")
+    p.add_argument("--epochs", type=_positive_int, default=None, metavar="N",
+                   help="training epochs of FunkSVD and AsySVD (default: their defaults, "
+                        "15 and 20)")
+    p.add_argument("--seed", type=int, default=0, help="random_state (default: 0)")
+
+
+_COMPRESS_EXAMPLES = """\
+The rank is chosen by exactly one of --rank, --energy, --sv-share or --psnr.
+The size reported is that of the two stored factors (float32 by default),
+k * (h + w*c) * 4 bytes, beside the raw image's h * w * c bytes; JPEG at the
+same number of bytes is shown for comparison (Pillow, best quality that fits).
+
+examples:
+  sksvd compress photo.png --rank 50 -o photo_r50.png
+  sksvd compress photo.jpg --psnr 32 -o photo_32db.png --plot profile.png
+  sksvd compress photo.jpg --sv-share 0.8 --json
+"""
+
+_RECOMMEND_EXAMPLES = """\
+A new user is given by the items they rated (--rated ITEM:RATING,...; item ids
+as in the data, MovieLens movie ids) and folded into the fitted model: no
+refit. A user of the data (--user ID) gets recommendations from their own
+ratings, folded in the same way. Items the user rated are never recommended.
+
+examples:
+  sksvd recommend --data ml-100k --model asysvd --rated 50:5,172:5,181:4 -k 10
+  sksvd recommend --data ml-100k --model puresvd --user 196 -k 5 --json
+"""
+
+_EVALUATE_EXAMPLES = """\
+Each model is fitted on a fold's training ratings and evaluated on its test
+ratings (the same users): every user's training items are folded in and
+excluded, the top-k list is compared with their test items (NDCG, recall,
+precision, MAP at k; with --relevance-threshold only test items rated at least
+that count), and RMSE/MAE compare predicted and test ratings (FunkSVD and
+AsySVD; PureSVD scores are not ratings, shown as n/a). ml-100k uses its
+official folds u1..u5 (default u1); other data get a per-user random 80/20
+split of each user's ratings (--test-size, --seed). Means over folds, with the standard deviation
+when there are several.
+
+examples:
+  sksvd evaluate --data ml-100k --models puresvd,funksvd,asysvd
+  sksvd evaluate --data ml-100k --models funksvd --folds u1,u2,u3,u4,u5 --json
+"""
+
+_BENCH_EXAMPLES = """\
+Runs `python -m benchmarks.run` of a source checkout of sksvd (the benchmarks/
+folder is not part of the installed package) and passes every other argument
+to it; the results go to benchmarks/results/ (REPORT.md, JSON, figures).
+
+examples:
+  sksvd bench --quick
+  sksvd bench -- --help          (the options of benchmarks/run.py)
+"""
+
+
+def build_parser():
+    """The ``argparse`` parser of the ``sksvd`` command.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+
+    Examples
+    --------
+    >>> from sksvd.cli import build_parser
+    >>> args = build_parser().parse_args(["compress", "img.png", "--rank", "20"])
+    >>> args.command, args.rank, args.device
+    ('compress', 20, 'auto')
+    """
+    from . import __version__
+
+    parser = _Parser(
+        prog=PROG, formatter_class=_Formatter,
+        description="scikit-learn compatible SVD estimators: compress images, recommend, "
+                    "evaluate, benchmark.",
+        epilog="examples:\n"
+               "  sksvd compress photo.png --psnr 32 -o photo_svd.png\n"
+               "  sksvd recommend --data ml-100k --model asysvd --rated 50:5,172:5,181:4\n"
+               "  sksvd evaluate --data ml-100k --models puresvd,funksvd,asysvd\n"
+               "  sksvd bench --quick\n\n"
+               "`sksvd COMMAND --help` describes each command.")
+    parser.add_argument("--version", action="version", version=f"sksvd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("compress", help="compress an image by truncated SVD",
+                       description="Compress an image by a truncated SVD of its (h, w*c) "
+                                   "matrix; print its PSNR and size.",
+                       epilog=_COMPRESS_EXAMPLES, formatter_class=_Formatter)
+    p.add_argument("image", metavar="IMAGE", help="image file (PNG, JPEG, TIFF, ...)")
+    rank = p.add_mutually_exclusive_group(required=True)
+    rank.add_argument("--rank", type=_positive_int, metavar="K", help="keep K singular values")
+    rank.add_argument("--energy", type=_share, metavar="F",
+                      help="smallest rank holding the share F of sum s_i^2 (0 < F < 1)")
+    rank.add_argument("--sv-share", type=_share, metavar="F",
+                      help="smallest rank holding the share F of sum s_i (the seed's "
+                           "'80%% of the variance')")
+    rank.add_argument("--psnr", type=_positive_float, metavar="DB",
+                      help="smallest rank whose reconstruction reaches DB decibels")
+    p.add_argument("-o", "--output", metavar="OUT.png",
+                   help="write the reconstructed image (PNG, or .npy for any dtype)")
+    p.add_argument("--plot", metavar="PROFILE.png",
+                   help="write the figure of energy, size and PSNR against rank")
+    p.add_argument("--factor-dtype", choices=("float32", "float16"), default="float32",
+                   help="storage type of the factors, counted in the size (default: float32)")
+    p.add_argument("--no-jpeg", action="store_true", help="skip the JPEG comparison")
+    _common(p)
+
+    p = sub.add_parser("recommend", help="top-k items for a user or a new user",
+                       description="Fit a recommender and print the top-k items, with titles, "
+                                   "for a user of the data or a new user.",
+                       epilog=_RECOMMEND_EXAMPLES, formatter_class=_Formatter)
+    _data_options(p)
+    p.add_argument("--model", choices=tuple(MODELS), default="puresvd",
+                   help="the recommender (default: puresvd)")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", metavar="ID", help="id of a user of the data")
+    who.add_argument("--rated", metavar="ITEM:RATING,...",
+                     help="a new user's ratings, e.g. 50:5,172:5,181:4")
+    p.add_argument("-k", type=_positive_int, default=10, help="items to recommend (default: 10)")
+    _model_options(p)
+    _common(p)
+
+    p = sub.add_parser("evaluate", help="NDCG/recall/precision/MAP at k and RMSE of models",
+                       description="Fit models on training folds and print top-k and rating "
+                                   "metrics side by side.",
+                       epilog=_EVALUATE_EXAMPLES, formatter_class=_Formatter)
+    _data_options(p)
+    p.add_argument("--models", type=_csv_list(tuple(MODELS), "model"),
+                   default=list(MODELS), metavar="M1,M2",
+                   help="comma-separated, among puresvd, funksvd, asysvd (default: all three)")
+    p.add_argument("--folds", metavar="u1,...",
+                   help="official ml-100k folds among u1..u5, ua, ub, or 'all' for u1..u5 "
+                        "(default: u1)")
+    p.add_argument("--metrics", type=_csv_list(_TOPK_METRICS + _RATING_METRICS, "metric"),
+                   default=["ndcg", "recall", "precision", "map", "rmse", "mae"],
+                   metavar="M1,M2", help="among " + ", ".join(_TOPK_METRICS + _RATING_METRICS)
+                   + " (default: ndcg,recall,precision,map,rmse,mae)")
+    p.add_argument("-k", type=_positive_int, default=10, help="list length (default: 10)")
+    p.add_argument("--relevance-threshold", type=_finite_float, default=None, metavar="R",
+                   help="only test ratings >= R are relevant (default: every test rating)")
+    p.add_argument("--test-size", type=_share, default=0.2, metavar="F",
+                   help="share of ratings held out when the data have no official folds "
+                        "(default: 0.2)")
+    _model_options(p)
+    _common(p)
+
+    p = sub.add_parser("bench", help="run the benchmark suite (benchmarks/run.py)",
+                       description="Run the benchmark suite of a source checkout.",
+                       epilog=_BENCH_EXAMPLES, formatter_class=_Formatter)
+    g = p.add_argument_group("common options (passed on to benchmarks/run.py when given)")
+    g.add_argument("--device", type=_device, default=None,
+                   help="auto, cpu, cuda or cuda:N")
+    g.add_argument("-v", "--verbose", action="count", default=0, help="progress output")
+    return parser
+
+
+# --------------------------------------------------------------------------- compress
+def _read_image(path):
+    import numpy as np
+
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise UsageError("IMAGE: reading images needs Pillow: pip install 'sksvd[image]'") \
+            from None
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"IMAGE {path!r}: no such file")
+    if p.suffix.lower() == ".npy":
+        return np.load(p, allow_pickle=False)
+    try:
+        with Image.open(p) as im:
+            if im.mode == "P":
+                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+            elif im.mode in ("1", "CMYK", "YCbCr", "LAB", "HSV"):
+                im = im.convert("L" if im.mode == "1" else "RGB")
+            return np.asarray(im)
+    except OSError as exc:
+        raise UsageError(f"IMAGE {path!r}: not an image Pillow can read ({exc})") from None
+
+
+def _write_image(path, img):
+    import numpy as np
+
+    p = Path(path)
+    if p.suffix.lower() == ".npy":
+        np.save(p, img)
+        return
+    from PIL import Image
+
+    try:
+        Image.fromarray(img).save(p)
+    except (TypeError, ValueError, KeyError, OSError) as exc:
+        raise UsageError(
+            f"--output {path!r}: cannot write a {img.dtype} image of shape {img.shape} there "
+            f"({exc}); use a .npy file"
+        ) from None
+
+
+def _profile_ranks(max_rank, k, break_even):
+    import numpy as np
+
+    # Up to a bit past the rank where the factors outweigh the raw image (the
+    # interesting part of the curve), and always the chosen rank.
+    top = int(min(max_rank, max(k, 2, round(1.5 * break_even))))
+    grid = np.unique(np.round(np.geomspace(1, top, 12)).astype(int))
+    return sorted(set(grid.tolist()) | {int(k)})
+
+
+def _cmd_compress(args):
+    import numpy as np
+
+    from .image import compress_image, psnr, rank_profile
+
+    img = _read_image(args.image)
+    if img.ndim not in (2, 3) or img.size == 0:
+        raise UsageError(f"IMAGE {args.image!r}: expected a 2-D or 3-D image, got shape "
+                         f"{img.shape}")
+    h = img.shape[0]
+    wc = int(np.prod(img.shape[1:]))
+    max_rank = min(h, wc)
+    if args.rank is not None and args.rank > max_rank:
+        raise UsageError(f"--rank {args.rank}: expected at most min(h, w*c) = {max_rank} for "
+                         f"an image of shape {img.shape}")
+    _status(args, f"compressing {args.image} {img.shape} {img.dtype}")
+    t0 = time.perf_counter()
+    if args.psnr is not None:
+        ci = compress_image(img, psnr=args.psnr, factor_dtype=args.factor_dtype,
+                            device=args.device, random_state=0)
+    elif args.sv_share is not None:
+        ci = compress_image(img, args.sv_share, criterion="singular_values",
+                            factor_dtype=args.factor_dtype, device=args.device, random_state=0)
+    else:
+        ci = compress_image(img, args.rank if args.rank is not None else args.energy,
+                            factor_dtype=args.factor_dtype, device=args.device, random_state=0)
+    seconds = time.perf_counter() - t0
+    recon = ci.reconstruct()
+    result = {
+        "image": str(args.image), "shape": list(img.shape), "dtype": str(img.dtype),
+        "rank": ci.n_components, "energy": float(ci.energy),
+        "singular_value_share": None if ci.singular_value_share is None
+        else float(ci.singular_value_share),
+        "psnr_db": float(psnr(img, recon)), "raw_bytes": int(img.nbytes),
+        "factor_bytes": int(ci.nbytes), "compression_ratio": float(ci.compression_ratio),
+        "factor_dtype": args.factor_dtype, "seconds": round(seconds, 3),
+    }
+    want_jpeg = not args.no_jpeg and (img.ndim == 2 or img.shape[2] in (1, 3))
+    if args.plot or want_jpeg:
+        itemsize = 2 if args.factor_dtype == "float16" else 4
+        break_even = img.nbytes / ((h + wc) * itemsize)
+        ranks = _profile_ranks(max_rank, ci.n_components, break_even) if args.plot \
+            else [ci.n_components]
+        _status(args, f"rank profile at ranks {ranks}")
+        profile = rank_profile(img, ranks, ssim=False, jpeg=want_jpeg,
+                               factor_dtype=args.factor_dtype, device=args.device)
+        row = profile[profile["rank"] == ci.n_components].iloc[0]
+        if result["singular_value_share"] is None:
+            result["singular_value_share"] = float(row["singular_value_share"])
+        if want_jpeg:
+            result["jpeg_psnr_same_bytes"] = float(row["jpeg_psnr"])
+            result["jpeg_bytes"] = None if math.isnan(float(row["jpeg_nbytes"])) \
+                else int(row["jpeg_nbytes"])
+        if args.plot:
+            from .plotting import plot_rank_profile
+
+            fig = plot_rank_profile(profile, title=f"{Path(args.image).name}: SVD compression "
+                                                   "against rank")
+            fig.savefig(args.plot, dpi=110)
+            result["plot"] = str(args.plot)
+    if args.output:
+        _write_image(args.output, recon)
+        result["output"] = str(args.output)
+
+    lines = [f"{args.image}: {img.shape[0]} x {'x'.join(map(str, img.shape[1:]))} "
+             f"{img.dtype}, rank {ci.n_components} of {max_rank}"]
+    rows = [
+        ("energy (share of sum s_i^2)", f"{result['energy']:.4f}"),
+        ("share of sum s_i", "-" if result["singular_value_share"] is None
+         else f"{result['singular_value_share']:.4f}"),
+        ("PSNR", f"{result['psnr_db']:.2f} dB"),
+        ("size of the factors", f"{result['factor_bytes']:,} bytes ({args.factor_dtype})"),
+        ("raw image", f"{result['raw_bytes']:,} bytes"),
+        ("compression ratio", f"{result['compression_ratio']:.3f} (factors / raw)"),
+    ]
+    if "jpeg_psnr_same_bytes" in result:
+        jp = result["jpeg_psnr_same_bytes"]
+        rows.append(("JPEG at <= the same bytes",
+                     "n/a (even quality 1 is larger)" if math.isnan(jp)
+                     else f"{jp:.2f} dB ({result['jpeg_bytes']:,} bytes)"))
+    if args.output:
+        rows.append(("written", args.output))
+    if args.plot:
+        rows.append(("figure", args.plot))
+    width = max(len(r[0]) for r in rows)
+    lines += [f"  {name.ljust(width)}  {value}" for name, value in rows]
+    _emit(args, result, "\n".join(lines))
+    return 0
+
+
+# --------------------------------------------------------------------------- data and models
+def _load_data(args, fold=None):
+    from .datasets import load_movielens, load_ratings
+
+    home = Path(args.data_home).expanduser() if args.data_home else find_data_home()
+    path = Path(args.data)
+    if path.suffix.lower() in (".csv", ".tsv", ".txt") or path.is_file():
+        if not path.is_file():
+            raise UsageError(f"--data {args.data!r}: no such file")
+        if fold:
+            raise UsageError("--folds: only the ml-100k release has official folds")
+        sep = "\t" if path.suffix.lower() == ".tsv" else ","
+        _status(args, f"reading {path}")
+        return load_ratings(path, sep=sep)
+    name = args.data[3:] if args.data.startswith("ml-") else args.data
+    _status(args, f"loading MovieLens {name} from {home}")
+    try:
+        return load_movielens(name, fold=fold, data_home=home,
+                              download_if_missing=not args.no_download)
+    except FileNotFoundError as exc:
+        raise UsageError(f"--data {args.data!r}: not found under {home} ({exc}); set "
+                         "SKSVD_DATA_HOME or --data-home, or drop --no-download") from None
+    except ValueError as exc:
+        raise UsageError(f"--data {args.data!r}: {exc}") from None
+
+
+def _make_model(name, args):
+    import sksvd
+
+    cls_name, params = MODELS[name]
+    params = dict(params)
+    if args.components is not None:
+        params["n_components"] = args.components
+    if args.epochs is not None and name != "puresvd":
+        params["n_epochs"] = args.epochs
+    params.update(device=args.device, random_state=args.seed, verbose=int(args.verbose > 0))
+    return getattr(sksvd, cls_name)(**params)
+
+
+def _check_rank(name, n_components, X):
+    limit = min(X.shape)
+    if name == "puresvd" and n_components > limit:
+        raise UsageError(f"--components {n_components}: expected at most "
+                         f"min(n_users, n_items) = {limit}")
+
+
+def _title(ds, col):
+    items = getattr(ds, "items", None)
+    if items is not None and "title" in items:
+        return str(items["title"].iloc[col])
+    return str(ds.item_ids[col])
+
+
+def _parse_id(text, ids, what):
+    import numpy as np
+
+    if np.issubdtype(np.asarray(ids).dtype, np.integer):
+        try:
+            return int(text)
+        except ValueError:
+            raise UsageError(f"{what} {text!r}: expected an integer id") from None
+    return text
+
+
+def _parse_rated(spec, ds):
+    import numpy as np
+    import scipy.sparse as sp
+
+    cols, values, seen = [], [], set()
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        item, sep, rating = part.rpartition(":")
+        if not sep or not item:
+            raise UsageError(f"--rated {part!r}: expected ITEM:RATING, e.g. 50:5")
+        try:
+            value = float(rating)
+        except ValueError:
+            raise UsageError(f"--rated {part!r}: rating {rating!r} is not a number") from None
+        if not math.isfinite(value) or value == 0:
+            raise UsageError(f"--rated {part!r}: expected a finite, nonzero rating")
+        key = _parse_id(item, ds.item_ids, "--rated: item")
+        if key not in ds.item_index:
+            raise UsageError(f"--rated {part!r}: item {item} is not in --data {_ds_name(ds)}")
+        col = int(ds.item_index[key])
+        if col in seen:
+            raise UsageError(f"--rated {part!r}: item {item} is given twice")
+        seen.add(col)
+        cols.append(col)
+        values.append(value)
+    if not cols:
+        raise UsageError(f"--rated {spec!r}: expected at least one ITEM:RATING")
+    X = sp.csr_matrix((np.asarray(values, dtype=np.float32),
+                       (np.zeros(len(cols), dtype=np.int64), np.asarray(cols))),
+                      shape=(1, ds.X.shape[1]))
+    return X
+
+
+def _ds_name(ds):
+    """Short name of a loaded data set, for messages."""
+    name = getattr(ds, "name", None)
+    return f"ml-{name}" if name and not str(name).startswith("ml-") else (name or "data")
+
+
+def _cmd_recommend(args):
+    import numpy as np
+
+    ds = _load_data(args)
+    if args.k > ds.X.shape[1]:
+        raise UsageError(f"-k {args.k}: expected at most the number of items, {ds.X.shape[1]}")
+    if args.user is not None:
+        key = _parse_id(args.user, ds.user_ids, "--user")
+        if key not in ds.user_index:
+            raise UsageError(f"--user {args.user}: no such user in --data {args.data}")
+        row = int(ds.user_index[key])
+        x = ds.X[row]
+        who = f"user {args.user} ({x.nnz} ratings)"
+    else:
+        x = _parse_rated(args.rated, ds)
+        who = "a new user who rated " + ", ".join(
+            f"{_title(ds, c)} {v:g}" for c, v in zip(x.indices, x.data, strict=True))
+    model = _make_model(args.model, args)
+    _check_rank(args.model, model.n_components, ds.X)
+    _status(args, f"fitting {type(model).__name__} on {ds.X.shape[0]:,} users x "
+                  f"{ds.X.shape[1]:,} items, {ds.X.nnz:,} ratings")
+    t0 = time.perf_counter()
+    model.fit(ds.X)
+    fit_s = time.perf_counter() - t0
+    ids, scores = model.recommend(x, k=args.k, exclude_seen=True)
+    ids, scores = ids[0], scores[0]
+    keep = ids >= 0
+    recs = []
+    for rank, (col, score) in enumerate(zip(ids[keep], scores[keep], strict=True), start=1):
+        entry = {"rank": rank, "item_id": ds.item_ids[col].item()
+                 if isinstance(ds.item_ids[col], np.generic) else ds.item_ids[col],
+                 "title": _title(ds, col), "score": float(score)}
+        items = getattr(ds, "items", None)
+        if items is not None and "genres" in items:
+            entry["genres"] = str(items["genres"].iloc[col])
+        recs.append(entry)
+    payload = {"data": args.data, "model": type(model).__name__, "params": {
+        k: v for k, v in model.get_params().items() if isinstance(v, (int, float, str))},
+        "fit_seconds": round(fit_s, 3), "who": who,
+        "rated": [{"item_id": ds.item_ids[c].item() if isinstance(ds.item_ids[c], np.generic)
+                   else ds.item_ids[c], "title": _title(ds, c), "rating": float(v)}
+                  for c, v in zip(x.indices, x.data, strict=True)],
+        "recommendations": recs}
+    label = "predicted rating" if args.model in _RATING_MODELS else "score"
+    text = (f"{type(model).__name__} ({model.n_components} factors, fitted on {args.data} in "
+            f"{fit_s:.1f} s), top {len(recs)} for {who}:\n"
+            + format_table([{"rank": r["rank"], "id": r["item_id"], "title": r["title"],
+                             label: r["score"]} for r in recs], digits=3))
+    _emit(args, payload, text)
+    return 0
+
+
+# --------------------------------------------------------------------------- evaluate
+def _cmd_evaluate(args):
+    import numpy as np
+
+    from .model_selection import evaluate, train_test_split_interactions
+
+    is_100k = args.data in ("ml-100k", "100k")
+    if args.folds:
+        folds = ["u1", "u2", "u3", "u4", "u5"] if args.folds == "all" else \
+            [f.strip() for f in args.folds.split(",") if f.strip()]
+        bad = [f for f in folds if f not in ("u1", "u2", "u3", "u4", "u5", "ua", "ub")]
+        if bad or not folds:
+            raise UsageError(f"--folds {args.folds!r}: expected folds among u1..u5, ua, ub, "
+                             "or 'all'")
+        if not is_100k:
+            raise UsageError(f"--folds: only ml-100k has official folds, not --data "
+                             f"{args.data!r} (use --test-size)")
+    else:
+        folds = ["u1"] if is_100k else [None]
+    splits = []
+    for fold in folds:
+        if fold is None:
+            ds = _load_data(args)
+            X_train, X_test = train_test_split_interactions(ds.X, test_size=args.test_size,
+                                                            random_state=args.seed)
+            splits.append((f"per-user random {1 - args.test_size:.0%}/{args.test_size:.0%}",
+                           X_train, X_test))
+        else:
+            ds = _load_data(args, fold=fold)
+            splits.append((fold, ds.X_train, ds.X_test))
+    topk = [m for m in args.metrics if m in _TOPK_METRICS]
+    per_model = {}
+    for name in args.models:
+        runs = []
+        for split_name, X_train, X_test in splits:
+            model = _make_model(name, args)
+            _check_rank(name, model.n_components, X_train)
+            _status(args, f"{split_name}: fitting {type(model).__name__}")
+            t0 = time.perf_counter()
+            model.fit(X_train)
+            fit_s = time.perf_counter() - t0
+            metrics = [m for m in args.metrics
+                       if m in topk or name in _RATING_MODELS]
+            t0 = time.perf_counter()
+            res = evaluate(model, X_train, X_test, metrics=tuple(metrics), k=args.k,
+                           relevance_threshold=args.relevance_threshold, fit=False)
+            res["fit_s"], res["eval_s"] = fit_s, time.perf_counter() - t0
+            runs.append(res)
+        per_model[name] = (type(model).__name__, runs)
+
+    rows, payload = [], {"data": args.data, "folds": [s[0] for s in splits], "k": args.k,
+                         "relevance_threshold": args.relevance_threshold, "models": {}}
+    for cls_name, runs in per_model.values():
+        row = {"model": cls_name}
+        entry = {"per_fold": runs, "mean": {}, "std": {}}
+        for m in [*args.metrics, "fit_s"]:
+            vals = np.array([r.get(m, np.nan) for r in runs], dtype=float)
+            mean = float(np.mean(vals))
+            entry["mean"][m] = mean
+            entry["std"][m] = float(np.std(vals)) if len(vals) > 1 else None
+            label = f"{m}@{args.k}" if m in topk and m != "coverage" else m
+            if m == "fit_s":
+                row[label] = f"{mean:.2f}"
+            elif len(vals) > 1 and not np.isnan(mean):
+                row[label] = f"{mean:.4f} ± {np.std(vals):.4f}"
+            else:
+                row[label] = mean
+        row["users"] = int(runs[0]["n_users"])
+        rows.append(row)
+        payload["models"][cls_name] = entry
+    where = (f"official fold{'s' if len(folds) > 1 else ''} {','.join(folds)} "
+             "(train uX.base, test uX.test)" if folds[0] else f"{splits[0][0]} split of the "
+             f"ratings (seed {args.seed})")
+    relevant = ("a test rating" if args.relevance_threshold is None
+                else f"a test rating >= {args.relevance_threshold:g}")
+    head = (f"{args.data}, {where}{', mean ± sd over folds' if len(splits) > 1 else ''}.\n"
+            f"Top-{args.k} lists exclude training items; users with {relevant} are "
+            "evaluated; RMSE/MAE over all test ratings; fit_s in seconds.")
+    _emit(args, payload, head + "\n" + format_table(rows))
+    return 0
+
+
+# --------------------------------------------------------------------------- bench
+def _cmd_bench(args, extra):
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "benchmarks" / "run.py").is_file():
+        raise UsageError(
+            "the benchmarks/ suite is not part of the installed package: clone the sksvd "
+            "repository and run `make bench` (or `sksvd bench`) from the checkout"
+        )
+    if extra and extra[0] == "--":
+        extra = extra[1:]
+    cmd = [sys.executable, "-m", "benchmarks.run", *extra]
+    if args.device is not None:
+        cmd += ["--device", args.device]
+    if args.verbose:
+        cmd += ["--verbose"]
+    print("[sksvd] " + " ".join(cmd), file=sys.stderr, flush=True)
+    return subprocess.call(cmd, cwd=root)
+
+
+# --------------------------------------------------------------------------- entry point
+_COMMANDS = {"compress": _cmd_compress, "recommend": _cmd_recommend,
+             "evaluate": _cmd_evaluate}
+
+
+def main(argv=None):
+    """Run the ``sksvd`` command; return its exit status.
+
+    Parameters
+    ----------
+    argv : list of str, default=None
+        The arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0 on success, 2 on bad usage, 1 when the work failed.
+
+    Examples
+    --------
+    >>> from sksvd.cli import main
+    >>> main(["compress", "no_such_file.png", "--rank", "5"])
+    2
+    """
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args, extra = parser.parse_known_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    prog = f"{PROG} {args.command}"
+    if not args.verbose:
+        # One line per warning (e.g. a data file that differs from the official release).
+        def _one_line(message, category, filename, lineno, file=None, line=None):
+            print(f"{prog}: warning: {message}", file=sys.stderr)
+
+        warnings.showwarning = _one_line
+    try:
+        if args.command == "bench":
+            return _cmd_bench(args, extra)
+        if extra:
+            raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
+        return _COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError) as exc:
+        # The library's argument checks name the argument and the value.
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except OSError as exc:
+        print(f"{prog}: failed: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
