@@ -219,3 +219,17 @@ def write_results(name, rows, *, device="cpu", notes=None, extra=None, columns=N
     text = "\n".join(md)
     (RESULTS / f"{name}{suffix}.md").write_text(text)
     return text
+
+
+def cached_powerlaw_csr(n_users, n_items, nnz, *, seed=0, ratings=True,
+                        cache_dir=os.environ.get("SKSVD_BENCH_CACHE", "/tmp/sksvd_bench_cache")):
+    """:func:`powerlaw_csr`, cached as an ``.npz`` outside the repository (it takes minutes)."""
+    path = Path(cache_dir) / f"powerlaw_{n_users}x{n_items}_{nnz}_s{seed}_{int(ratings)}.npz"
+    if path.exists():
+        return sp.load_npz(path).tocsr()
+    X = powerlaw_csr(n_users, n_items, nnz, seed=seed, ratings=ratings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    sp.save_npz(tmp, X, compressed=False)
+    os.replace(tmp, path)
+    return X
