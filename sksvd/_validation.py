@@ -12,6 +12,10 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.validation import check_array, validate_data
 
+# Largest |value| accepted in a matrix: squares and sums of squares of larger values
+# overflow float32 (3.4e38) in the factorisations.
+MAX_ABS_VALUE = 1e15
+
 __all__ = [
     "check_matrix",
     "check_interactions",
@@ -84,7 +88,9 @@ def check_matrix(X, *, name="X", estimator=None, reset=True, accept_sparse=("csr
 
     With an ``estimator``, this is :func:`sklearn.utils.validation.validate_data`
     (which also sets or checks ``n_features_in_``); otherwise
-    :func:`sklearn.utils.validation.check_array`. NaN and inf are refused,
+    :func:`sklearn.utils.validation.check_array`. NaN and inf are refused, as
+    are values larger in magnitude than ``MAX_ABS_VALUE`` (1e15, which float32
+    factorisations would overflow),
     1-D and 3-D input are refused, non-numeric data are refused, and the
     caller's array is never modified (sparse matrices with duplicate entries
     are copied before the duplicates are summed).
@@ -136,6 +142,14 @@ def check_matrix(X, *, name="X", estimator=None, reset=True, accept_sparse=("csr
     if sp.issparse(out) and not out.has_canonical_format:
         out = out.copy() if out is X else out
         out.sum_duplicates()
+    values = out.data if sp.issparse(out) else out
+    if values.size:
+        peak = float(np.max(np.abs(values)))
+        if peak > MAX_ABS_VALUE:
+            raise ValueError(
+                f"{name}: a value of magnitude {peak:.3g} exceeds {MAX_ABS_VALUE:.0e}; products "
+                "of such values overflow float32 factorisations: rescale the data"
+            )
     return out
 
 
