@@ -97,20 +97,37 @@ def _child(conn, fn, args, kwargs):
         conn.close()
 
 
-def measure(fn, *args, **kwargs):
+def measure(fn, *args, start_method="fork", timeout=None, **kwargs):
     """Run ``fn(*args, **kwargs)`` in a forked child; return a dict with its time and memory.
 
     ``peak_rss`` is the child's peak resident set size; ``peak_extra`` that
     peak minus the resident size when the child started (i.e. memory beyond
     the inputs the parent already held). ``result`` must be picklable (keep
     it small: numbers, not models).
+
+    ``start_method="spawn"`` (or "forkserver") starts a fresh interpreter
+    instead: needed when the parent has already run torch's (OpenMP) parallel
+    kernels, after which a forked child deadlocks in its first parallel torch
+    op. ``fn`` must then be a module-level function and ``args`` picklable;
+    the child's starting size then includes the unpickled ``args`` and the
+    modules imported to unpickle ``fn``, so ``peak_extra`` is still the memory
+    beyond the inputs. With ``timeout`` (seconds) a child still running then
+    is killed and :class:`TimeoutError` raised.
     """
-    ctx = mp.get_context("fork")
+    ctx = mp.get_context(start_method)
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(child, fn, args, kwargs))
     proc.start()
     child.close()
-    status, result, seconds, peak, extra = parent.recv()
+    if timeout is not None and not parent.poll(timeout):
+        proc.kill()
+        proc.join()
+        raise TimeoutError(f"benchmark child still running after {timeout:g} s: killed")
+    try:
+        status, result, seconds, peak, extra = parent.recv()
+    except EOFError:  # the child died without reporting (e.g. killed for memory)
+        proc.join()
+        raise RuntimeError(f"benchmark child died (exit code {proc.exitcode})") from None
     proc.join()
     if status != "ok":
         raise RuntimeError(f"benchmark child failed: {result}")
