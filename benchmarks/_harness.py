@@ -83,13 +83,36 @@ def _current_rss():
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def _reset_peak_rss():
+    # Linux: writing 5 to clear_refs resets VmHWM, so the peak counts only what
+    # follows (not the unpickling of the arguments, nor, for "spawn", the
+    # parent's size that getrusage's ru_maxrss inherits across exec).
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
+def _peak_rss():
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def _child(conn, fn, args, kwargs):
     try:
         start_rss = _current_rss()
+        _reset_peak_rss()
         t0 = time.perf_counter()
         result = fn(*args, **kwargs)
         seconds = time.perf_counter() - t0
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        peak = max(_peak_rss(), _current_rss())
         conn.send(("ok", result, seconds, peak, max(0, peak - start_rss)))
     except BaseException as exc:  # report the child's failure to the parent
         conn.send(("error", repr(exc), None, None, None))
@@ -105,11 +128,11 @@ def measure(fn, *args, start_method="fork", timeout=None, **kwargs):
     the inputs the parent already held). ``result`` must be picklable (keep
     it small: numbers, not models).
 
-    ``start_method="spawn"`` (or "forkserver") starts a fresh interpreter
-    instead: needed when the parent has already run torch's (OpenMP) parallel
-    kernels, after which a forked child deadlocks in its first parallel torch
-    op. ``fn`` must then be a module-level function and ``args`` picklable;
-    the child's starting size then includes the unpickled ``args`` and the
+    ``start_method="forkserver"`` (or "spawn") starts the child from a fresh
+    interpreter instead: needed when the parent has already run torch's
+    (OpenMP) parallel kernels, after which a forked child deadlocks in its
+    first parallel torch op. ``fn`` must then be a module-level function and
+    ``args`` picklable; the child's starting size then includes the unpickled ``args`` and the
     modules imported to unpickle ``fn``, so ``peak_extra`` is still the memory
     beyond the inputs. With ``timeout`` (seconds) a child still running then
     is killed and :class:`TimeoutError` raised.
@@ -238,9 +261,12 @@ def write_results(name, rows, *, device="cpu", notes=None, extra=None, columns=N
     return text
 
 
-def cached_powerlaw_csr(n_users, n_items, nnz, *, seed=0, ratings=True,
-                        cache_dir=os.environ.get("SKSVD_BENCH_CACHE", "/tmp/sksvd_bench_cache")):
-    """:func:`powerlaw_csr`, cached as an ``.npz`` outside the repository (it takes minutes)."""
+def cached_powerlaw_csr(n_users, n_items, nnz, *, seed=0, ratings=True, cache_dir=None):
+    """:func:`powerlaw_csr`, cached as an ``.npz`` outside the repository (it takes minutes).
+
+    ``cache_dir`` defaults to ``$SKSVD_BENCH_CACHE``, else ``/tmp/sksvd_bench_cache``.
+    """
+    cache_dir = cache_dir or os.environ.get("SKSVD_BENCH_CACHE", "/tmp/sksvd_bench_cache")
     path = Path(cache_dir) / f"powerlaw_{n_users}x{n_items}_{nnz}_s{seed}_{int(ratings)}.npz"
     if path.exists():
         return sp.load_npz(path).tocsr()
