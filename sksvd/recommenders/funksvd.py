@@ -123,21 +123,26 @@ def _ridge_rows(indptr, indices, y, feats, offsets, reg, plan, out):
     """
     device = feats.device
     f64 = torch.float64
-    feats64, off64, y64, reg64 = feats.to(f64), offsets.to(f64), y.to(f64), reg.to(f64)
+    # Padding points at an appended zero entry / zero column, so padded places add nothing.
+    nnz, n_cols = y.shape[0], feats.shape[0]
+    zero = torch.zeros(1, dtype=f64, device=device)
+    feats64 = torch.cat([feats.to(f64), torch.zeros(1, feats.shape[1], dtype=f64, device=device)])
+    off64 = torch.cat([offsets.to(f64), zero])
+    y64 = torch.cat([y.to(f64), zero])
+    idx64 = torch.cat([indices.long(), torch.tensor([n_cols], device=device)])
+    reg64 = reg.to(f64)
     for rows_np, length in plan:
         rows = torch.from_numpy(rows_np).to(device)
         start = indptr[rows].long()
         count = indptr[rows + 1].long() - start
         ar = torch.arange(length, device=device)
-        mask = ar < count.unsqueeze(1)
-        pos = (start.unsqueeze(1) + ar).masked_fill_(~mask, 0)
-        cols = indices[pos].long()
-        target = (y64[pos] - off64[cols]).masked_fill_(~mask, 0.0)
-        G = feats64[cols].masked_fill_(~mask.unsqueeze(2), 0.0)
+        pos = (start.unsqueeze(1) + ar).masked_fill_(ar >= count.unsqueeze(1), nnz)
+        cols = idx64[pos]
+        G = feats64[cols]
         Gt = G.transpose(1, 2)
         A = torch.bmm(Gt, G)
         A.diagonal(dim1=1, dim2=2).add_(count.to(f64).unsqueeze(1) * reg64)
-        rhs = torch.bmm(Gt, target.unsqueeze(2))
+        rhs = torch.bmm(Gt, (y64[pos] - off64[cols]).unsqueeze(2))
         chol, info = torch.linalg.cholesky_ex(A)
         z = torch.cholesky_solve(rhs, chol).squeeze(2)
         bad = info != 0
@@ -429,6 +434,16 @@ class FunkSVD(BaseRecommender):
         parameter out of range; training diverged
         (:class:`sksvd.recommenders._training.DivergenceError`, naming the
         learning rate).
+
+    Notes
+    -----
+    Users and items without a training rating keep zero factors and biases.
+    On CPU, while the mini-batch tensors are small (``batch_size *
+    (n_components + 2) < 2**22`` elements), SGD and Adam run on one torch
+    thread (the setting is restored after ``fit``): such small ops lose more
+    to thread synchronisation than they gain, most of all on a busy machine.
+    On a GPU, use large batches (e.g. ``batch_size=2**18``) so that kernel
+    launches do not dominate.
 
     References
     ----------
