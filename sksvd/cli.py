@@ -41,8 +41,8 @@ PROG = "sksvd"
 #: The recommenders the command line knows: name -> (class name, default parameters).
 MODELS = {
     "puresvd": ("SVDRecommender", {"n_components": 50}),
-    "funksvd": ("FunkSVD", {}),
-    "asysvd": ("AsySVD", {}),
+    "funksvd": ("FunkSVD", {"early_stopping": True}),
+    "asysvd": ("AsySVD", {"early_stopping": True}),
 }
 # Models whose ``predict`` gives ratings (RMSE and MAE mean something for them).
 _RATING_MODELS = ("funksvd", "asysvd")
@@ -288,8 +288,9 @@ def _model_options(p):
     p.add_argument("--components", type=_positive_int, default=None, metavar="D",
                    help="number of factors (default: PureSVD 50, FunkSVD 64, AsySVD 64)")
     p.add_argument("--epochs", type=_positive_int, default=None, metavar="N",
-                   help="training epochs of FunkSVD and AsySVD (default: their defaults, "
-                        "15 and 20)")
+                   help="most training epochs of FunkSVD and AsySVD, which stop early when "
+                        "the RMSE on 10%% of the training ratings stops improving "
+                        "(default: the estimators' n_epochs)")
     p.add_argument("--seed", type=int, default=0, help="random_state (default: 0)")
 
 

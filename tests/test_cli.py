@@ -1,0 +1,240 @@
+"""The installed ``sksvd`` console script, run in a subprocess: exit codes and output.
+
+References are independent of the command: the reconstructed PNG is read
+back with Pillow and its PSNR recomputed with scikit-image; titles and a
+user's ratings are read from MovieLens' own files with pandas.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+PIL = pytest.importorskip("PIL.Image")
+from skimage.metrics import peak_signal_noise_ratio  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = Path(sys.executable).parent / "sksvd"
+if not SCRIPT.exists():
+    SCRIPT = Path(shutil.which("sksvd") or SCRIPT)
+
+pytestmark = pytest.mark.skipif(not SCRIPT.exists(),
+                                reason="the sksvd console script is not installed")
+
+STAR_WARS = {50: 5, 172: 5, 181: 4}
+
+
+def run(*args, env=None, timeout=120, cwd=None):
+    full_env = {**os.environ, "SKSVD_DEVICE": os.environ.get("SKSVD_DEVICE", "cpu"),
+                **(env or {})}
+    return subprocess.run([str(SCRIPT), *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=full_env, cwd=cwd)
+
+
+def error_line(proc):
+    """The one line a usage error prints (warnings about the data aside)."""
+    lines = [ln for ln in proc.stderr.splitlines() if ln and ": warning: " not in ln]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+# --------------------------------------------------------------------------- help and usage
+def test_help_lists_commands():
+    proc = run("--help")
+    assert proc.returncode == 0
+    for cmd in ("compress", "recommend", "evaluate", "bench"):
+        assert cmd in proc.stdout
+    assert run("--version").stdout.startswith("sksvd ")
+
+
+@pytest.mark.parametrize("cmd", ["compress", "recommend", "evaluate", "bench"])
+def test_subcommand_help_has_example_device_verbose(cmd):
+    proc = run(cmd, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert "examples:" in proc.stdout and f"sksvd {cmd}" in proc.stdout
+    assert "--device" in proc.stdout and "--verbose" in proc.stdout
+
+
+@pytest.mark.parametrize("args, named", [
+    (["compress", "img.png", "--rank", "0"], "--rank"),
+    (["compress", "img.png", "--rank", "x"], "--rank"),
+    (["compress", "img.png", "--energy", "1.5"], "--energy"),
+    (["compress", "img.png"], "--rank"),
+    (["compress", "img.png", "--rank", "3", "--psnr", "30"], "--psnr"),
+    (["compress", "no_such_image.png", "--rank", "3"], "IMAGE"),
+    (["compress", "img.png", "--rank", "3", "--device", "gpu"], "--device"),
+    (["compress", "img.png", "--rank", "3", "--bogus"], "--bogus"),
+    (["recommend", "--model", "svd", "--user", "1"], "--model"),
+    (["recommend", "--model", "puresvd"], "--user"),
+    (["recommend", "--user", "1", "-k", "0"], "-k"),
+    (["evaluate", "--models", "puresvd,nope"], "--models"),
+    (["evaluate", "--metrics", "auc"], "--metrics"),
+    (["nosuchcommand"], "nosuchcommand"),
+])
+def test_bad_usage_exits_2_with_one_line_naming_the_argument(args, named):
+    proc = run(*args)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    line = error_line(proc)
+    assert "error" in line and named in line
+    assert proc.stdout == ""
+
+
+# --------------------------------------------------------------------------- compress
+@pytest.fixture(scope="module")
+def png(tmp_path_factory):
+    from sklearn.datasets import load_sample_image
+
+    img = load_sample_image("china.jpg")[::4, ::4]  # 107 x 160 x 3
+    path = tmp_path_factory.mktemp("img") / "china_small.png"
+    PIL.fromarray(np.ascontiguousarray(img)).save(path)
+    return path, np.ascontiguousarray(img)
+
+
+def test_compress_writes_png_and_reports_psnr_and_size(png, tmp_path):
+    path, img = png
+    out, plot = tmp_path / "out.png", tmp_path / "profile.png"
+    proc = run("compress", path, "--rank", 12, "-o", out, "--plot", plot, "--json")
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(proc.stdout)
+    recon = np.asarray(PIL.open(out))
+    assert recon.shape == img.shape and recon.dtype == np.uint8
+    assert res["rank"] == 12
+    assert res["psnr_db"] == pytest.approx(peak_signal_noise_ratio(img, recon), abs=1e-6)
+    h, w, c = img.shape
+    assert res["factor_bytes"] == 12 * (h + w * c) * 4
+    assert res["raw_bytes"] == img.nbytes
+    assert res["compression_ratio"] == pytest.approx(res["factor_bytes"] / img.nbytes)
+    with PIL.open(plot) as fig:
+        assert fig.size[0] > 300 and fig.size[1] > 200
+
+    text = run("compress", path, "--psnr", 30, "--no-jpeg")
+    assert text.returncode == 0, text.stderr
+    assert "PSNR" in text.stdout and "bytes" in text.stdout
+    psnr_line = next(ln for ln in text.stdout.splitlines() if "PSNR" in ln)
+    assert float(psnr_line.split()[1]) >= 29.9  # the target, up to rounding to uint8
+
+
+def test_compress_energy_matches_numpy_spectrum(png):
+    path, img = png
+    proc = run("compress", path, "--energy", 0.99, "--no-jpeg", "--json")
+    assert proc.returncode == 0, proc.stderr
+    s = np.linalg.svd(img.reshape(img.shape[0], -1).astype(float), compute_uv=False)
+    share = np.cumsum(s**2) / np.sum(s**2)
+    expected = int(np.searchsorted(share, 0.99) + 1)
+    assert json.loads(proc.stdout)["rank"] == expected
+
+
+def test_compress_rank_too_large_is_usage_error(png):
+    proc = run("compress", png[0], "--rank", 5000)
+    assert proc.returncode == 2
+    assert "--rank 5000" in error_line(proc)
+
+
+# --------------------------------------------------------------------------- recommend / evaluate
+@pytest.fixture(scope="module")
+def ml_files(data_home):
+    folder = data_home / "ml-100k"
+    items = pd.read_csv(folder / "u.item", sep="|", header=None, encoding="latin-1",
+                        usecols=[0, 1], names=["id", "title"])
+    ratings = pd.read_csv(folder / "u.data", sep="\t", header=None,
+                          names=["user", "item", "rating", "ts"])
+    return dict(zip(items.id, items.title, strict=True)), ratings
+
+
+def test_recommend_new_user_prints_ten_unrated_titles(data_home, ml_files):
+    titles, _ = ml_files
+    rated = ",".join(f"{i}:{r}" for i, r in STAR_WARS.items())
+    proc = run("recommend", "--data", "ml-100k", "--model", "asysvd", "--rated", rated,
+               "-k", 10, "--components", 8, "--epochs", 2,
+               env={"SKSVD_DATA_HOME": str(data_home)})
+    assert proc.returncode == 0, proc.stderr
+    # Table rows: "rank  id  title  predicted rating".
+    rows = [ln.split(None, 2) for ln in proc.stdout.splitlines() if ln.strip()[:1].isdigit()]
+    assert [int(r[0]) for r in rows] == list(range(1, 11))
+    ids = [int(r[1]) for r in rows]
+    assert len(set(ids)) == 10 and not set(ids) & set(STAR_WARS)
+    for (_, _, rest), i in zip(rows, ids, strict=True):
+        assert rest.startswith(titles[i])
+    for i in STAR_WARS:  # the header names what the user rated
+        assert titles[i] in proc.stdout.splitlines()[0]
+
+
+def test_recommend_fitted_user_excludes_their_ratings(data_home, ml_files):
+    _, ratings = ml_files
+    proc = run("recommend", "--model", "puresvd", "--user", 196, "-k", 20, "--components", 20,
+               "--json", env={"SKSVD_DATA_HOME": str(data_home)})
+    assert proc.returncode == 0, proc.stderr
+    ids = {r["item_id"] for r in json.loads(proc.stdout)["recommendations"]}
+    assert len(ids) == 20
+    assert not ids & set(ratings.item[ratings.user == 196])
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--rated", "99999:5"], "--rated"),
+    (["--rated", "50:5,172"], "--rated"),
+    (["--user", "0"], "--user"),
+    (["--rated", "50:5", "--components", "5000"], "--components"),
+])
+def test_recommend_bad_values_exit_2(data_home, args, named):
+    proc = run("recommend", "--model", "puresvd", *args,
+               env={"SKSVD_DATA_HOME": str(data_home)})
+    assert proc.returncode == 2
+    assert named in error_line(proc)
+
+
+def test_recommend_missing_data_without_download_exits_2(tmp_path):
+    proc = run("recommend", "--user", 1, "--no-download", "--data-home", tmp_path)
+    assert proc.returncode == 2
+    assert "--data" in error_line(proc)
+
+
+def test_evaluate_uses_the_library_metrics(data_home):
+    from sksvd import FunkSVD, SVDRecommender
+    from sksvd.datasets import load_movielens
+    from sksvd.model_selection import evaluate
+
+    proc = run("evaluate", "--models", "puresvd,funksvd", "--metrics", "ndcg,recall,rmse",
+               "--folds", "u1,u2", "--components", 8, "--epochs", 2, "--json",
+               env={"SKSVD_DATA_HOME": str(data_home)})
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(proc.stdout)
+    assert res["folds"] == ["u1", "u2"]
+    ds = load_movielens("100k", fold="u1", data_home=data_home)
+    pure = evaluate(SVDRecommender(8, random_state=0, device="cpu"), ds.X_train, ds.X_test,
+                    metrics=("ndcg", "recall"))
+    u1 = res["models"]["SVDRecommender"]["per_fold"][0]
+    assert u1["ndcg"] == pytest.approx(pure["ndcg"], abs=1e-4)
+    assert u1["recall"] == pytest.approx(pure["recall"], abs=1e-4)
+    assert "rmse" not in u1  # PureSVD's scores are not ratings
+    assert res["models"]["SVDRecommender"]["mean"]["rmse"] is None
+    funk = FunkSVD(8, n_epochs=2, early_stopping=True, random_state=0, device="cpu")
+    ref = evaluate(funk, ds.X_train, ds.X_test, metrics=("rmse",))
+    assert res["models"]["FunkSVD"]["per_fold"][0]["rmse"] == pytest.approx(ref["rmse"],
+                                                                            abs=1e-4)
+    mean = res["models"]["FunkSVD"]["mean"]["rmse"]
+    per_fold = [f["rmse"] for f in res["models"]["FunkSVD"]["per_fold"]]
+    assert mean == pytest.approx(np.mean(per_fold))
+
+
+# --------------------------------------------------------------------------- bench
+def test_bench_without_the_benchmarks_folder_says_so(tmp_path):
+    # A copy of the package alone on PYTHONPATH, as in an installed wheel.
+    shutil.copytree(ROOT / "sksvd", tmp_path / "sksvd",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    proc = run("bench", "--quick", env={"PYTHONPATH": str(tmp_path)}, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "benchmarks/" in error_line(proc) and "make bench" in error_line(proc)
+
+
+@pytest.mark.skipif(not (ROOT / "benchmarks" / "run.py").exists(),
+                    reason="benchmarks/run.py not present")
+def test_bench_passes_arguments_to_the_suite():
+    proc = run("bench", "--", "--help", cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "usage" in proc.stdout.lower()
