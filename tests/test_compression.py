@@ -1,0 +1,234 @@
+"""TruncatedSVDCompressor against numpy.linalg.svd, scipy svds and sklearn TruncatedSVD."""
+
+import pickle
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy.sparse.linalg import svds
+from sklearn.datasets import load_sample_image
+from sklearn.decomposition import TruncatedSVD
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from sksvd.compression import TruncatedSVDCompressor
+
+
+def _decaying(m=300, n=200, seed=0, decay=0.9):
+    """A dense matrix with singular values decay**i (known spectrum)."""
+    rng = np.random.default_rng(seed)
+    U, _ = np.linalg.qr(rng.normal(size=(m, n)))
+    V, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    s = decay ** np.arange(n)
+    return (U * s) @ V.T, s
+
+
+def _sparse(m=400, n=300, density=0.05, seed=0):
+    return sp.random(m, n, density=density, format="csr", random_state=seed,
+                     data_rvs=lambda size: np.random.default_rng(seed).integers(1, 6, size))
+
+
+def _best_error(s, k):
+    """Optimal rank-k Frobenius error from the exact spectrum (Eckart-Young)."""
+    return np.sqrt(np.sum(np.asarray(s, dtype=np.float64)[k:] ** 2))
+
+
+def _error(X, c):
+    Xd = X.toarray() if sp.issparse(X) else X
+    return np.linalg.norm(Xd - c.inverse_transform(c.transform(X)))
+
+
+@pytest.fixture(scope="module")
+def china():
+    img = load_sample_image("china.jpg")
+    M = img.reshape(img.shape[0], -1).astype(np.float32)
+    s = np.linalg.svd(M.astype(np.float64), compute_uv=False)
+    return M, s
+
+
+@parametrize_with_checks([TruncatedSVDCompressor()])
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+def test_full_matches_numpy_svd():
+    X, _ = _decaying(60, 40)
+    U, s, Vt = np.linalg.svd(X, full_matrices=False)
+    c = TruncatedSVDCompressor(5, algorithm="full", dtype="float64").fit(X)
+    np.testing.assert_allclose(c.singular_values_, s[:5], rtol=1e-10)
+    # Same subspace and, up to each vector's sign, the same vectors.
+    signs = np.sign(np.sum(c.components_ * Vt[:5], axis=1))
+    np.testing.assert_allclose(c.components_, Vt[:5] * signs[:, None], atol=1e-10)
+    # svd_flip convention: largest |entry| of each component positive.
+    rows = np.arange(5)
+    assert np.all(c.components_[rows, np.abs(c.components_).argmax(axis=1)] > 0)
+    np.testing.assert_allclose(c.transform(X), X @ Vt[:5].T * signs, atol=1e-10)
+    X5 = (U[:, :5] * s[:5]) @ Vt[:5]
+    np.testing.assert_allclose(c.inverse_transform(c.transform(X)), X5, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_randomized_within_one_percent_decaying(dtype):
+    X, s = _decaying(400, 300, decay=0.97)
+    for k in (5, 40):
+        c = TruncatedSVDCompressor(k, algorithm="randomized", dtype=dtype, random_state=0).fit(X)
+        assert _error(X, c) <= 1.01 * _best_error(s, k)
+        np.testing.assert_allclose(c.singular_values_, s[:k], rtol=1e-2)
+
+
+def test_randomized_within_one_percent_china(china):
+    M, s = china
+    c = TruncatedSVDCompressor(100, algorithm="randomized", random_state=0).fit(M)
+    ratio = _error(M, c) / _best_error(s, 100)
+    assert ratio <= 1.01, ratio
+    # energy_ratio_ is exact: 1 - energy = relative squared error of the fit.
+    total = np.sum(M.astype(np.float64) ** 2)
+    np.testing.assert_allclose(1 - c.energy_ratio_[-1], _error(M, c) ** 2 / total, rtol=1e-2)
+
+
+def test_sparse_matches_scipy_svds_and_stays_sparse():
+    X = _sparse()
+    k = 10
+    u, s, vt = svds(X.astype(np.float64), k=k, random_state=0)
+    err_svds = np.linalg.norm(X.toarray() - (u * s) @ vt)
+    s = s[::-1]
+    # n_iter="auto" targets the Frobenius error; more power iterations also pin the
+    # singular values of this flat-spectrum matrix.
+    c = TruncatedSVDCompressor(k, algorithm="randomized", dtype="float64", random_state=0).fit(X)
+    assert _error(X, c) <= 1.01 * err_svds
+    c10 = TruncatedSVDCompressor(k, algorithm="randomized", n_iter=10, dtype="float64",
+                                 random_state=0).fit(X)
+    np.testing.assert_allclose(c10.singular_values_, s, rtol=1e-2)
+    assert c.algorithm_ == "randomized"
+    # auto on sparse input is randomized, and a huge sparse matrix is never densified
+    # (its dense form would take 8 GB).
+    rng = np.random.default_rng(0)
+    rows, cols = rng.integers(0, 50_000, 40_000), rng.integers(0, 40_000, 40_000)
+    big = sp.csr_matrix((rng.random(40_000), (rows, cols)), shape=(50_000, 40_000))
+    cb = TruncatedSVDCompressor(3, random_state=0).fit(big)
+    assert cb.algorithm_ == "randomized" and cb.components_.shape == (3, 40_000)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_explained_variance_ratio_equals_sklearn(sparse):
+    X, _ = _decaying(120, 80, decay=0.95)
+    X = X + 0.5  # non-zero column means: variance differs from energy
+    if sparse:
+        X = _sparse(150, 90)
+    ref = TruncatedSVD(6, algorithm="arpack", tol=0, random_state=0).fit(X)
+    c = TruncatedSVDCompressor(6, algorithm="full", dtype="float64").fit(X)
+    np.testing.assert_allclose(c.explained_variance_ratio_, ref.explained_variance_ratio_,
+                               rtol=1e-8)
+    np.testing.assert_allclose(c.explained_variance_, ref.explained_variance_, rtol=1e-8)
+    np.testing.assert_allclose(c.singular_values_, ref.singular_values_, rtol=1e-10)
+    if not sparse:  # the default float32 randomized path, on a decaying spectrum
+        c32 = TruncatedSVDCompressor(6, random_state=0).fit(X)
+        np.testing.assert_allclose(c32.explained_variance_ratio_,
+                                   ref.explained_variance_ratio_, rtol=2e-3)
+
+
+def test_energy_and_compression_ratio_by_hand():
+    X = np.diag([4.0, 2.0, 1.0, 0.0])[:, :3]  # 4 x 3, s = 4, 2, 1; ||X||_F^2 = 21
+    c = TruncatedSVDCompressor(2, algorithm="full").fit(X)
+    np.testing.assert_allclose(c.energy_ratio_, [16 / 21, 20 / 21], rtol=1e-6)
+    assert c.compression_ratio_ == pytest.approx(2 * (4 + 3 + 1) / 12)
+    assert c.n_components_ == 2
+
+
+@pytest.mark.parametrize("algorithm", ["full", "randomized"])
+def test_float_share_of_energy(algorithm):
+    X, s = _decaying(400, 300, decay=0.97)
+    share = 0.9
+    exact_k = int(np.searchsorted(np.cumsum(s**2) / np.sum(s**2), share)) + 1
+    c = TruncatedSVDCompressor(share, algorithm=algorithm, random_state=0).fit(X)
+    assert c.energy_ratio_[-1] >= share * (1 - 1e-6)
+    if algorithm == "full":
+        assert c.n_components_ == exact_k
+    else:  # grown rank: at least the exact one, at most a little more
+        assert exact_k <= c.n_components_ <= exact_k + 2
+    assert c.energy_ratio_[-2] < share  # the smallest rank reaching the share
+
+
+def test_share_criteria_on_china(china):
+    M, s = china
+    k_sv = int(np.searchsorted(np.cumsum(s) / s.sum(), 0.8)) + 1
+    k_en = int(np.searchsorted(np.cumsum(s**2) / np.sum(s**2), 0.8)) + 1
+    assert (k_sv, k_en) == (144, 1)  # the numbers API.md states
+    c = TruncatedSVDCompressor(0.8, criterion="singular_values").fit(M)
+    assert c.n_components_ == 144
+    assert TruncatedSVDCompressor(0.8).fit(M).n_components_ == 1
+
+
+def test_sparse_float_share_grows_rank():
+    X = _sparse(300, 200)
+    s = np.linalg.svd(X.toarray(), compute_uv=False)
+    exact_k = int(np.searchsorted(np.cumsum(s**2) / np.sum(s**2), 0.5)) + 1
+    c = TruncatedSVDCompressor(0.5, random_state=0).fit(X)
+    assert c.energy_ratio_[-1] >= 0.5 * (1 - 1e-6)
+    assert exact_k <= c.n_components_ <= exact_k + max(2, exact_k // 20)
+
+
+def test_random_state_reproducible_and_pickle():
+    X, _ = _decaying(300, 200)
+    a = TruncatedSVDCompressor(10, algorithm="randomized", random_state=3).fit(X)
+    b = TruncatedSVDCompressor(10, algorithm="randomized", random_state=3).fit(X)
+    np.testing.assert_array_equal(a.components_, b.components_)
+    c = pickle.loads(pickle.dumps(a))
+    assert isinstance(c.components_, np.ndarray)
+    np.testing.assert_array_equal(c.transform(X), a.transform(X))
+
+
+def test_fit_transform_equals_transform():
+    X, _ = _decaying(100, 60)
+    c = TruncatedSVDCompressor(4, dtype="float64", algorithm="full")
+    Z = c.fit_transform(X)
+    np.testing.assert_allclose(Z, c.transform(X), atol=1e-10)
+
+
+@pytest.mark.parametrize("bad, exc, match", [
+    (np.array([[1.0, np.nan], [0.0, 1.0]]), ValueError, "NaN"),
+    (np.array([[1.0, np.inf], [0.0, 1.0]]), ValueError, "inf"),
+    (np.ones(5), ValueError, "2D"),
+    (np.ones((2, 3, 4)), ValueError, "dim"),
+    (np.empty((0, 3)), ValueError, "0 sample"),
+    (np.array([["a", "b"], ["c", "d"]]), ValueError, "X"),
+])
+def test_bad_X(bad, exc, match):
+    with pytest.raises(exc, match=match):
+        TruncatedSVDCompressor(1).fit(bad)
+
+
+@pytest.mark.parametrize("n_components, match", [
+    (0, "n_components.*0"),
+    (-3, "n_components.*-3"),
+    (4, r"n_components=4.*n_samples=5, n_features=3"),
+    (1.0, "n_components.*1.0"),
+    (1.5, "n_components.*1.5"),
+    (-0.5, "n_components.*-0.5"),
+    ("5", "n_components.*'5'"),
+])
+def test_bad_n_components(n_components, match):
+    X = np.random.default_rng(0).normal(size=(5, 3))
+    with pytest.raises(ValueError, match=match):
+        TruncatedSVDCompressor(n_components).fit(X)
+
+
+def test_bad_shapes_at_transform():
+    X = np.random.default_rng(0).normal(size=(10, 4))
+    c = TruncatedSVDCompressor(2).fit(X)
+    with pytest.raises(ValueError, match="X has 3 features.*4"):
+        c.transform(X[:, :3])
+    with pytest.raises(ValueError, match="X has 3 columns.*n_components_=2"):
+        c.inverse_transform(np.ones((2, 3)))
+
+
+def test_callers_array_not_modified():
+    X, _ = _decaying(80, 50)
+    Xc = X.copy()
+    c = TruncatedSVDCompressor(0.9).fit(X)
+    c.transform(X)
+    np.testing.assert_array_equal(X, Xc)
+    S = sp.csr_matrix(([1.0, 2.0, 3.0], ([0, 0, 1], [1, 1, 2])), shape=(3, 4))  # duplicates
+    data, indices = S.data.copy(), S.indices.copy()
+    TruncatedSVDCompressor(1).fit(S)
+    np.testing.assert_array_equal(S.data, data)
+    np.testing.assert_array_equal(S.indices, indices)
