@@ -20,11 +20,11 @@ $(VENV)/.torch:
 	touch $@
 
 $(VENV)/.core: $(VENV)/.torch pyproject.toml
-	$(PIP) install -q -e ".[plot,image,dev]"
+	$(PIP) install -q -e ".[plot,image,dev,dask]"
 	touch $@
 
 $(VENV)/.bench: $(VENV)/.core
-	$(PIP) install -q -e ".[plot,image,dev,bench]"
+	$(PIP) install -q -e ".[plot,image,dev,dask,bench]"
 	touch $@
 
 demo: $(VENV)/.core

@@ -21,6 +21,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted
 
 from .._backend import numpy_dtype, resolve_device, resolve_dtype, to_numpy
+from .._dask import is_dask_array
 from .._topk import default_batch_size, topk_items
 from .._validation import check_int, check_interactions, check_k
 
@@ -62,6 +63,7 @@ class BaseRecommender(TransformerMixin, BaseEstimator):
         ----------
         X : {array-like, sparse matrix} of shape (n_users, n_items)
             Ratings or implicit interactions; zeros mean "no interaction".
+            :class:`SVDRecommender` also takes a row-chunked Dask array.
         y : None
             Ignored; present for scikit-learn compatibility.
 
@@ -69,6 +71,17 @@ class BaseRecommender(TransformerMixin, BaseEstimator):
         -------
         self : object
         """
+        if is_dask_array(X):
+            # Past one machine: the SVD family computes with the blocks where they live.
+            if not hasattr(self, "_fit_dask"):
+                raise TypeError(f"X: {type(self).__name__} does not accept a Dask array; "
+                                "pass a scipy sparse matrix")
+            if X.ndim != 2:
+                raise ValueError(f"X: expected a 2-D Dask array, got {X.ndim} dimension(s)")
+            self.n_users_, self.n_items_ = X.shape
+            self.n_features_in_ = X.shape[1]
+            self._fit_dask(X)
+            return self
         X = check_interactions(X, estimator=self, reset=True)
         self.n_users_, self.n_items_ = X.shape
         self._fit(X)

@@ -37,6 +37,11 @@ class SVDRecommender(BaseRecommender):
     ScaledPureSVD, which lifts less popular items; the same scaling is applied
     to folded-in rows. It is off by default and can be tuned by grid search.
 
+    ``X`` may also be a row-chunked :class:`dask.array.Array` (dense or
+    scipy-sparse chunks): the randomized SVD then runs block by block where
+    the blocks live (:func:`sksvd._dask.dask_randomized_svd`), each block's
+    products in torch on the worker's device.
+
     Parameters
     ----------
     n_components : int, default=50
@@ -117,7 +122,9 @@ class SVDRecommender(BaseRecommender):
     def _scale(self, X):
         if self.popularity_scaling == 0:
             return X
-        return X @ sp.diags(self.item_scale_.astype(X.dtype))
+        if sp.issparse(X):
+            return sp.csr_matrix(X @ sp.diags(self.item_scale_.astype(X.dtype)))
+        return X * self.item_scale_.astype(X.dtype)
 
     def _fit(self, X):
         n_users, n_items = X.shape
@@ -144,6 +151,28 @@ class SVDRecommender(BaseRecommender):
         self.singular_values_ = to_numpy(S)
         self.item_factors_ = np.ascontiguousarray(to_numpy(Vt).T)
         self.user_factors_ = to_numpy(U * S)
+
+    def _fit_dask(self, X):
+        """Fit on a row-chunked Dask array (dense or sparse chunks), block by block."""
+        from .._dask import dask_item_counts, dask_randomized_svd
+
+        n_users, n_items = X.shape
+        k = check_n_components(self.n_components, n_samples=n_users, n_features=n_items,
+                               allow_float=False)
+        self.item_scale_ = (1.0 + dask_item_counts(X)) ** -float(self.popularity_scaling)
+        if self.popularity_scaling != 0:
+            X = X.map_blocks(self._scale, dtype=X.dtype)
+        if self.algorithm not in ("auto", "randomized"):
+            raise ValueError(f"algorithm={self.algorithm!r}: a Dask array is fitted with the "
+                             "randomized solver only ('auto' or 'randomized')")
+        self.algorithm_ = "randomized"
+        U, S, Vt = dask_randomized_svd(X, k, n_oversamples=self.n_oversamples,
+                                       n_iter=self.n_iter, tol=self.tol,
+                                       random_state=self.random_state,
+                                       device=self._device(), dtype=self._dtype())
+        self.singular_values_ = S
+        self.item_factors_ = np.ascontiguousarray(Vt.T)
+        self.user_factors_ = U * S
 
     def _fold_in(self, X, device, dtype):
         V = torch.as_tensor(self.item_factors_, dtype=dtype).to(device)
