@@ -226,6 +226,7 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         Returns
         -------
         Z : ndarray of shape (n_samples, n_components_)
+            In ``X``'s float dtype when that is float64 (as :meth:`transform`).
 
         Examples
         --------
@@ -233,7 +234,7 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         >>> from sksvd.compression import TruncatedSVDCompressor
         >>> TruncatedSVDCompressor(1).fit_transform(np.diag([3.0, 1.0]))
         array([[3.],
-               [0.]], dtype=float32)
+               [0.]])
         """
         X = check_matrix(X, estimator=self, reset=True)
         m, n = X.shape

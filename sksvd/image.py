@@ -26,7 +26,7 @@ from numbers import Integral, Real
 
 import numpy as np
 
-from ._validation import check_float, check_int
+from ._validation import check_float, check_int, check_n_components
 
 __all__ = [
     "CompressedImage",
@@ -410,12 +410,8 @@ def compress_image(img, n_components=None, *, psnr=None, criterion="energy", alg
     else:
         from .compression import TruncatedSVDCompressor
 
-        if isinstance(n_components, bool) or not isinstance(n_components, (Integral, Real)):
-            raise TypeError(
-                f"n_components={n_components!r}: expected an int >= 1 or a float in (0, 1)"
-            )
-        if isinstance(n_components, Integral):
-            check_int(n_components, "n_components", min_val=1, max_val=min(M.shape))
+        n_components = check_n_components(n_components, n_samples=M.shape[0],
+                                          n_features=M.shape[1])
         comp = TruncatedSVDCompressor(n_components, criterion=criterion, algorithm=algorithm,
                                       device=device, random_state=random_state)
         Z = comp.fit_transform(M)
