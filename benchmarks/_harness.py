@@ -21,7 +21,10 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-RESULTS = Path(__file__).resolve().parent / "results"
+# ``benchmarks.run --quick`` (and ``benchmarks.check``) send results elsewhere through
+# SKSVD_BENCH_RESULTS, so a quick run never overwrites the recorded full results.
+RESULTS = Path(os.environ.get("SKSVD_BENCH_RESULTS")
+               or Path(__file__).resolve().parent / "results")
 
 _PACKAGES = ("sksvd", "torch", "numpy", "scipy", "scikit-learn", "pandas", "implicit",
              "scikit-surprise", "threadpoolctl")
@@ -78,12 +81,14 @@ def timed(fn, *args, repeat=1, warmup=0, sync=None, **kwargs):
     return result, best
 
 
-def _current_rss():
+def current_rss():
+    """This process's resident size now, in bytes (Linux)."""
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _reset_peak_rss():
+def reset_peak_rss():
+    """Reset this process's peak resident size (Linux ``VmHWM``; no-op elsewhere)."""
     # Linux: writing 5 to clear_refs resets VmHWM, so the peak counts only what
     # follows (not the unpickling of the arguments, nor, for "spawn", the
     # parent's size that getrusage's ru_maxrss inherits across exec).
@@ -94,7 +99,8 @@ def _reset_peak_rss():
         pass
 
 
-def _peak_rss():
+def peak_rss():
+    """This process's peak resident size in bytes since start or :func:`reset_peak_rss`."""
     try:
         with open("/proc/self/status") as fh:
             for line in fh:
@@ -107,12 +113,12 @@ def _peak_rss():
 
 def _child(conn, fn, args, kwargs):
     try:
-        start_rss = _current_rss()
-        _reset_peak_rss()
+        start_rss = current_rss()
+        reset_peak_rss()
         t0 = time.perf_counter()
         result = fn(*args, **kwargs)
         seconds = time.perf_counter() - t0
-        peak = max(_peak_rss(), _current_rss())
+        peak = max(peak_rss(), current_rss())
         conn.send(("ok", result, seconds, peak, max(0, peak - start_rss)))
     except BaseException as exc:  # report the child's failure to the parent
         conn.send(("error", repr(exc), None, None, None))
@@ -239,7 +245,9 @@ def write_results(name, rows, *, device="cpu", notes=None, extra=None, columns=N
     ``tables`` (dict title -> rows) adds further sections to the markdown.
     """
     RESULTS.mkdir(parents=True, exist_ok=True)
-    command = "python " + " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:])
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    prog = f"-m {spec.name}" if spec is not None and spec.name else os.path.relpath(sys.argv[0])
+    command = "python " + " ".join([prog] + sys.argv[1:])
     meta = {"name": name, "command": command, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
             "versions": versions(), "machine": machine(device), "notes": notes or ""}
     payload = {"meta": meta, "rows": rows, "tables": tables or {}, **(extra or {})}
