@@ -1,0 +1,120 @@
+"""Run the benchmark suite and write ``REPORT.md``.
+
+``python -m benchmarks.run [--quick] [--device cpu|cuda] [--only NAME,...]``
+(``make bench``, ``make bench-quick``, ``sksvd bench``).
+
+Each ``benchmarks/bench_<name>.py`` runs in its own process (one at a time:
+heavy benchmarks never overlap) as ``python -m benchmarks.bench_<name>
+[--quick] --device D`` plus the flags of :data:`FULL_FLAGS` for a full run.
+Results go to ``benchmarks/results/`` (full run) or
+``benchmarks/results/quick/`` (``--quick``, so that a reduced run never
+overwrites the recorded full one; its ratios are the baseline of
+:mod:`benchmarks.check`); ``--out`` sends them elsewhere. Then
+:func:`benchmarks.report.build_report` writes ``REPORT.md`` and
+``REPORT.json`` in that folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .report import build_report
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+# Flags some benchmarks need to include their heavy part in a full run.
+FULL_FLAGS = {"rating": ["--scale"], "asysvd": ["--speed"]}
+
+
+def discover():
+    """Benchmark names (``bench_<name>.py``), sorted."""
+    return sorted(p.stem[len("bench_"):] for p in HERE.glob("bench_*.py"))
+
+
+def command_for(name, quick, device):
+    cmd = [sys.executable, "-m", f"benchmarks.bench_{name}", "--device", device]
+    if quick:
+        cmd.append("--quick")
+    else:
+        cmd += FULL_FLAGS.get(name, [])
+    return cmd
+
+
+def run_one(name, quick, device, out, timeout=None, log=print):
+    """Run one benchmark in a subprocess writing into ``out``; return its run record."""
+    cmd = command_for(name, quick, device)
+    env = dict(os.environ, SKSVD_BENCH_RESULTS=str(out))
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
+    shown = "python " + " ".join(cmd[1:])
+    log(f"== {name}: {shown}")
+    t0 = time.perf_counter()
+    logfile = Path(out) / f"{name}.log"
+    with open(logfile, "w") as fh:
+        try:
+            proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT,
+                                  timeout=timeout)
+            status = "ok" if proc.returncode == 0 else f"failed (exit {proc.returncode})"
+        except subprocess.TimeoutExpired:
+            status = f"stopped after {timeout:g} s"
+    seconds = time.perf_counter() - t0
+    log(f"   {status} in {seconds:.1f}s (log: {logfile})")
+    if status != "ok":
+        tail = logfile.read_text().splitlines()[-15:]
+        log("   " + "\n   ".join(tail))
+    return {"benchmark": name, "command": shown, "seconds": seconds, "status": status}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="Run the sksvd benchmark suite, write REPORT.md.")
+    p.add_argument("--quick", action="store_true",
+                   help="reduced run (minutes): results in benchmarks/results/quick/")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--only", default=None,
+                   help="comma-separated benchmark names, among: " + ", ".join(discover()))
+    p.add_argument("--out", default=None, help="results folder (default: see above)")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="seconds per benchmark (default: 600 with --quick, none otherwise)")
+    p.add_argument("--report-only", action="store_true",
+                   help="rebuild REPORT.md from the results already in the folder")
+    args = p.parse_args(argv)
+    names = discover()
+    if args.only:
+        wanted = [n.strip() for n in args.only.split(",") if n.strip()]
+        unknown = [n for n in wanted if n not in names]
+        if unknown:
+            p.error(f"--only: unknown benchmark(s) {', '.join(unknown)}; "
+                    f"expected some of {', '.join(names)}")
+        names = wanted
+    out = Path(args.out) if args.out else HERE / "results" / ("quick" if args.quick else "")
+    out = out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    timeout = args.timeout if args.timeout is not None else (600.0 if args.quick else None)
+    runs_path = out / "run.json"
+    runs = []
+    if args.report_only and runs_path.exists():
+        runs = json.loads(runs_path.read_text()).get("runs", [])
+    if not args.report_only:
+        previous = json.loads(runs_path.read_text()).get("runs", []) if runs_path.exists() else []
+        t0 = time.perf_counter()
+        runs = [run_one(n, args.quick, args.device, out, timeout) for n in names]
+        done = {r["benchmark"] for r in runs}
+        runs = [r for r in previous if r["benchmark"] not in done] + runs
+        print(f"== suite: {time.perf_counter() - t0:.1f}s")
+        runs_path.write_text(json.dumps({"quick": args.quick, "device": args.device,
+                                         "runs": runs}, indent=2))
+    command = "python -m benchmarks.run" + (" --quick" if args.quick else "") + (
+        f" --device {args.device}" if args.device != "cpu" else "")
+    build_report(out, quick=args.quick, run_info=runs, command=command)
+    print(f"== report: {out / 'REPORT.md'}")
+    failed = [r for r in runs if r["benchmark"] in names and r["status"] != "ok"]
+    return 1 if failed and not args.report_only else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Smoke tests of the benchmark suite's plumbing on tiny data (no heavy runs)."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+# benchmarks/ is a package of the repository, not of the installed sksvd.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import _harness as h  # noqa: E402
+from benchmarks import bench_growth, bench_topn, check, report, run  # noqa: E402
+
+
+def _allocate(n_mb):
+    a = np.ones(n_mb * 2**20 // 8)
+    return float(a.sum())
+
+
+def test_measure_forkserver_counts_memory_beyond_the_input():
+    # A fresh process (torch may already have run here: a plain fork could deadlock).
+    big_input = np.ones(40 * 2**20 // 8)
+    res = h.measure(_allocate, 60, start_method="forkserver", timeout=120)
+    assert res["result"] == 60 * 2**20 // 8
+    assert 55 < res["peak_extra_mb"] < 120
+    res = h.measure(np.sum, big_input, start_method="forkserver", timeout=120)
+    assert res["peak_extra_mb"] < 30  # the unpickled input is not counted
+
+
+def test_relevant_and_scores_match_hand_computation():
+    X_test = sp.csr_matrix(np.array([[5, 3, 0, 4], [0, 0, 2, 0]], dtype=np.float32))
+    R = bench_topn.relevant_of(X_test)
+    np.testing.assert_array_equal(R.toarray() > 0, [[1, 0, 0, 1], [0, 0, 0, 0]])
+    # user 0 gets [0, 2]: one hit at rank 1 among 2 relevant items.
+    res = bench_topn.score_lists(R[:1], np.array([[0, 2]]), ks=(2,))
+    assert res["precision@2"] == pytest.approx(0.5)
+    assert res["recall@2"] == pytest.approx(0.5)
+    assert res["ndcg@2"] == pytest.approx(1 / (1 + 1 / np.log2(3)))
+    assert res["map@2"] == pytest.approx(0.5)
+    assert res["coverage@2"] == pytest.approx(2 / 4)
+
+
+def test_most_popular_protocol_excludes_seen_and_skips_users():
+    X_train = sp.csr_matrix(np.array([[1, 1, 0, 0, 0], [1, 0, 1, 1, 0], [1, 1, 1, 0, 0]],
+                                     dtype=np.float32))
+    X_test = sp.csr_matrix(np.array([[0, 0, 5, 0, 0], [0, 2, 0, 0, 0], [0, 0, 0, 4, 0]],
+                                    dtype=np.float32))
+    model = bench_topn.MostPopular()
+    state = model.fit(X_train, {}, "cpu")
+    res, seconds = bench_topn.evaluate_split(model, state, X_train, X_test, "cpu", ks=(1,))
+    # user 1 rated its test item 2 (< 4): skipped; users 0 and 2 evaluated.
+    assert res["n_users"] == 2 and res["n_skipped"] == 1
+    # popularity 3, 2, 2, 1, 0: user 0 (seen 0, 1) gets item 2, user 2 gets item 3: hits.
+    assert res["precision@1"] == pytest.approx(1.0)
+    assert seconds >= 0
+
+
+def test_quality_checks_and_ratios():
+    per_split = [
+        {"dataset": "ml-100k", "split": s, "model": m, "ndcg@10": v}
+        for s, vals in (("u1", (0.40, 0.4004, 0.37)), ("u2", (0.39, 0.3905, 0.36)))
+        for m, v in zip(("sksvd PureSVD", "scipy-svds PureSVD", "implicit ALS"), vals,
+                        strict=True)
+    ]
+    summary = [{"dataset": "ml-100k", "model": m,
+                "ndcg@10": np.mean([r["ndcg@10"] for r in per_split if r["model"] == m])}
+               for m in ("sksvd PureSVD", "scipy-svds PureSVD", "implicit ALS")]
+    checks = bench_topn.make_checks(per_split, summary)
+    assert [c["passed"] for c in checks] == [True, True]
+    assert "5.00e-04" in checks[0]["detail"]
+    ratios = bench_topn.quality_ratios(summary)
+    assert ratios["ml-100k NDCG@10 sksvd PureSVD / implicit ALS"]["value"] == pytest.approx(
+        0.395 / 0.365)
+
+
+def test_growth_exponent_and_figure(tmp_path):
+    x = np.array([1e6, 5e6, 2e7])
+    assert bench_growth.growth_exponent(x, 3 * x**1.5) == pytest.approx(1.5)
+    assert bench_growth.growth_exponent([1e6], [1.0]) is None
+    rows = [{"method": m, "nnz": n, "seconds": c * n / 1e6, "peak_extra_mb": 10 + n / 1e5}
+            for m, c in (("a", 1.0), ("b", 2.0)) for n in x]
+    path = bench_growth.plot(rows, "nnz", "nnz", tmp_path / "g.png", "test")
+    assert path.exists() and path.stat().st_size > 1000
+    assert bench_growth.exponents(rows, "nnz")["a"][0] == pytest.approx(1.0)
+
+
+def _fake_results(folder, monkeypatch, fit_ratio, ndcg_ratio):
+    monkeypatch.setattr(h, "RESULTS", folder)
+    h.write_results("demo", [{"model": "ours", "seconds": 1.0}], notes="Protocol in words.",
+                    tables={"Checks": [{"check": "x", "passed": True}]},
+                    extra={"checks": [{"check": "fast enough", "passed": True}],
+                           "ratios": {"fit ours / peer": {"value": fit_ratio, "better": "lower"},
+                                      "ndcg ours / peer": {"value": ndcg_ratio,
+                                                           "better": "higher"}}})
+    h.write_results("demo", [{"model": "ours", "seconds": 0.1}], device="cuda")
+
+
+def test_report_gathers_tables_checks_ratios_and_devices(tmp_path, monkeypatch):
+    _fake_results(tmp_path, monkeypatch, 0.5, 1.1)
+    (tmp_path / "demo.png").write_bytes(b"png")
+    text = report.build_report(tmp_path, run_info=[{"benchmark": "demo", "command": "c",
+                                                    "seconds": 1.0, "status": "ok"}])
+    assert "## Device: cpu" in text and "## Device: cuda" in text
+    assert "Protocol in words." in text and "fast enough" in text
+    assert "fit ours / peer" in text and "![demo.png](demo.png)" in text
+    index = json.loads((tmp_path / "REPORT.json").read_text())
+    assert index["devices"] == ["cpu", "cuda"] and len(index["ratios"]) == 2
+
+
+def test_check_flags_a_ratio_worse_by_more_than_20_percent(tmp_path, monkeypatch):
+    base, good, bad = tmp_path / "base", tmp_path / "good", tmp_path / "bad"
+    _fake_results(base, monkeypatch, 0.5, 1.10)
+    _fake_results(good, monkeypatch, 0.55, 1.00)  # +10% time, -9% quality: within 20%
+    _fake_results(bad, monkeypatch, 0.65, 1.10)  # +30% time
+    assert check.main(["--baseline", str(base), "--fresh", str(good)]) == 0
+    assert check.main(["--baseline", str(base), "--fresh", str(bad)]) == 1
+    rows = check.compare(check.ratios_of(base), {})
+    assert {r["status"] for r in rows} == {"missing"}
+    rows = check.compare(check.ratios_of(base), check.ratios_of(bad))
+    assert [r["status"] for r in rows if r["ratio"].startswith("fit")] == ["WORSE"]
+
+
+def test_runner_finds_benchmarks_and_builds_commands():
+    names = run.discover()
+    assert {"topn", "growth"} <= set(names)
+    cmd = run.command_for("topn", quick=True, device="cpu")
+    assert cmd[1:] == ["-m", "benchmarks.bench_topn", "--device", "cpu", "--quick"]
