@@ -83,3 +83,19 @@ def test_05_grid_search(data_home):
     assert "best: {'n_components':" in out
     table = [ln for ln in out.splitlines() if ln.strip()[:2].strip().isdigit()]
     assert len(table) == 6  # 3 ranks x 2 scalings
+
+
+def test_readme_python_blocks_run(data_home, tmp_path):
+    text = (EXAMPLES.parent / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```python\n")[1:]]
+    assert len(blocks) >= 4
+    script = tmp_path / "readme.py"
+    script.write_text("\n\n".join(blocks))
+    full_env = {**os.environ, "SKSVD_DEVICE": os.environ.get("SKSVD_DEVICE", "cpu"),
+                "SKSVD_DATA_HOME": str(data_home)}
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=TIME_LIMIT, env=full_env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    # The numbers the README states in its comments.
+    assert lines[0] == "172 1614736 30.1" and lines[1] == "144"
