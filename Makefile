@@ -43,5 +43,14 @@ bench: $(VENV)/.bench
 bench-quick: $(VENV)/.bench
 	$(PY) -m benchmarks.run --quick $(BENCH_ARGS)
 
+$(VENV)/.docs: $(VENV)/.core
+	$(PIP) install -q -e ".[plot,image,dev,docs]"
+	touch $@
+
+# The HTML documentation, warnings as errors (docs/_build/html/index.html).
+docs: $(VENV)/.docs
+	$(PY) docs/gen_errors.py docs/errors.md
+	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
+
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache
