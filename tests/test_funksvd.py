@@ -141,19 +141,23 @@ def test_predict_ratings_is_the_biased_formula():
     assert est.user_factors_.dtype == np.float32
 
 
-def test_fold_in_of_training_users_matches_their_trained_predictions(ml100k):
-    # Tolerance (measured on MovieLens 100K with the defaults): the fold-in's predictions of
-    # the users' own ratings are within 0.1 stars of the trained model's on average, and
-    # both fit those ratings about equally well.
+@pytest.mark.parametrize("solver, params, tol", [("sgd", {}, 0.15),
+                                                 ("als", dict(n_epochs=5), 0.05)])
+def test_fold_in_of_training_users_matches_their_trained_predictions(ml100k, solver, params,
+                                                                      tol):
+    # Tolerance: the mean |folded - trained| prediction of the users' own ratings is below
+    # 0.15 stars for SGD with the defaults (measured 0.094 over all 943 users) and 0.05 for
+    # ALS (measured 0.023): fold-in solves the user's part of the training loss exactly, SGD
+    # only approximately, so the folded vectors also fit the users' ratings at least as well.
     X = ml100k.X
-    est = FunkSVD(random_state=0, device="cpu").fit(X)
-    rows = X[:100].tocoo()
+    est = FunkSVD(solver=solver, random_state=0, device="cpu", **params).fit(X)
+    rows = X.tocoo()
     trained = est.predict_ratings(rows.row, rows.col)
-    folded = est.predict(X[:100])[rows.row, rows.col]
-    assert np.mean(np.abs(folded - trained)) < 0.1
+    folded = est.predict(X)[rows.row, rows.col]
+    assert np.mean(np.abs(folded - trained)) < tol
     err_t = np.sqrt(np.mean((trained - rows.data) ** 2))
     err_f = np.sqrt(np.mean((folded - rows.data) ** 2))
-    assert err_f < err_t + 0.02
+    assert err_f <= err_t + 1e-3
 
 
 def test_fold_in_solves_the_ridge_problem():
