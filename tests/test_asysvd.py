@@ -1,0 +1,345 @@
+"""AsySVD: the batched kernel against a per-interaction numpy reference, fold-in by
+hand, determinism, interrupt safety, bad input, and a MovieLens sanity check."""
+
+import itertools
+import pickle
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.validation import check_is_fitted
+
+from sksvd.recommenders._training import DivergenceError
+from sksvd.recommenders.asysvd import AsySVD, _Adam, _Batch, _loss_and_grad
+
+MU, LAM, SHRINK = 3.1, 0.07, 2.5
+
+
+# ----------------------------------------------------------------------------- reference
+def _ref_predict(P, D, u, i, *, biased, exclude):
+    """Koren's formula for one (user, item), written out per interaction (numpy)."""
+    prof = [j for j in np.flatnonzero(D[u]) if not (exclude and j == i)]
+    n = len(prof)
+    s = n ** -0.5 if n else 0.0
+    p = np.zeros(P["q"].shape[1])
+    for j in prof:
+        p += s * P["y"][j]
+    if not biased:
+        return P["q"][i] @ p
+    res = {j: D[u, j] - MU - P["b"][j] for j in prof}
+    bu = sum(res.values()) / (SHRINK + n) if SHRINK + n > 0 else 0.0
+    for j in prof:
+        p += s * (res[j] - bu) * P["x"][j]
+    return MU + bu + P["b"][i] + P["q"][i] @ p
+
+
+def _ref_loss(P, D, negatives, *, loss, biased, loo):
+    """Sum over stored entries (CSR order) of the loss plus per-occurrence L2."""
+    total = 0.0
+    entries = [(u, i) for u in range(D.shape[0]) for i in np.flatnonzero(D[u])]
+    for e, (u, i) in enumerate(entries):
+        rhat = _ref_predict(P, D, u, i, biased=biased, exclude=loo)
+        total += LAM * (P["q"][i] @ P["q"][i] + P["y"][i] @ P["y"][i])
+        if biased:
+            total += LAM * (P["x"][i] @ P["x"][i] + P["b"][i] ** 2)
+        if loss != "bpr":
+            total += (rhat - D[u, i]) ** 2
+        if loss == "mse":
+            continue
+        for j in negatives[e]:
+            if D[u, j] != 0:  # a rated item is no negative
+                continue
+            sj = _ref_predict(P, D, u, j, biased=biased, exclude=False)
+            total += np.logaddexp(0.0, -(rhat - sj)) if loss == "bpr" else sj**2
+            total += LAM * (P["q"][j] @ P["q"][j] + (P["b"][j] ** 2 if biased else 0.0))
+    return total
+
+
+def _numeric_grad(P, f, eps=1e-6):
+    out = {}
+    for k, v in P.items():
+        g = np.zeros_like(v)
+        for idx in np.ndindex(v.shape):
+            old = v[idx]
+            v[idx] = old + eps
+            hi = f(P)
+            v[idx] = old - eps
+            lo = f(P)
+            v[idx] = old
+            g[idx] = (hi - lo) / (2 * eps)
+        out[k] = g
+    return out
+
+
+def _small_case(seed=1, m=6, n=8):
+    rng = np.random.default_rng(seed)
+    D = (rng.random((m, n)) < 0.4) * rng.integers(1, 6, (m, n))
+    D[2] = 0  # an empty profile
+    D[3] = 0
+    D[3, 5] = 4  # a one-item profile
+    return D.astype(np.float64)
+
+
+@pytest.mark.parametrize("loss,biased,loo", list(itertools.product(
+    ["mse", "bpr", "mse_neg"], [True, False], [False, True])))
+def test_batched_loss_and_gradient_match_per_interaction_reference(loss, biased, loo):
+    D = _small_case()
+    n, d = D.shape[1], 2
+    rng = np.random.default_rng(7)
+    P = {k: rng.normal(scale=0.5, size=(n, d)) for k in (["q", "x", "y"] if biased else ["q", "y"])}
+    if biased:
+        P["b"] = rng.normal(scale=0.3, size=n)
+    X = sp.csr_matrix(D)
+    pool = torch.tensor([6, 1, 3, 0, 7, 4])
+    idx = torch.from_numpy(rng.integers(0, 6, size=(X.nnz, 3)))
+    negatives = None if loss == "mse" else (pool, idx)
+    neg_items = pool[idx].numpy()
+
+    value, grads = _loss_and_grad(
+        {k: torch.from_numpy(v.copy()) for k, v in P.items()},
+        _Batch(X, "cpu", torch.float64), mu=MU, regularization=LAM, shrinkage=SHRINK,
+        loss=loss, leave_one_out=loo, negatives=negatives)
+
+    def f(params):
+        return _ref_loss(params, D, neg_items, loss=loss, biased=biased, loo=loo)
+
+    assert value == pytest.approx(f(P), rel=1e-12, abs=1e-12)
+    ref = _numeric_grad(P, f)
+    for k in P:
+        np.testing.assert_allclose(grads[k].numpy(), ref[k], rtol=1e-6, atol=1e-7, err_msg=k)
+
+
+def test_gradient_carries_the_inverse_sqrt_profile_factor():
+    # One user with 4 rated items, no biases, mse: rhat_i = q_i . (1/2) sum_j y_j, so
+    # dL/dy_j = sum_i 2 e_i q_i / 2 (the course's code drops the 1/2).
+    D = np.array([[1.0, 2.0, 3.0, 4.0]])
+    rng = np.random.default_rng(0)
+    q, y = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
+    p = 0.5 * y.sum(0)
+    e = q @ p - D[0]
+    expected_y = np.tile((2 * e[:, None] * q).sum(0) * 0.5, (4, 1))
+    _, g = _loss_and_grad({"q": torch.from_numpy(q), "y": torch.from_numpy(y)},
+                          _Batch(sp.csr_matrix(D), "cpu", torch.float64), mu=0.0,
+                          regularization=0.0, shrinkage=0.0, loss="mse")
+    np.testing.assert_allclose(g["y"].numpy(), expected_y, rtol=1e-12)
+    np.testing.assert_allclose(g["q"].numpy(), 2 * e[:, None] * p[None, :], rtol=1e-12)
+
+
+def test_adam_matches_torch_optim_adam():
+    rng = np.random.default_rng(0)
+    ours = {"a": torch.from_numpy(rng.normal(size=(5, 3))), "b": torch.from_numpy(rng.normal(size=5))}
+    ref = {k: v.clone().requires_grad_(True) for k, v in ours.items()}
+    opt, torch_opt = _Adam(ours, 0.1), torch.optim.Adam(list(ref.values()), lr=0.1)
+    for _ in range(5):
+        grads = {k: torch.from_numpy(rng.normal(size=v.shape)) for k, v in ours.items()}
+        for k, p in ref.items():
+            p.grad = grads[k].clone() / 7.0
+        torch_opt.step()
+        opt.step({k: g.clone() for k, g in grads.items()}, 1.0 / 7.0)
+    for k in ours:
+        np.testing.assert_allclose(ours[k].numpy(), ref[k].detach().numpy(), rtol=1e-12,
+                                   atol=1e-12)
+
+
+# ------------------------------------------------------------------------------ fold-in
+def _fit_small(**kw):
+    D = _small_case(seed=3, m=30, n=12)
+    D[2] = 0
+    params = dict(n_components=3, n_epochs=5, learning_rate=0.05, batch_size=7,
+                  random_state=0, device="cpu", dtype="float64")
+    params.update(kw)
+    return AsySVD(**params).fit(sp.csr_matrix(D)), D
+
+
+def _hand_fold_in(rec, row):
+    prof = np.flatnonzero(row)
+    n = len(prof)
+    s = n ** -0.5 if n else 0.0
+    W = rec.item_weights_
+    p = s * W[-1][prof].sum(0)
+    if W.shape[0] == 1:
+        return p, 0.0
+    res = row[prof] - rec.global_mean_ - rec.item_bias_[prof]
+    bu = res.sum() / (rec.user_bias_shrinkage + n)
+    p = p + s * ((res - bu)[:, None] * W[0][prof]).sum(0)
+    return p, rec.global_mean_ + bu
+
+
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_transform_of_a_new_user_equals_the_formula_by_hand(use_bias):
+    rec, _ = _fit_small(use_bias=use_bias)
+    new = np.array([[0, 5, 0, 1, 0, 0, 3, 0, 0, 4, 0, 0],
+                    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],   # empty profile
+                    [0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0]],  # one item
+                   dtype=float)
+    W, S = rec.transform(new), rec.predict(new)
+    assert np.isfinite(W).all() and np.isfinite(S).all()
+    for u, row in enumerate(new):
+        p, c = _hand_fold_in(rec, row)
+        np.testing.assert_allclose(W[u], p, rtol=1e-10, atol=1e-12)
+        expected = rec.item_factors_ @ p + c
+        if use_bias:
+            expected = expected + rec.item_bias_
+        np.testing.assert_allclose(S[u], expected, rtol=1e-6, atol=1e-6)
+    assert np.all(W[1] == 0)
+    if use_bias:  # empty profile: bias-only prediction mu + b_i
+        np.testing.assert_allclose(S[1], rec.global_mean_ + rec.item_bias_, rtol=1e-6)
+
+
+def test_fitted_users_predictions_equal_the_fold_in_of_their_rows():
+    rec, D = _fit_small()
+    users, items = np.nonzero(np.ones_like(D))
+    r = rec.predict_ratings(users, items)
+    np.testing.assert_allclose(r, rec.predict(D)[users, items], rtol=1e-6, atol=1e-6)
+    for u in (0, 2, 5):
+        p, c = _hand_fold_in(rec, D[u])
+        np.testing.assert_allclose(rec.user_factors_[u], p, rtol=1e-10, atol=1e-12)
+        assert rec.user_bias_[u] == pytest.approx(c - rec.global_mean_, abs=1e-12)
+
+
+def test_training_prediction_equals_predict_for_a_fitted_row():
+    # Without leave-one-out the trained prediction of a stored entry is the
+    # fold-in of the user's own row: the mse loss recomputed from predict()
+    # equals the kernel's loss at the fitted parameters.
+    rec, D = _fit_small(regularization=0.0)
+    X = sp.csr_matrix(D)
+    P = {"q": rec.item_factors_, "x": rec.item_weights_[0], "y": rec.item_weights_[1],
+         "b": rec.item_bias_}
+    value, _ = _loss_and_grad({k: torch.from_numpy(np.array(v)) for k, v in P.items()},
+                              _Batch(X, "cpu", torch.float64), mu=rec.global_mean_,
+                              regularization=0.0, shrinkage=rec.user_bias_shrinkage,
+                              loss="mse")
+    u, i = X.nonzero()
+    pred = rec.predict(D).astype(np.float64)[u, i]
+    assert value == pytest.approx(((pred - D[u, i]) ** 2).sum(), rel=1e-5)
+
+
+# ------------------------------------------------------------------------ fit behaviour
+@pytest.mark.parametrize("loss", ["mse", "bpr", "mse_neg"])
+def test_same_seed_gives_the_same_model_bit_for_bit(loss):
+    a, _ = _fit_small(loss=loss, dtype="float32")
+    b, _ = _fit_small(loss=loss, dtype="float32")
+    for name in ("item_factors_", "item_weights_", "user_factors_"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    assert a.loss_curve_ == b.loss_curve_
+    c, _ = _fit_small(loss=loss, dtype="float32", random_state=1)
+    assert not np.array_equal(a.item_factors_, c.item_factors_)
+
+
+@pytest.mark.parametrize("loss", ["mse", "bpr", "mse_neg"])
+def test_loss_decreases(loss):
+    rec, _ = _fit_small(loss=loss, n_epochs=15, learning_rate=0.02, regularization=0.01)
+    assert rec.loss_curve_[-1] < rec.loss_curve_[0]
+    assert len(rec.loss_curve_) == rec.n_epochs_ == 15
+
+
+def test_attributes_and_layout():
+    rec, D = _fit_small()
+    n_users, n_items = D.shape
+    assert rec.item_factors_.shape == (n_items, 3)
+    assert rec.item_weights_.shape == (2, n_items, 3)
+    assert rec.user_factors_.shape == (n_users, 3)
+    assert rec.user_bias_.shape == (n_users,) and rec.item_bias_.shape == (n_items,)
+    assert rec.global_mean_ == pytest.approx(D[D != 0].mean())
+    simple = rec.set_params(use_bias=False).fit(D)
+    assert simple.item_weights_.shape == (1, n_items, 3)
+    for name in ("global_mean_", "user_bias_", "item_bias_"):
+        assert not hasattr(simple, name)  # no stale attribute from the earlier fit
+
+
+def _raise_after_two(epoch, loss):
+    if epoch == 1:
+        raise KeyboardInterrupt
+
+
+def test_interrupted_fit_leaves_the_estimator_as_before():
+    D = _small_case(seed=3, m=30, n=12)
+    rec = AsySVD(n_components=3, n_epochs=5, callback=_raise_after_two, device="cpu",
+                 random_state=0)
+    with pytest.raises(KeyboardInterrupt):
+        rec.fit(D)
+    with pytest.raises(NotFittedError):
+        check_is_fitted(rec)
+    assert not [k for k in vars(rec) if k.endswith("_")]
+
+    rec.set_params(callback=None).fit(D)
+    before = pickle.dumps(rec)
+    rec.set_params(callback=_raise_after_two, n_components=2)
+    with pytest.raises(KeyboardInterrupt):
+        rec.fit(D[:20])
+    rec.set_params(callback=None, n_components=3)
+    assert pickle.dumps(rec) == before
+
+
+def test_divergence_names_the_learning_rate_and_keeps_the_estimator():
+    D = _small_case(seed=3, m=30, n=12)
+    rec = AsySVD(n_components=3, n_epochs=3, learning_rate=1e25, device="cpu", random_state=0)
+    with pytest.raises(DivergenceError, match="learning_rate=1e"):
+        rec.fit(D)
+    assert not [k for k in vars(rec) if k.endswith("_")]
+
+
+def test_early_stopping_records_validation_scores():
+    rec, _ = _fit_small(early_stopping=True, n_epochs=40, n_iter_no_change=2,
+                        validation_fraction=0.2)
+    assert len(rec.validation_scores_) == rec.n_epochs_ <= 40
+    assert all(np.isfinite(rec.validation_scores_))
+
+
+@pytest.mark.parametrize("X,match", [
+    (np.zeros((4, 3)), "no stored entries"),
+    (np.array([[1.0, np.nan], [2.0, 3.0]]), "NaN"),
+    (np.zeros((0, 3)), "0 sample"),
+])
+def test_bad_input(X, match):
+    with pytest.raises(ValueError, match=match):
+        AsySVD(device="cpu").fit(X)
+
+
+@pytest.mark.parametrize("param,value", [
+    ("batch_size", 0), ("n_components", 0), ("loss", "hinge"), ("n_negatives", 0),
+    ("learning_rate", 0.0), ("regularization", -1.0),
+])
+def test_bad_parameters_are_named(param, value):
+    with pytest.raises(ValueError, match=param):
+        AsySVD(device="cpu", **{param: value}).fit(np.eye(3))
+
+
+def test_new_rows_must_have_n_items_columns():
+    rec, _ = _fit_small()
+    with pytest.raises(ValueError, match="features"):
+        rec.transform(np.ones((2, 5)))
+
+
+# -------------------------------------------------------------------------- real data
+def test_movielens_rmse_beats_the_bias_baseline(data_home):
+    from sksvd.datasets import load_movielens
+
+    f = load_movielens("100k", fold="u1", data_home=data_home)
+    tr, te = f.X_train, f.X_test.tocoo()
+    rec = AsySVD(random_state=0, device="cpu").fit(tr)
+    rmse = np.sqrt(np.mean((rec.predict_ratings(te.row, te.col) - te.data) ** 2))
+    # independent reference: mu + b_u + b_i by alternating regularised means (Koren Sec. 2.1)
+    c = tr.tocoo()
+    mu = c.data.mean()
+    bu, bi = np.zeros(tr.shape[0]), np.zeros(tr.shape[1])
+    for _ in range(10):
+        bi = np.bincount(c.col, c.data - mu - bu[c.row], tr.shape[1]) / (
+            25 + np.bincount(c.col, minlength=tr.shape[1]))
+        bu = np.bincount(c.row, c.data - mu - bi[c.col], tr.shape[0]) / (
+            10 + np.bincount(c.row, minlength=tr.shape[0]))
+    base = np.sqrt(np.mean((mu + bu[te.row] + bi[te.col] - te.data) ** 2))
+    assert base > 0.94
+    assert rmse < base - 0.02
+
+
+# --------------------------------------------------------------------- scikit-learn API
+@parametrize_with_checks([AsySVD(n_components=2, n_epochs=3, batch_size=4, device="cpu"),
+                          AsySVD(n_components=2, n_epochs=2, loss="bpr", use_bias=False,
+                                 device="cpu")],
+                         expected_failed_checks=lambda est: est._xfail_checks)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
