@@ -31,6 +31,10 @@ __all__ = [
 ]
 
 
+# Elements per block when accumulating norms in float64 (32 MiB of float64).
+_NORM_BLOCK = 2**22
+
+
 def _is_sparse(A):
     return A.layout != torch.strided
 
@@ -84,10 +88,12 @@ def squared_frobenius_norm(A):
     >>> squared_frobenius_norm(torch.ones(2, 3))
     6.0
     """
-    vals = A.values() if _is_sparse(A) else A
-    if vals.numel() == 0:
-        return 0.0
-    return float(torch.linalg.vector_norm(vals.reshape(-1), dtype=torch.float64) ** 2)
+    vals = (A.values() if _is_sparse(A) else A).reshape(-1)
+    total = torch.zeros((), dtype=torch.float64, device=vals.device)
+    # float64 accumulation in blocks: no float64 copy of the whole matrix.
+    for s in range(0, vals.numel(), _NORM_BLOCK):
+        total += torch.linalg.vector_norm(vals[s:s + _NORM_BLOCK], dtype=torch.float64) ** 2
+    return float(total)
 
 
 def singular_values(A):
