@@ -21,6 +21,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",  # MathJax served from _static: math renders offline too
     "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
     "numpydoc",
