@@ -16,6 +16,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+# One intra-op thread per subprocess: these tests check behaviour, not speed, and on a
+# busy 2-core machine torch's OpenMP threads spin against other processes (measured
+# here: the README's code took 70 s with 2 threads under load, 8 s with 1).
+_ONE_THREAD = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+
 PIL = pytest.importorskip("PIL.Image")
 from skimage.metrics import peak_signal_noise_ratio  # noqa: E402
 
@@ -32,6 +37,7 @@ STAR_WARS = {50: 5, 172: 5, 181: 4}
 
 def run(*args, env=None, timeout=120, cwd=None):
     full_env = {**os.environ, "SKSVD_DEVICE": os.environ.get("SKSVD_DEVICE", "cpu"),
+                **_ONE_THREAD,
                 **(env or {})}
     return subprocess.run([str(SCRIPT), *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, env=full_env, cwd=cwd)
@@ -195,6 +201,8 @@ def test_recommend_missing_data_without_download_exits_2(tmp_path):
 
 
 def test_evaluate_uses_the_library_metrics(data_home):
+    import torch
+
     from sksvd import FunkSVD, SVDRecommender
     from sksvd.datasets import load_movielens
     from sksvd.model_selection import evaluate
@@ -206,15 +214,20 @@ def test_evaluate_uses_the_library_metrics(data_home):
     res = json.loads(proc.stdout)
     assert res["folds"] == ["u1", "u2"]
     ds = load_movielens("100k", fold="u1", data_home=data_home)
-    pure = evaluate(SVDRecommender(8, random_state=0, device="cpu"), ds.X_train, ds.X_test,
-                    metrics=("ndcg", "recall"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the subprocess (see _ONE_THREAD)
+    try:
+        pure = evaluate(SVDRecommender(8, random_state=0, device="cpu"), ds.X_train,
+                        ds.X_test, metrics=("ndcg", "recall"))
+        funk = FunkSVD(8, n_epochs=2, early_stopping=True, random_state=0, device="cpu")
+        ref = evaluate(funk, ds.X_train, ds.X_test, metrics=("rmse",))
+    finally:
+        torch.set_num_threads(threads)
     u1 = res["models"]["SVDRecommender"]["per_fold"][0]
     assert u1["ndcg"] == pytest.approx(pure["ndcg"], abs=1e-4)
     assert u1["recall"] == pytest.approx(pure["recall"], abs=1e-4)
     assert "rmse" not in u1  # PureSVD's scores are not ratings
     assert res["models"]["SVDRecommender"]["mean"]["rmse"] is None
-    funk = FunkSVD(8, n_epochs=2, early_stopping=True, random_state=0, device="cpu")
-    ref = evaluate(funk, ds.X_train, ds.X_test, metrics=("rmse",))
     assert res["models"]["FunkSVD"]["per_fold"][0]["rmse"] == pytest.approx(ref["rmse"],
                                                                             abs=1e-4)
     mean = res["models"]["FunkSVD"]["mean"]["rmse"]

@@ -11,12 +11,18 @@ import sys
 
 import pytest
 
+# One intra-op thread per subprocess: these tests check behaviour, not speed, and on a
+# busy 2-core machine torch's OpenMP threads spin against other processes (measured
+# here: the README's code took 70 s with 2 threads under load, 8 s with 1).
+_ONE_THREAD = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+
 PIL = pytest.importorskip("PIL.Image")
 pytest.importorskip("matplotlib")
 
 
 def run_demo(*args, env=None, timeout=240):
     full_env = {**os.environ, "SKSVD_DEVICE": os.environ.get("SKSVD_DEVICE", "cpu"),
+                **_ONE_THREAD,
                 **(env or {})}
     return subprocess.run([sys.executable, "-m", "sksvd.demo", *map(str, args)],
                           capture_output=True, text=True, timeout=timeout, env=full_env)

@@ -13,12 +13,18 @@ from pathlib import Path
 
 import pytest
 
+# One intra-op thread per subprocess: these tests check behaviour, not speed, and on a
+# busy 2-core machine torch's OpenMP threads spin against other processes (measured
+# here: the README's code took 70 s with 2 threads under load, 8 s with 1).
+_ONE_THREAD = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 TIME_LIMIT = 300
 
 
 def run_example(name, *args, env=None):
     full_env = {**os.environ, "SKSVD_DEVICE": os.environ.get("SKSVD_DEVICE", "cpu"),
+                **_ONE_THREAD,
                 "MPLBACKEND": "Agg", **(env or {})}
     proc = subprocess.run([sys.executable, str(EXAMPLES / name), *map(str, args)],
                           capture_output=True, text=True, timeout=TIME_LIMIT, env=full_env,
@@ -92,6 +98,7 @@ def test_readme_python_blocks_run(data_home, tmp_path):
     script = tmp_path / "readme.py"
     script.write_text("\n\n".join(blocks))
     full_env = {**os.environ, "SKSVD_DEVICE": os.environ.get("SKSVD_DEVICE", "cpu"),
+                **_ONE_THREAD,
                 "SKSVD_DATA_HOME": str(data_home)}
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                           timeout=TIME_LIMIT, env=full_env, cwd=tmp_path)
