@@ -438,10 +438,12 @@ def build_parser():
     p = sub.add_parser("bench", help="run the benchmark suite (benchmarks/run.py)",
                        description="Run the benchmark suite of a source checkout.",
                        epilog=_BENCH_EXAMPLES, formatter_class=_Formatter)
-    g = p.add_argument_group("common options (passed on to benchmarks/run.py when given)")
+    g = p.add_argument_group("common options")
     g.add_argument("--device", type=_device, default=None,
-                   help="auto, cpu, cuda or cuda:N")
-    g.add_argument("-v", "--verbose", action="count", default=0, help="progress output")
+                   help="auto, cpu, cuda or cuda:N, passed on to benchmarks/run.py (default: "
+                        "its own, cpu)")
+    g.add_argument("-v", "--verbose", action="count", default=0,
+                   help="print the command run (the suite logs its progress itself)")
     return parser
 
 
@@ -839,10 +841,13 @@ def _cmd_bench(args, extra):
         extra = extra[1:]
     cmd = [sys.executable, "-m", "benchmarks.run", *extra]
     if args.device is not None:
-        cmd += ["--device", args.device]
-    if args.verbose:
-        cmd += ["--verbose"]
-    print("[sksvd] " + " ".join(cmd), file=sys.stderr, flush=True)
+        device = args.device
+        if device == "auto":
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        cmd += ["--device", device]
+    _status(args, " ".join(["python", *cmd[1:]]) + f"  (in {root})")
     return subprocess.call(cmd, cwd=root)
 
 
