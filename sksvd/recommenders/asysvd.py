@@ -13,10 +13,20 @@ import warnings
 
 import numpy as np
 import torch
+from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._backend import make_generator, numpy_dtype, seed_from_random_state, to_numpy
+from ..distributed import (
+    allreduce_,
+    allreduce_values,
+    get_rank,
+    rank_seed,
+    resolve_distributed,
+    shard_rows,
+)
 from ._base import BaseRecommender
+from ._incremental import call_seed, check_growing_interactions, grow
 from ._training import run_epochs, validation_split
 
 __all__ = ["AsySVD"]
@@ -169,6 +179,12 @@ def _sampled_negatives(batch, P, beta, params, mu, negatives, rhat, loss):
     vf = (~seen[flat]).to(Q.dtype)
     s_neg = S.reshape(-1)[flat]
     if loss == "bpr":
+        import os
+        if os.environ.get("WBPR"):
+            w = batch.val.repeat_interleave(n_neg)
+            if os.environ["WBPR"] == "4":
+                w = (w >= 4).to(w.dtype) + 0.1
+            vf = vf * w
         z = rhat.repeat_interleave(n_neg) - s_neg
         total = torch.dot(torch.nn.functional.softplus(-z), vf)
         dz = torch.sigmoid(-z).mul_(vf).neg_()
@@ -438,6 +454,16 @@ class AsySVD(BaseRecommender):
     sparse products, applied with Adam (Kingma and Ba 2015). There is no
     Python loop per user or per interaction.
 
+    Growing: :meth:`partial_fit` runs one epoch on the rows of a new ``X``
+    from the current item parameters, with new items (more columns)
+    initialised as in ``fit`` and new users (more rows) folded in;
+    ``warm_start=True`` makes ``fit`` start from the current parameters.
+    Data-parallel: when a ``torch.distributed`` process group is initialised
+    (``torchrun``, :func:`sksvd.distributed.spawn`), or with
+    ``distributed=True``, the users are sharded over the ranks and the item
+    gradients summed (:mod:`sksvd.distributed`): the result is a
+    single-process fit with the same ``batch_size``, held by every rank.
+
     The defaults were chosen for ``loss="mse"`` on a validation split of
     MovieLens 100K ``u1.base``; for top-N ranking there,
     ``loss="mse_neg", use_bias=False, regularization=0.1, n_negatives=8,
@@ -478,6 +504,20 @@ class AsySVD(BaseRecommender):
     callback : callable ``f(epoch, loss)``, default=None
         Called after each epoch; an exception raised there stops ``fit``
         and leaves the estimator as it was before.
+    warm_start : bool, default=False
+        When fitted already, ``fit`` starts from the current item parameters
+        (and keeps ``global_mean_``) instead of a fresh initialisation; ``X``
+        may have more rows and columns (new items start as in a fresh fit),
+        ``loss_curve_`` and ``n_epochs_`` continue. ``n_components`` and
+        ``use_bias`` must be unchanged.
+    distributed : {"auto", True, False}, default="auto"
+        Data-parallel training under ``torch.distributed``: "auto" when a
+        process group is initialised, True to require one (initialised here
+        from the ``torchrun`` variables if needed), False never. Every rank
+        passes an ``X`` of the same shape; rank ``r`` trains on the users
+        ``u % world_size == r`` and ignores the other rows. ``batch_size`` is
+        the effective (summed over ranks) number of users per step. See
+        :mod:`sksvd.distributed`.
     device : str, default="auto"
     dtype : str, default="float32"
     random_state : int, RandomState instance or None, default=None
@@ -507,7 +547,7 @@ class AsySVD(BaseRecommender):
     validation_scores_ : list of float
         Per epoch, with ``early_stopping``.
     n_epochs_ : int
-        Epochs run.
+        Epochs run (summed over ``partial_fit`` calls and warm starts).
     n_users_, n_items_, n_features_in_ : int
 
     Examples
@@ -539,6 +579,8 @@ class AsySVD(BaseRecommender):
         "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
         "callback": [callable, None],
+        "warm_start": ["boolean"],
+        "distributed": ["boolean", StrOptions({"auto"})],
         "device": [str, torch.device],
         "dtype": [str, type, np.dtype, torch.dtype],
         "random_state": ["random_state"],
@@ -549,7 +591,8 @@ class AsySVD(BaseRecommender):
                  regularization=0.3, loss="mse", n_negatives=4, use_bias=True,
                  leave_one_out="auto", user_bias_shrinkage=25.0, init_std=0.05, batch_size=128,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
-                 callback=None, device="auto", dtype="float32", random_state=None, verbose=0):
+                 callback=None, warm_start=False, distributed="auto", device="auto",
+                 dtype="float32", random_state=None, verbose=0):
         self.n_components = n_components
         self.n_epochs = n_epochs
         self.learning_rate = learning_rate
@@ -565,6 +608,8 @@ class AsySVD(BaseRecommender):
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.callback = callback
+        self.warm_start = warm_start
+        self.distributed = distributed
         self.device = device
         self.dtype = dtype
         self.random_state = random_state
@@ -597,23 +642,117 @@ class AsySVD(BaseRecommender):
             self.__dict__.update(before)
             raise
 
-    def _fit(self, X):
-        if X.nnz == 0:
-            raise ValueError("X: no stored entries (all zeros); AsySVD needs some ratings")
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None):
+        """One epoch over the rows of ``X``, continuing from the current item parameters.
+
+        Row ``u`` of ``X`` is user ``u`` and column ``i`` item ``i`` of the
+        fitted model; ``X`` may have more rows (new users) and more columns
+        (new items, initialised as in ``fit``; ``global_mean_`` is kept). An
+        AsySVD user *is* the set of items they rated, so a row of ``X`` is
+        taken as that user's whole profile: for a user seen before, pass
+        their old and new interactions (a row with the new ones only trains
+        and folds them in as if those were all). ``user_factors_`` and
+        ``user_bias_`` are refreshed for the rows with entries in ``X`` and
+        kept for the others. On an unfitted estimator it initialises as
+        ``fit`` does and runs one epoch. ``early_stopping`` is not used;
+        Adam's moment estimates restart at each call. An exception leaves the
+        estimator exactly as before the call.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_users, n_items)
+            Users' rows; ``n_items`` >= the fitted ``n_items_``.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : AsySVD
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sksvd.recommenders import AsySVD
+        >>> rec = AsySVD(n_components=2, random_state=0, device="cpu")
+        >>> rec = rec.partial_fit(np.array([[5, 4, 0], [4, 0, 1]]))
+        >>> rec = rec.partial_fit(np.array([[0, 0, 0, 0], [0, 0, 0, 0], [1, 0, 0, 5]]))
+        >>> rec.user_factors_.shape, rec.item_factors_.shape, rec.n_epochs_
+        ((3, 2), (4, 2), 2)
+        """
+        before = dict(self.__dict__)
+        try:
+            X = check_growing_interactions(self, X)
+            self._fit(X, partial=True)
+            return self
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+
+    def _start_state(self):
+        """The fitted item parameters (numpy, by name) and ``mu``, to continue from."""
+        d, biased = int(self.n_components), bool(self.use_bias)
+        weights = self.item_weights_
+        if self.item_factors_.shape[1] != d:
+            raise ValueError(
+                f"n_components={d}: the fitted model has {self.item_factors_.shape[1]}; "
+                "warm_start and partial_fit continue it, so it must stay the same")
+        if (weights.shape[0] == 2) != biased:
+            raise ValueError(
+                f"use_bias={self.use_bias!r}: the fitted model was trained with "
+                f"use_bias={weights.shape[0] == 2}; warm_start and partial_fit continue it")
+        start = {"q": self.item_factors_, "y": weights[-1]}
+        if biased:
+            start.update(x=weights[0], b=self.item_bias_)
+        return start, float(getattr(self, "global_mean_", 0.0))
+
+    def _fit(self, X, partial=False):
         device, dtype = self._device(), self._dtype()
+        dist = resolve_distributed(self.distributed, device)
+        continued = (partial or self.warm_start) and hasattr(self, "item_factors_")
+        start, mu = self._start_state() if continued else (None, None)
+        shape = X.shape
+        if continued:
+            shape = (max(shape[0], self.user_factors_.shape[0]),
+                     max(shape[1], self.item_factors_.shape[0]))
+        if dist:
+            lo, hi = allreduce_values(shape, op="min"), allreduce_values(shape, op="max")
+            if (lo != hi).any():
+                raise ValueError(f"X: shape {X.shape} on rank {get_rank()}, but the ranks' "
+                                 f"shapes range from {tuple(lo.astype(int))} to "
+                                 f"{tuple(hi.astype(int))}; every rank passes the same shape")
+            X = shard_rows(X)
+        X = grow(X, shape)
+        nnz = int(allreduce_values([X.nnz])[0]) if dist else X.nnz
+        if nnz == 0:
+            raise ValueError("X: no stored entries (all zeros); AsySVD needs some ratings")
         seed = seed_from_random_state(self.random_state)
+        if continued:  # successive calls draw new batches, and repeat
+            seed = call_seed(seed, self.n_epochs_)
+        # ``rng`` orders the batches (the same on every rank); ``local_rng`` draws this
+        # rank's own batches and validation split (one generator when not distributed).
         rng = np.random.default_rng(seed)
+        local_rng = np.random.default_rng(rank_seed(seed)) if dist else rng
         d, n_items = int(self.n_components), X.shape[1]
         biased = bool(self.use_bias)
 
         X_val = None
-        if self.early_stopping:
-            X, X_val = validation_split(X, self.validation_fraction, rng)
-            if X.nnz == 0 or X_val.nnz == 0:
+        if self.early_stopping and not partial:
+            X, X_val = validation_split(X, self.validation_fraction, local_rng)
+            n_fit, n_val = ((int(v) for v in allreduce_values([X.nnz, X_val.nnz])) if dist
+                            else (X.nnz, X_val.nnz))
+            if n_fit == 0 or n_val == 0:
                 raise ValueError(
                     f"validation_fraction={self.validation_fraction!r}: leaves an empty "
-                    f"training or validation part ({X.nnz + X_val.nnz} stored entries)")
-        mu = float(X.data.mean()) if biased else 0.0
+                    f"training or validation part ({n_fit + n_val} stored entries)")
+        if not biased:
+            mu = 0.0
+        elif mu is None and dist:
+            total, count = allreduce_values([np.sum(X.data, dtype=np.float64), X.nnz])
+            mu = float(total / count)
+        elif mu is None:
+            mu = float(X.data.mean())
 
         init = torch.Generator().manual_seed(seed)
         std = float(self.init_std)
@@ -623,14 +762,25 @@ class AsySVD(BaseRecommender):
             shape = (n_items,) if name == "b" else (n_items, d)
             t = (torch.zeros(shape, dtype=torch.float64) if name == "b" else
                  torch.randn(shape, generator=init, dtype=torch.float64) * std)
+            if start is not None:  # fitted items continue from their values (copied)
+                t[:start[name].shape[0]] = torch.as_tensor(start[name], dtype=torch.float64)
             params[name] = t.to(device=device, dtype=dtype)
         opt = _Adam(params, float(self.learning_rate))
 
-        users = rng.permutation(np.flatnonzero(np.diff(X.indptr)))
+        users = local_rng.permutation(np.flatnonzero(np.diff(X.indptr)))
         bs = int(self.batch_size)
-        batches = [_Batch(X[users[s:s + bs]], device, dtype)
-                   for s in range(0, users.size, bs)]
-        gen = make_generator(seed, device)
+        if dist:
+            # Every rank takes the same number of steps, ~batch_size / world_size users each.
+            n_steps = max(1, -(-int(allreduce_values([users.size])[0]) // bs))
+            chunks = np.array_split(users, n_steps)
+        else:
+            chunks = [users[s:s + bs] for s in range(0, users.size, bs)]
+        batches = [_Batch(X[c], device, dtype) for c in chunks]
+        # A step's gradient is divided by its entries over all ranks.
+        step_nnz = np.array([b.nnz for b in batches], dtype=np.float64)
+        if dist:
+            step_nnz = allreduce_values(step_nnz)
+        gen = make_generator(rank_seed(seed) if dist else seed, device)
         ranking = self.loss != "mse"
         n_neg, pool_size = int(self.n_negatives), min(n_items, _POOL_SIZE)
         loo = self.leave_one_out
@@ -642,22 +792,33 @@ class AsySVD(BaseRecommender):
             total, count = 0.0, 0
             for k in rng.permutation(len(batches)):
                 batch = batches[k]
+                if step_nnz[k] == 0:  # no rank has a user left for this step
+                    continue
                 negatives = None
-                if ranking:
+                if ranking and batch.nnz:
                     pool = torch.randperm(n_items, generator=gen, device=device)[:pool_size]
                     idx = torch.randint(0, pool_size, (batch.nnz, n_neg), generator=gen,
                                         device=device)
                     negatives = (pool, idx)
                 with torch.no_grad():
-                    value, grads = _loss_and_grad(params, batch, negatives=negatives, **cfg)
-                    opt.step(grads, 1.0 / batch.nnz)
+                    if batch.nnz:
+                        value, grads = _loss_and_grad(params, batch, negatives=negatives,
+                                                      **cfg)
+                    else:
+                        value, grads = 0.0, {n: torch.zeros_like(p) for n, p in params.items()}
+                    if dist:
+                        allreduce_(list(grads.values()))
+                    opt.step(grads, 1.0 / step_nnz[k])
                 total += value
                 count += batch.nnz
+            if dist:
+                total, count = allreduce_values([total, count])
             return total / count
 
         validate_fn = None
         if X_val is not None:
-            validate_fn = self._make_validation(X, X_val, params, mu, device, dtype, rng)
+            validate_fn = self._make_validation(X, X_val, params, mu, device, dtype, local_rng,
+                                                dist)
 
         def snapshot():
             return {k: v.clone() for k, v in params.items()}
@@ -667,13 +828,18 @@ class AsySVD(BaseRecommender):
                 params[k].copy_(v)
 
         losses, scores = run_epochs(
-            epoch_fn, int(self.n_epochs), learning_rate=self.learning_rate,
+            epoch_fn, 1 if partial else int(self.n_epochs), learning_rate=self.learning_rate,
             validate_fn=validate_fn, n_iter_no_change=int(self.n_iter_no_change),
             higher_is_better=ranking, callback=self.callback, verbose=self.verbose,
             desc="AsySVD", snapshot_fn=snapshot, restore_fn=restore)
 
         # Training completed: only now are the fitted attributes written.
         np_dtype = numpy_dtype(dtype)
+        if continued:
+            losses = list(self.loss_curve_) + losses
+            if X_val is not None and getattr(self, "validation_scores_", None) is not None:
+                scores = list(self.validation_scores_) + scores
+            old_users = (self.user_factors_, getattr(self, "user_bias_", None))
         fitted = {
             "item_factors_": to_numpy(params["q"], dtype=np_dtype),
             "item_weights_": np.stack([to_numpy(params[k], dtype=np_dtype)
@@ -689,6 +855,8 @@ class AsySVD(BaseRecommender):
         for name in ("global_mean_", "item_bias_", "user_bias_", "validation_scores_"):
             self.__dict__.pop(name, None)
         self.__dict__.update(fitted)
+        self.n_users_, self.n_items_ = X.shape
+        self.n_features_in_ = X.shape[1]
         # The fitted users' vectors and biases, from their full training rows.
         X_full = X if X_val is None else X + X_val
         W, B = [], []
@@ -697,12 +865,30 @@ class AsySVD(BaseRecommender):
             W.append(to_numpy(w, dtype=np_dtype))
             if c is not None:
                 B.append(to_numpy(c, dtype=np.float64) - mu)
-        self.user_factors_ = np.concatenate(W) if W else np.zeros((0, d), np_dtype)
+        user_factors = np.concatenate(W) if W else np.zeros((0, d), np_dtype)
+        user_bias = (np.concatenate(B) if B else np.zeros(0)) if biased else None
+        seen = np.diff(X_full.indptr) > 0
+        if dist:  # each user's row comes from its own rank (zeros elsewhere)
+            parts = [torch.from_numpy(user_factors), torch.from_numpy(seen.astype(np.int64))]
+            if biased:
+                parts.append(torch.from_numpy(user_bias))
+            allreduce_(parts)
+            seen = seen | (parts[1].numpy() > 0)
+        if continued:  # users without a row in X keep their vectors
+            keep = ~seen[:old_users[0].shape[0]]
+            n_old = keep.size
+            user_factors[:n_old][keep] = old_users[0][keep]
+            if biased:
+                user_bias[:n_old][keep] = old_users[1][keep]
+        self.user_factors_ = user_factors
         if biased:
-            self.user_bias_ = np.concatenate(B) if B else np.zeros(0)
+            self.user_bias_ = user_bias
 
-    def _make_validation(self, X, X_val, params, mu, device, dtype, rng):
-        """Validation score: RMSE (mse) or sampled AUC (ranking losses) of held-out entries."""
+    def _make_validation(self, X, X_val, params, mu, device, dtype, rng, dist=False):
+        """Validation score: RMSE (mse) or sampled AUC (ranking losses) of held-out entries.
+
+        Data-parallel, the sums are taken over every rank's held-out entries.
+        """
         rows = np.flatnonzero(np.diff(X_val.indptr))
         train = _Batch(X[rows], device, dtype, transposed=False)
         val = X_val[rows].tocoo()
@@ -722,10 +908,18 @@ class AsySVD(BaseRecommender):
 
         def validate():
             with torch.no_grad():
-                if self.loss == "mse":
-                    err = score(i) - target
-                    return float(torch.sqrt(torch.mean(err * err)))
-                return float((score(i) > score(j)).to(torch.float64).mean())
+                if not dist:
+                    if self.loss == "mse":
+                        err = score(i) - target
+                        return float(torch.sqrt(torch.mean(err * err)))
+                    return float((score(i) > score(j)).to(torch.float64).mean())
+                total = 0.0
+                if val.nnz and self.loss == "mse":
+                    total = float(torch.sum((score(i) - target) ** 2, dtype=torch.float64))
+                elif val.nnz:
+                    total = float((score(i) > score(j)).to(torch.float64).sum())
+                total, count = allreduce_values([total, val.nnz])
+                return float(np.sqrt(total / count)) if self.loss == "mse" else total / count
 
         return validate
 

@@ -7,10 +7,21 @@ import numbers
 
 import numpy as np
 import torch
+from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._backend import make_generator, numpy_dtype, seed_from_random_state, to_numpy
+from ..distributed import (
+    allreduce_,
+    allreduce_values,
+    get_rank,
+    owned_rows,
+    rank_seed,
+    resolve_distributed,
+    shard_rows,
+)
 from ._base import BaseRecommender
+from ._incremental import call_seed, check_growing_interactions, grow
 from ._training import run_epochs, validation_split
 
 __all__ = ["FunkSVD"]
@@ -171,9 +182,17 @@ def _threads_for(device, elements):
 
 # ----------------------------------------------------------------------------- trainer
 class _Trainer:
-    """The tensors of one fit and one epoch function per solver."""
+    """The tensors of one fit and one epoch function per solver.
 
-    def __init__(self, est, X, X_val, device, dtype, gen):
+    ``start = (pa0, qa0, mu)`` continues from fitted parameters (warm start,
+    ``partial_fit``): the first rows of ``pa``/``qa`` start there, new rows as
+    in a fresh fit. With ``dist`` (data-parallel), ``X`` holds this rank's
+    users only; the counts, the mean, the item updates and the loss are
+    summed over the ranks, and every rank takes ``ceil(n_all / batch_size)``
+    steps per epoch.
+    """
+
+    def __init__(self, est, X, X_val, device, dtype, gen, start=None, dist=False, seed=0):
         k = est.n_components
         self.k, self.device, self.dtype, self.gen = k, device, dtype, gen
         self.lr = float(est.learning_rate)
@@ -185,11 +204,24 @@ class _Trainer:
         idx = torch.int64  # index_add_ is several times slower with int32 indices on CPU
         self.users = torch.from_numpy(coo.row).to(device=device, dtype=idx)
         self.items = torch.from_numpy(coo.col).to(device=device, dtype=idx)
-        self.mu = float(np.mean(coo.data, dtype=np.float64))
-        self.y = torch.from_numpy(coo.data).to(device=device, dtype=dtype) - self.mu
+        self.dist = dist
         self.n = coo.nnz
+        if start is not None:
+            self.mu = float(start[2])
+        elif dist:
+            total, count = allreduce_values([np.sum(coo.data, dtype=np.float64), self.n])
+            self.mu = float(total / count)
+        else:
+            self.mu = float(np.mean(coo.data, dtype=np.float64))
+        self.y = torch.from_numpy(coo.data).to(device=device, dtype=dtype) - self.mu
         n_u = np.bincount(coo.row, minlength=n_users)
         n_i = np.bincount(coo.col, minlength=n_items)
+        # Global counts: this rank's n_u is exact for its own users; items need the sum.
+        n_i_all, self.n_all, n_u_max = n_i, self.n, n_u.max(initial=0)
+        if dist:
+            n_i_all = allreduce_(torch.from_numpy(n_i.astype(np.int64))).numpy()
+            self.n_all = int(allreduce_values([self.n])[0])
+            n_u_max = allreduce_values([n_u_max], op="max")[0]
         self.n_u = torch.from_numpy(n_u).to(device=device, dtype=dtype)
         self.n_i = torch.from_numpy(n_i).to(device=device, dtype=dtype)
 
@@ -200,9 +232,15 @@ class _Trainer:
         pa[:, k], pa[:, k + 1] = 0.0, 1.0
         qa[:, k], qa[:, k + 1] = 1.0, 0.0
         pa[self.n_u == 0, :k + 1] = 0.0  # rows never rated stay at zero
-        qa[self.n_i == 0, :k] = 0.0
-        qa[self.n_i == 0, k + 1] = 0.0
+        unrated = torch.from_numpy(n_i_all == 0).to(device)
+        qa[unrated, :k] = 0.0
+        qa[unrated, k + 1] = 0.0
+        if start is not None:  # fitted rows continue from where they were (copied)
+            pa[:start[0].shape[0]] = torch.as_tensor(start[0]).to(device=device, dtype=dtype)
+            qa[:start[1].shape[0]] = torch.as_tensor(start[1]).to(device=device, dtype=dtype)
         self.pa, self.qa = pa, qa
+        if dist:  # same initialisation on every rank, then each rank its own shuffles
+            self.gen = make_generator(rank_seed(seed), device)
         self.reg_p = torch.full((K,), reg, device=device, dtype=dtype)
         self.reg_p[k], self.reg_p[k + 1] = reg_b, 0.0
         self.reg_q = torch.full((K,), reg, device=device, dtype=dtype)
@@ -211,13 +249,14 @@ class _Trainer:
         # A row expected more than 1/lr times in one mini-batch would take a
         # stale summed step too long to be stable; shrink its step to that bound.
         self.scale_u = self.scale_i = None
-        frac = min(1.0, self.batch_size / max(self.n, 1))
-        if self.lr * frac * max(n_u.max(), n_i.max()) > 1.0:
+        frac = min(1.0, self.batch_size / max(self.n_all, 1))
+        if self.lr * frac * max(n_u_max, n_i_all.max(initial=0)) > 1.0:
             self.scale_u = 1.0 / torch.clamp(self.lr * frac * self.n_u, min=1.0)
-            self.scale_i = 1.0 / torch.clamp(self.lr * frac * self.n_i, min=1.0)
+            n_i_t = torch.from_numpy(n_i_all).to(device=device, dtype=dtype)
+            self.scale_i = 1.0 / torch.clamp(self.lr * frac * n_i_t, min=1.0)
 
         self.val = None
-        if X_val is not None and X_val.nnz:
+        if X_val is not None and (X_val.nnz or dist):  # every rank validates, even if empty
             vc = X_val.tocoo()
             self.val = (torch.from_numpy(vc.row).to(device=device, dtype=idx),
                         torch.from_numpy(vc.col).to(device=device, dtype=idx),
@@ -244,7 +283,37 @@ class _Trainer:
 
     def validate(self):
         users, items, y = self.val
-        return (self._residuals_sq(users, items, y) / y.shape[0]) ** 0.5
+        sq, count = self._residuals_sq(users, items, y), y.shape[0]
+        if self.dist:
+            sq, count = allreduce_values([sq, count])
+        return (sq / count) ** 0.5
+
+    def _steps(self):
+        """(start, stop) of each mini-batch in this rank's shuffled ratings.
+
+        Data-parallel, every rank takes ``ceil(n_all / batch_size)`` steps of
+        about ``batch_size / world_size`` ratings (a slice may be empty), so
+        that a step's summed update is that of a ``batch_size`` mini-batch.
+        """
+        B = self.batch_size
+        if not self.dist:
+            return [(s, s + B) for s in range(0, self.n, B)]
+        steps = max(1, -(-self.n_all // B))
+        b = -(-self.n // steps)
+        return [(i * b, (i + 1) * b) for i in range(steps)]
+
+    def _epoch_loss(self, sq):
+        total = float(sq) + self.reg_term()
+        if self.dist:
+            total = float(allreduce_values([total])[0])
+        return total / self.n_all
+
+    def gather_users(self):
+        """Data-parallel: every rank gets every user's row of ``pa`` (from its owner)."""
+        if self.dist:
+            own = torch.from_numpy(owned_rows(self.pa.shape[0])).to(self.device)
+            self.pa[~own] = 0.0
+            allreduce_(self.pa)
 
     def snapshot(self):
         return self.pa.clone(), self.qa.clone()
@@ -262,15 +331,21 @@ class _Trainer:
     # -------------------------------------------------------------- solvers
     def sgd_epoch(self, epoch):
         users, items, y = self._shuffled()
-        lr, B = self.lr, self.batch_size
+        lr = self.lr
         decay_p, decay_q = -lr * self.reg_p, -lr * self.reg_q
         sq = torch.zeros((), dtype=torch.float64, device=self.device)
-        for s in range(0, self.n, B):
-            err = _sgd_step_(self.pa, self.qa, self.pa, self.qa, users[s:s + B],
-                             items[s:s + B], y[s:s + B], lr, decay_p, decay_q,
+        # Data-parallel: own users' rows are updated in place, the item step is summed.
+        step_q = torch.zeros_like(self.qa) if self.dist else self.qa
+        for s, e in self._steps():
+            if self.dist:
+                step_q.zero_()
+            err = _sgd_step_(self.pa, step_q, self.pa, self.qa, users[s:e],
+                             items[s:e], y[s:e], lr, decay_p, decay_q,
                              self.scale_u, self.scale_i)
+            if self.dist:
+                self.qa += allreduce_(step_q)
             sq += err.dot(err)
-        return (float(sq) + self.reg_term()) / self.n
+        return self._epoch_loss(sq)
 
     def adam_epoch(self, epoch, beta1=0.9, beta2=0.999, eps=1e-8):
         if self._adam is None:
@@ -281,14 +356,15 @@ class _Trainer:
         st = self._adam
         gp, gq = st["gp"], st["gq"]
         users, items, y = self._shuffled()
-        B = self.batch_size
         sq = torch.zeros((), dtype=torch.float64, device=self.device)
-        for s in range(0, self.n, B):
+        for s, e in self._steps():
             gp.zero_()
             gq.zero_()
             # lr = -1 turns the step into the gradient itself.
-            err = _sgd_step_(gp, gq, self.pa, self.qa, users[s:s + B], items[s:s + B],
-                             y[s:s + B], -1.0, self.reg_p, self.reg_q)
+            err = _sgd_step_(gp, gq, self.pa, self.qa, users[s:e], items[s:e],
+                             y[s:e], -1.0, self.reg_p, self.reg_q)
+            if self.dist:
+                allreduce_(gq)  # users' gradients stay on their own rank
             sq += err.dot(err)
             st["t"] += 1
             bc1 = 1.0 - beta1 ** st["t"]
@@ -299,7 +375,7 @@ class _Trainer:
                 v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
                 denom = v.div(bc2).sqrt_().add_(eps)
                 param.addcdiv_(m, denom, value=-self.lr / bc1)
-        return (float(sq) + self.reg_term()) / self.n
+        return self._epoch_loss(sq)
 
     def als_epoch(self, epoch):
         k, dev = self.k, self.device
@@ -379,6 +455,16 @@ class FunkSVD(BaseRecommender):
     ``fit`` get a factor and a bias; a row with no rating gets the bias-only
     prediction ``mu + b_i``.
 
+    Growing: :meth:`partial_fit` runs one epoch on new ratings from the
+    current parameters, with new users (more rows) and new items (more
+    columns) initialised as in ``fit``; ``warm_start=True`` makes ``fit``
+    start from the current parameters too. Data-parallel: when a
+    ``torch.distributed`` process group is initialised (``torchrun``,
+    :func:`sksvd.distributed.spawn`), or with ``distributed=True``, ``fit``
+    and ``partial_fit`` shard the ratings by user over the ranks and sum the
+    item updates (:mod:`sksvd.distributed`): the result is a single-process
+    fit with the same ``batch_size``, held by every rank.
+
     Parameters
     ----------
     n_components : int, default=32
@@ -405,6 +491,20 @@ class FunkSVD(BaseRecommender):
     callback : callable or None, default=None
         ``callback(epoch, loss)`` after each epoch; an exception it raises
         stops training and leaves the estimator as it was before ``fit``.
+    warm_start : bool, default=False
+        When fitted already, ``fit`` starts from the current factors and
+        biases (and keeps ``global_mean_``) instead of a fresh
+        initialisation; ``X`` may have more rows and columns (new users and
+        items start as in a fresh fit), ``loss_curve_`` and ``n_iter_``
+        continue. ``n_components`` must be unchanged.
+    distributed : {"auto", True, False}, default="auto"
+        Data-parallel training under ``torch.distributed``: "auto" when a
+        process group is initialised, True to require one (initialised here
+        from the ``torchrun`` variables if needed), False never. Every rank
+        passes an ``X`` of the same shape; rank ``r`` trains on the users
+        ``u % world_size == r`` and ignores the other rows. ``batch_size`` is
+        the effective (summed over ranks) batch; ``solver="als"`` is not
+        supported. See :mod:`sksvd.distributed`.
     device : str or torch.device, default="auto"
         "auto" (``SKSVD_DEVICE``, else cuda when available, else cpu), "cpu",
         "cuda" or "cuda:N".
@@ -429,7 +529,7 @@ class FunkSVD(BaseRecommender):
     validation_scores_ : list of float or None
         Per-epoch validation RMSE with ``early_stopping``, else None.
     n_iter_ : int
-        Epochs run.
+        Epochs run (summed over ``partial_fit`` calls and warm starts).
     n_users_, n_items_, n_features_in_ : int
 
     Raises
@@ -486,6 +586,8 @@ class FunkSVD(BaseRecommender):
         "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
         "callback": [callable, None],
+        "warm_start": ["boolean"],
+        "distributed": ["boolean", StrOptions({"auto"})],
         "device": [str, torch.device],
         "dtype": [str, type, np.dtype, torch.dtype],
         "random_state": ["random_state"],
@@ -495,8 +597,8 @@ class FunkSVD(BaseRecommender):
     def __init__(self, n_components=32, *, n_epochs=12, learning_rate=0.03,
                  regularization=0.06, reg_bias=None, init_std=0.02, batch_size=4096,
                  solver="sgd", early_stopping=False, validation_fraction=0.1,
-                 n_iter_no_change=5, callback=None, device="auto", dtype="float32",
-                 random_state=None, verbose=0):
+                 n_iter_no_change=5, callback=None, warm_start=False, distributed="auto",
+                 device="auto", dtype="float32", random_state=None, verbose=0):
         self.n_components = n_components
         self.n_epochs = n_epochs
         self.learning_rate = learning_rate
@@ -509,6 +611,8 @@ class FunkSVD(BaseRecommender):
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.callback = callback
+        self.warm_start = warm_start
+        self.distributed = distributed
         self.device = device
         self.dtype = dtype
         self.random_state = random_state
@@ -539,37 +643,146 @@ class FunkSVD(BaseRecommender):
             self.__dict__.update(saved)
             raise
 
-    def _fit(self, X):
-        if X.nnz == 0:
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None):
+        """One epoch over the ratings of ``X``, continuing from the current parameters.
+
+        Row ``u`` of ``X`` is user ``u`` and column ``i`` item ``i`` of the
+        fitted model; ``X`` may have more rows (new users) and more columns
+        (new items) than before, whose factors start as in ``fit`` (the
+        fitted ones continue from their values, ``global_mean_`` is kept).
+        Only the ratings of ``X`` are visited: pass the new ones. On an
+        unfitted estimator it initialises as ``fit`` does and runs one epoch.
+        ``early_stopping`` is not used. ``solver="adam"`` restarts its moment
+        estimates at each call; ``"als"`` re-solves the users and items that
+        have ratings in ``X`` from those ratings alone. An exception leaves
+        the estimator exactly as before the call.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_users, n_items)
+            New ratings; ``n_items`` >= the fitted ``n_items_``.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : FunkSVD
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sksvd import FunkSVD
+        >>> rec = FunkSVD(n_components=2, random_state=0, device="cpu")
+        >>> rec = rec.partial_fit(np.array([[5, 4, 0], [4, 0, 1]]))
+        >>> rec = rec.partial_fit(np.array([[0, 0, 0, 0], [0, 0, 0, 0], [1, 0, 0, 5]]))
+        >>> rec.user_factors_.shape, rec.item_factors_.shape, rec.n_iter_
+        ((3, 2), (4, 2), 2)
+        """
+        saved = dict(self.__dict__)
+        try:
+            X = check_growing_interactions(self, X)
+            self._fit(X, partial=True)
+            return self
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+
+    def _start_state(self):
+        """(pa0, qa0, mu) of the fitted model, for warm start and partial_fit."""
+        k = self.n_components
+        if self.item_factors_.shape[1] != k:
+            raise ValueError(
+                f"n_components={k}: the fitted model has {self.item_factors_.shape[1]}; "
+                "warm_start and partial_fit continue it, so it must stay the same"
+            )
+        n_users = self.user_factors_.shape[0]
+        pa0 = np.column_stack([self.user_factors_, self.user_bias_, np.ones(n_users)])
+        qa0 = np.column_stack([self.item_factors_, np.ones(self.item_factors_.shape[0]),
+                               self.item_bias_])
+        return pa0, qa0, self.global_mean_
+
+    def _fold_in_new_users(self, X, start, device, dtype):
+        """Start the new users (rows past the fitted ones) at their fold-in.
+
+        A new user's ``(p_u, b_u)`` is the ridge regression ``transform``
+        solves, on their ratings of the fitted items, so that one pass of
+        ``partial_fit`` refines a good vector instead of a random one.
+        """
+        pa0, qa0, mu = start
+        n_old, m_old = pa0.shape[0], qa0.shape[0]
+        rows = n_old + np.flatnonzero(np.diff(X.indptr[n_old:]))
+        if rows.size == 0:
+            return start
+        k = self.n_components
+        new = np.zeros((X.shape[0] - n_old, k + 2))
+        new[:, k + 1] = 1.0
+        Xn = X[rows][:, :m_old].tocsr()
+        for s, e in self._batches(rows.size, None):
+            W, c = self._fold_in(Xn[s:e], device, dtype)
+            new[rows[s:e] - n_old, :k] = to_numpy(W, dtype=np.float64)
+            new[rows[s:e] - n_old, k] = to_numpy(c, dtype=np.float64) - mu
+        return np.concatenate([pa0, new]), qa0, mu
+
+    def _fit(self, X, partial=False):
+        device, dtype = self._device(), self._dtype()
+        dist = resolve_distributed(self.distributed, device)
+        if dist and self.solver == "als":
+            raise ValueError("solver='als': data-parallel training (distributed) supports "
+                             "'sgd' and 'adam'")
+        continued = (partial or self.warm_start) and hasattr(self, "item_factors_")
+        start = self._start_state() if continued else None
+        shape = X.shape
+        if start is not None:
+            shape = (max(shape[0], start[0].shape[0]), max(shape[1], start[1].shape[0]))
+        if dist:
+            lo = allreduce_values(shape, op="min")
+            hi = allreduce_values(shape, op="max")
+            if (lo != hi).any():
+                raise ValueError(f"X: shape {X.shape} on rank {get_rank()}, but the ranks' "
+                                 f"shapes range from {tuple(lo.astype(int))} to "
+                                 f"{tuple(hi.astype(int))}; every rank passes the same shape")
+            X = shard_rows(X)
+        X = grow(X, shape)
+        if start is not None:
+            start = self._fold_in_new_users(X, start, device, dtype)
+        nnz = int(allreduce_values([X.nnz])[0]) if dist else X.nnz
+        if nnz == 0:
             raise ValueError(
                 f"X: all {X.shape[0]}x{X.shape[1]} entries are zero; FunkSVD needs at least "
                 "one observed (nonzero) rating"
             )
-        device, dtype = self._device(), self._dtype()
         seed = seed_from_random_state(self.random_state)
+        if continued:  # successive calls draw new shuffles, and repeat
+            seed = call_seed(seed, self.n_iter_)
         gen = make_generator(seed, device)
         X_val = None
-        if self.early_stopping:
-            X, X_val = validation_split(X, self.validation_fraction, np.random.default_rng(seed))
-            if X.nnz == 0 or X_val.nnz == 0:
+        if self.early_stopping and not partial:
+            rng = np.random.default_rng(rank_seed(seed) if dist else seed)
+            X, X_val = validation_split(X, self.validation_fraction, rng)
+            n_fit, n_val = ((int(v) for v in allreduce_values([X.nnz, X_val.nnz])) if dist
+                            else (X.nnz, X_val.nnz))
+            if n_fit == 0 or n_val == 0:
                 raise ValueError(
                     f"validation_fraction={self.validation_fraction!r}: leaves "
-                    f"{X.nnz} training and {X_val.nnz} validation ratings; both must be > 0"
+                    f"{n_fit} training and {n_val} validation ratings; both must be > 0"
                 )
         if self.solver == "als":
             work = _RIDGE_BLOCK["cpu"]
         else:
             work = self.batch_size * (self.n_components + 2)
         with _threads_for(device, work), torch.no_grad():
-            tr = _Trainer(self, X, X_val, device, dtype, gen)
+            tr = _Trainer(self, X, X_val, device, dtype, gen, start=start, dist=dist, seed=seed)
             epoch_fn = {"sgd": tr.sgd_epoch, "adam": tr.adam_epoch,
                         "als": tr.als_epoch}[self.solver]
             validate = tr.validate if tr.val is not None else None
             losses, scores = run_epochs(
-                epoch_fn, self.n_epochs, learning_rate=self.learning_rate,
+                epoch_fn, 1 if partial else self.n_epochs, learning_rate=self.learning_rate,
                 validate_fn=validate, n_iter_no_change=self.n_iter_no_change,
                 callback=self.callback, verbose=self.verbose, desc="FunkSVD",
                 snapshot_fn=tr.snapshot, restore_fn=tr.restore)
+            tr.gather_users()
         k, np_dtype = self.n_components, numpy_dtype(dtype)
         pa, qa = to_numpy(tr.pa, dtype=np_dtype), to_numpy(tr.qa, dtype=np_dtype)
         if not (np.isfinite(pa).all() and np.isfinite(qa).all()):
@@ -583,9 +796,15 @@ class FunkSVD(BaseRecommender):
         self.item_factors_ = np.ascontiguousarray(qa[:, :k])
         self.item_bias_ = np.ascontiguousarray(qa[:, k + 1])
         self.global_mean_ = tr.mu
+        if continued:
+            losses = list(self.loss_curve_) + losses
+            if validate is not None and self.validation_scores_ is not None:
+                scores = list(self.validation_scores_) + scores
         self.loss_curve_ = losses
         self.validation_scores_ = scores if validate is not None else None
         self.n_iter_ = len(losses)
+        self.n_users_, self.n_items_ = X.shape
+        self.n_features_in_ = X.shape[1]
 
     def _fold_in(self, X, device, dtype):
         """Ridge-solve each row's ``(p_u, b_u)`` with the items fixed (batched on ``device``)."""
