@@ -49,7 +49,8 @@ html_title = f"sksvd {release}"
 html_static_path = []
 
 # ------------------------------------------------------------------ the benchmark report
-REPORT = ROOT / "benchmarks" / "results" / "REPORT.md"
+# SKSVD_DOCS_REPORT points at another report (e.g. of a --quick run in a temporary folder).
+REPORT = Path(os.environ.get("SKSVD_DOCS_REPORT", ROOT / "benchmarks" / "results" / "REPORT.md"))
 MARKER = "<!-- REPORT -->"
 
 
