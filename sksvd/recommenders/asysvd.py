@@ -179,12 +179,6 @@ def _sampled_negatives(batch, P, beta, params, mu, negatives, rhat, loss):
     vf = (~seen[flat]).to(Q.dtype)
     s_neg = S.reshape(-1)[flat]
     if loss == "bpr":
-        import os
-        if os.environ.get("WBPR"):
-            w = batch.val.repeat_interleave(n_neg)
-            if os.environ["WBPR"] == "4":
-                w = (w >= 4).to(w.dtype) + 0.1
-            vf = vf * w
         z = rhat.repeat_interleave(n_neg) - s_neg
         total = torch.dot(torch.nn.functional.softplus(-z), vf)
         dz = torch.sigmoid(-z).mul_(vf).neg_()
