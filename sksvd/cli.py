@@ -741,7 +741,7 @@ def _cmd_recommend(args):
     label = "predicted rating" if args.model in _RATING_MODELS else "score"
     text = (f"{type(model).__name__} ({model.n_components} factors, fitted on {args.data} in "
             f"{fit_s:.1f} s), top {len(recs)} for {who}:\n"
-            + format_table([{"rank": r["rank"], "id": r["item_id"], "title": r["title"],
+            + format_table([{"rank": r["rank"], "id": str(r["item_id"]), "title": r["title"],
                              label: r["score"]} for r in recs], digits=3))
     _emit(args, payload, text)
     return 0
