@@ -68,9 +68,8 @@ def svd_flip(U, Vt):
     >>> import torch
     >>> from sksvd.linalg import svd_flip
     >>> U, Vt = svd_flip(torch.eye(2), -torch.eye(2))
-    >>> Vt
-    tensor([[1., -0.],
-            [-0., 1.]])
+    >>> Vt.diagonal()
+    tensor([1., 1.])
     """
     rows = torch.arange(Vt.shape[0], device=Vt.device)
     signs = torch.sign(Vt[rows, Vt.abs().argmax(dim=1)])
@@ -85,7 +84,7 @@ def squared_frobenius_norm(A):
     --------
     >>> import torch
     >>> from sksvd.linalg import squared_frobenius_norm
-    >>> squared_frobenius_norm(torch.ones(2, 3))
+    >>> round(squared_frobenius_norm(torch.ones(2, 3)), 12)
     6.0
     """
     vals = (A.values() if _is_sparse(A) else A).reshape(-1)
@@ -375,9 +374,13 @@ def truncated_svd(X, n_components, *, algorithm="auto", n_oversamples=10, n_iter
     """
     import scipy.sparse as sp
 
+    from ._validation import check_n_components
+
     device = resolve_device(device)
     dtype = resolve_dtype(dtype)
     sparse = sp.issparse(X)
+    n_components = check_n_components(n_components, n_samples=X.shape[0],
+                                      n_features=X.shape[1], allow_float=False)
     if algorithm == "auto":
         algorithm = choose_algorithm(X.shape, n_components, sparse)
     if algorithm not in ("full", "randomized"):
