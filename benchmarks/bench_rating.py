@@ -4,7 +4,8 @@ Quality (default): for each official fold uX (train ``uX.base``, test ``uX.test`
 
 * ``FunkSVD()`` with its defaults, and Surprise ``SVD()``, ``SVDpp()``,
   ``BaselineOnly()`` with theirs (Surprise clips its predictions to [1, 5]; ours
-  are reported unclipped);
+  are reported unclipped); FunkSVD with its Adam and ALS solvers at one
+  setting each (``OTHER_SOLVERS``);
 * ``FunkSVD`` and Surprise ``SVD`` "tuned": each grid below is fitted on 90% of
   ``uX.base`` and scored (RMSE) on the other 10% (``train_test_split_interactions``,
   seed 0); the best setting is refitted on all of ``uX.base`` and scored on
@@ -59,6 +60,12 @@ SVD_GRID = {
     "n_epochs": [40, 80],
     "lr_all": [0.005, 0.01],
     "reg_all": [0.1, 0.15],
+}
+# The other solvers at one setting each, picked on the validation split of u1.base.
+OTHER_SOLVERS = {
+    "FunkSVD(solver='adam')": dict(solver="adam", learning_rate=0.005, regularization=0.1,
+                                   n_epochs=20),
+    "FunkSVD(solver='als')": dict(solver="als", regularization=0.15, n_epochs=10),
 }
 QUICK_FUNK_GRID = {"n_components": [32, 64], "n_epochs": [15, 30], "learning_rate": [0.02],
                    "regularization": [0.05, 0.08]}
@@ -142,6 +149,9 @@ def run_fold(fold, args, funk_grid, svd_grid):
     add("FunkSVD() (defaults)", t_funk, *funk_predict(funk, X_test), epochs=funk.n_epochs)
     base, t_base = timed(lambda: BaselineOnly(verbose=False).fit(ts))
     add("Surprise BaselineOnly", t_base, *surprise_predict(base, X_test))
+    for label, cfg in OTHER_SOLVERS.items():
+        other, t_other = timed(lambda cfg=cfg: fit_funk(cfg, X_base, args.device))
+        add(label, t_other, *funk_predict(other, X_test), epochs=cfg["n_epochs"])
     if not args.quick:
         pp, t_pp = timed(lambda: SVDpp(random_state=0).fit(ts))
         add("Surprise SVDpp (defaults)", t_pp, *surprise_predict(pp, X_test), epochs=20)
@@ -205,6 +215,7 @@ def run_quality(args):
         "\nChecks: " + "; ".join(f"{k}: {'PASS' if v else 'FAIL'}" for k, v in checks.items())
         + f"\nFunkSVD grid: {FUNK_GRID if not args.quick else QUICK_FUNK_GRID}; "
         f"Surprise SVD grid: {SVD_GRID if not args.quick else QUICK_SVD_GRID}. "
+        f"Adam and ALS rows: {OTHER_SOLVERS} (set on the u1.base validation split). "
         "CPU timings on a machine shared with other jobs are noisy: load average (1 min) "
         f"{load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} "
         "cores."
