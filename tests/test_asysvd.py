@@ -36,24 +36,25 @@ def _ref_predict(P, D, u, i, *, biased, exclude):
     return MU + bu + P["b"][i] + P["q"][i] @ p
 
 
-def _ref_loss(P, D, negatives, *, loss, biased, loo):
+def _ref_loss(P, D, negatives, *, loss, biased, loo, confidence=False):
     """Sum over stored entries (CSR order) of the loss plus per-occurrence L2."""
     total = 0.0
     entries = [(u, i) for u in range(D.shape[0]) for i in np.flatnonzero(D[u])]
     for e, (u, i) in enumerate(entries):
+        w = D[u, i] if confidence else 1.0
         rhat = _ref_predict(P, D, u, i, biased=biased, exclude=loo)
         total += LAM * (P["q"][i] @ P["q"][i] + P["y"][i] @ P["y"][i])
         if biased:
             total += LAM * (P["x"][i] @ P["x"][i] + P["b"][i] ** 2)
         if loss != "bpr":
-            total += (rhat - D[u, i]) ** 2
+            total += w * (rhat - D[u, i]) ** 2
         if loss == "mse":
             continue
         for j in negatives[e]:
             if D[u, j] != 0:  # a rated item is no negative
                 continue
             sj = _ref_predict(P, D, u, j, biased=biased, exclude=False)
-            total += np.logaddexp(0.0, -(rhat - sj)) if loss == "bpr" else sj**2
+            total += w * (np.logaddexp(0.0, -(rhat - sj)) if loss == "bpr" else sj**2)
             total += LAM * (P["q"][j] @ P["q"][j] + (P["b"][j] ** 2 if biased else 0.0))
     return total
 
@@ -83,9 +84,11 @@ def _small_case(seed=1, m=6, n=8):
     return D.astype(np.float64)
 
 
-@pytest.mark.parametrize("loss,biased,loo", list(itertools.product(
-    ["mse", "bpr", "mse_neg"], [True, False], [False, True])))
-def test_batched_loss_and_gradient_match_per_interaction_reference(loss, biased, loo):
+@pytest.mark.parametrize("loss,biased,loo,confidence", [
+    *itertools.product(["mse", "bpr", "mse_neg"], [True, False], [False, True], [False]),
+    ("mse", True, False, True), ("bpr", False, True, True), ("mse_neg", True, True, True)])
+def test_batched_loss_and_gradient_match_per_interaction_reference(loss, biased, loo,
+                                                                   confidence):
     D = _small_case()
     n, d = D.shape[1], 2
     rng = np.random.default_rng(7)
@@ -101,10 +104,11 @@ def test_batched_loss_and_gradient_match_per_interaction_reference(loss, biased,
     value, grads = _loss_and_grad(
         {k: torch.from_numpy(v.copy()) for k, v in P.items()},
         _Batch(X, "cpu", torch.float64), mu=MU, regularization=LAM, shrinkage=SHRINK,
-        loss=loss, leave_one_out=loo, negatives=negatives)
+        loss=loss, leave_one_out=loo, negatives=negatives, confidence=confidence)
 
     def f(params):
-        return _ref_loss(params, D, neg_items, loss=loss, biased=biased, loo=loo)
+        return _ref_loss(params, D, neg_items, loss=loss, biased=biased, loo=loo,
+                         confidence=confidence)
 
     assert value == pytest.approx(f(P), rel=1e-12, abs=1e-12)
     ref = _numeric_grad(P, f)

@@ -156,8 +156,20 @@ def _user_vectors(batch, params, mu, shrinkage):
     return U * batch.s[:, None], beta, U, r0
 
 
-def _sampled_negatives(batch, P, beta, params, mu, negatives, rhat, loss):
-    """Loss of the sampled negatives and its gradient (shared pool, see AsySVD)."""
+def _squared_error(err, weights):
+    """``sum_e w_e err_e^2`` (``w = 1`` when ``weights`` is None) and its gradient."""
+    if weights is None:
+        return torch.dot(err, err), err * 2.0
+    werr = err * weights
+    return torch.dot(werr, err), werr.mul_(2.0)
+
+
+def _sampled_negatives(batch, P, beta, params, mu, negatives, rhat, loss, weights=None):
+    """Loss of the sampled negatives and its gradient (shared pool, see AsySVD).
+
+    ``weights`` (per stored entry, or None) multiply the entry's terms: its
+    BPR pairs, or its squared error and its negatives' squared scores.
+    """
     Q = params["q"]
     m, n_items = batch.shape
     row, col = batch.row, batch.col
@@ -177,19 +189,19 @@ def _sampled_negatives(batch, P, beta, params, mu, negatives, rhat, loss):
     seen[row[keep] * K + hit[keep]] = True
     flat = (row[:, None] * K + idx).reshape(-1)
     vf = (~seen[flat]).to(Q.dtype)
+    pw = vf if weights is None else vf * weights.repeat_interleave(n_neg)
     s_neg = S.reshape(-1)[flat]
     if loss == "bpr":
         z = rhat.repeat_interleave(n_neg) - s_neg
-        total = torch.dot(torch.nn.functional.softplus(-z), vf)
-        dz = torch.sigmoid(-z).mul_(vf).neg_()
+        total = torch.dot(torch.nn.functional.softplus(-z), pw)
+        dz = torch.sigmoid(-z).mul_(pw).neg_()
         g = dz.view(-1, n_neg).sum(1)
         g_neg = dz.neg_()
     else:  # "mse_neg": observed values as targets, sampled negatives as zeros
-        err = rhat - batch.val
-        s_neg *= vf
-        total = torch.dot(err, err) + torch.dot(s_neg, s_neg)
-        g = err.mul_(2.0)
-        g_neg = s_neg.mul_(2.0)
+        total, g = _squared_error(rhat - batch.val, weights)
+        g_neg = s_neg * pw
+        total = total + torch.dot(g_neg, s_neg)
+        g_neg.mul_(2.0)
     G_pool = torch.zeros(m * K, dtype=Q.dtype, device=Q.device)
     G_pool = G_pool.index_add_(0, flat, g_neg).view(m, K)
     neg_count = torch.zeros(K, dtype=Q.dtype, device=Q.device)
@@ -198,7 +210,7 @@ def _sampled_negatives(batch, P, beta, params, mu, negatives, rhat, loss):
 
 
 def _loss_and_grad(params, batch, *, mu, regularization, shrinkage, loss, leave_one_out=False,
-                   negatives=None):
+                   negatives=None, confidence=False):
     """Summed loss over one batch of users and its exact gradient, by hand.
 
     The prediction for a stored entry ``e = (u, i)`` uses the profile
@@ -219,6 +231,8 @@ def _loss_and_grad(params, batch, *, mu, regularization, shrinkage, loss, leave_
         (nnz, n_negatives) positions in ``pool``; the negatives of stored
         entry ``e`` are ``pool[idx[e]]``. A negative the user has rated is
         ignored.
+    confidence : bool
+        Weigh each stored entry's loss terms by its stored value.
 
     Returns
     -------
@@ -230,7 +244,9 @@ def _loss_and_grad(params, batch, *, mu, regularization, shrinkage, loss, leave_
     """
     if leave_one_out:
         return _loss_and_grad_loo(params, batch, mu=mu, regularization=regularization,
-                                  shrinkage=shrinkage, loss=loss, negatives=negatives)
+                                  shrinkage=shrinkage, loss=loss, negatives=negatives,
+                                  confidence=confidence)
+    weights = batch.val if confidence else None
     Q = params["q"]
     biased = "x" in params
     # rhat_ui = mu + b_u + b_i + s_u q_i . U_u
@@ -242,11 +258,10 @@ def _loss_and_grad(params, batch, *, mu, regularization, shrinkage, loss, leave_
         err = h.mul_(batch.s[batch.row]).sub_(batch.val)
     G_pool = None
     if loss == "mse":
-        total = torch.dot(err, err)
-        g = err.mul_(2.0)
+        total, g = _squared_error(err, weights)
     else:
         total, g, G_pool, neg_count, Qp = _sampled_negatives(
-            batch, P, beta, params, mu, negatives, err + batch.val, loss)
+            batch, P, beta, params, mu, negatives, err + batch.val, loss, weights)
     total, grads = _regularise(params, batch, total, regularization,
                                None if G_pool is None else (negatives[0], neg_count))
     s = batch.s
@@ -294,7 +309,8 @@ def _regularise(params, batch, total, regularization, negatives):
     return total, grads
 
 
-def _loss_and_grad_loo(params, batch, *, mu, regularization, shrinkage, loss, negatives):
+def _loss_and_grad_loo(params, batch, *, mu, regularization, shrinkage, loss, negatives,
+                       confidence=False):
     """:func:`_loss_and_grad` with each stored entry left out of its own profile.
 
     With ``resid_uj = r_uj - mu - b_j``, ``Ru = sum_j resid_uj``, ``A_u =
@@ -331,11 +347,10 @@ def _loss_and_grad_loo(params, batch, *, mu, regularization, shrinkage, loss, ne
         AY = Ybar
         rhat = s_e * (_sddmm(batch, Ybar, Q) - qy_e)
 
+    weights = batch.val if confidence else None
     G_pool = None
     if loss == "mse":
-        err = rhat - batch.val
-        total = torch.dot(err, err)
-        g = err.mul_(2.0)
+        total, g = _squared_error(rhat - batch.val, weights)
     else:
         beta = None
         if biased:
@@ -344,7 +359,7 @@ def _loss_and_grad_loo(params, batch, *, mu, regularization, shrinkage, loss, ne
         else:
             P = Ybar * batch.s[:, None]
         total, g, G_pool, neg_count, Qp = _sampled_negatives(
-            batch, P, beta, params, mu, negatives, rhat, loss)
+            batch, P, beta, params, mu, negatives, rhat, loss, weights)
     total, grads = _regularise(params, batch, total, regularization,
                                None if G_pool is None else (negatives[0], neg_count))
 
@@ -481,6 +496,14 @@ class AsySVD(BaseRecommender):
     leave_one_out : bool or "auto", default="auto"
         Train each stored entry without its own item in the profile (see
         above); "auto" is True for the ranking losses, False for "mse".
+    confidence : {"uniform", "value"}, default="uniform"
+        How much each stored entry weighs in the loss: 1 ("uniform", Koren's
+        and Rendle's losses), or its stored value ("value"), which then
+        multiplies the entry's squared error, its BPR pairs and its sampled
+        negatives (regularisation is not weighted), like the confidences of
+        Hu, Koren and Volinsky (ICDM 2008). With ``use_bias=False`` the values
+        enter the model nowhere else, so ``X`` can carry confidences, e.g.
+        1 for items rated 4 or 5 and 0.1 for the others.
     user_bias_shrinkage : float, default=25.0
         ``lambda_u`` of the closed-form user bias.
     init_std : float, default=0.05
@@ -566,6 +589,7 @@ class AsySVD(BaseRecommender):
         "n_negatives": [Interval(numbers.Integral, 1, None, closed="left")],
         "use_bias": ["boolean"],
         "leave_one_out": ["boolean", StrOptions({"auto"})],
+        "confidence": [StrOptions({"uniform", "value"})],
         "user_bias_shrinkage": [Interval(numbers.Real, 0, None, closed="left")],
         "init_std": [Interval(numbers.Real, 0, None, closed="left")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -583,7 +607,8 @@ class AsySVD(BaseRecommender):
 
     def __init__(self, n_components=64, *, n_epochs=20, learning_rate=0.003,
                  regularization=0.3, loss="mse", n_negatives=4, use_bias=True,
-                 leave_one_out="auto", user_bias_shrinkage=25.0, init_std=0.05, batch_size=128,
+                 leave_one_out="auto", confidence="uniform", user_bias_shrinkage=25.0,
+                 init_std=0.05, batch_size=128,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
                  callback=None, warm_start=False, distributed="auto", device="auto",
                  dtype="float32", random_state=None, verbose=0):
@@ -595,6 +620,7 @@ class AsySVD(BaseRecommender):
         self.n_negatives = n_negatives
         self.use_bias = use_bias
         self.leave_one_out = leave_one_out
+        self.confidence = confidence
         self.user_bias_shrinkage = user_bias_shrinkage
         self.init_std = init_std
         self.batch_size = batch_size
@@ -780,7 +806,8 @@ class AsySVD(BaseRecommender):
         loo = self.leave_one_out
         cfg = dict(mu=mu, regularization=float(self.regularization),
                    shrinkage=float(self.user_bias_shrinkage), loss=self.loss,
-                   leave_one_out=ranking if loo == "auto" else bool(loo))
+                   leave_one_out=ranking if loo == "auto" else bool(loo),
+                   confidence=self.confidence == "value")
 
         def epoch_fn(epoch):
             total, count = 0.0, 0
