@@ -42,6 +42,15 @@ class SVDRecommender(BaseRecommender):
     the blocks live (:func:`sksvd._dask.dask_randomized_svd`), each block's
     products in torch on the worker's device.
 
+    New users need no refit: ``transform``, ``predict`` and ``recommend``
+    fold any row in as ``x V_k`` with the fitted ``V_k``, exactly as the
+    fitted users. There is no ``partial_fit``: new interactions or items
+    change the singular vectors of ``X`` themselves, which are not a sum over
+    interactions that one pass could update (there is no loss to step on),
+    and an incremental SVD update would drift from the exact truncated SVD
+    this estimator promises; refitting costs one truncated SVD. FunkSVD and
+    AsySVD, trained by gradient steps, have ``partial_fit``.
+
     Parameters
     ----------
     n_components : int, default=50
