@@ -675,8 +675,10 @@ class AsySVD(BaseRecommender):
         and folds them in as if those were all). ``user_factors_`` and
         ``user_bias_`` are refreshed for the rows with entries in ``X`` and
         kept for the others. On an unfitted estimator it initialises as
-        ``fit`` does and runs one epoch. ``early_stopping`` is not used;
-        Adam's moment estimates restart at each call. An exception leaves the
+        ``fit`` does and runs one epoch. ``early_stopping`` is not used.
+        Adam's moments and step count carry over from the previous call (in
+        memory and in pickles; :func:`sksvd.io.save` stores the model only,
+        so after :func:`sksvd.io.load` they restart). An exception leaves the
         estimator exactly as before the call.
 
         Parameters
@@ -786,6 +788,8 @@ class AsySVD(BaseRecommender):
                 t[:start[name].shape[0]] = torch.as_tensor(start[name], dtype=torch.float64)
             params[name] = t.to(device=device, dtype=dtype)
         opt = _Adam(params, float(self.learning_rate))
+        if continued and getattr(self, "_optimizer_state", None) is not None:
+            opt.load(self._optimizer_state)
 
         users = local_rng.permutation(np.flatnonzero(np.diff(X.indptr)))
         bs = int(self.batch_size)
@@ -867,6 +871,7 @@ class AsySVD(BaseRecommender):
                                        for k in (("x", "y") if biased else ("y",))]),
             "loss_curve_": losses,
             "n_epochs_": len(losses),
+            "_optimizer_state": opt.state(),
         }
         if biased:
             fitted["global_mean_"] = mu
@@ -971,6 +976,20 @@ class _Adam:
         self.m = {k: torch.zeros_like(v) for k, v in params.items()}
         self.v = {k: torch.zeros_like(v) for k, v in params.items()}
         self.t = 0
+
+    def state(self):
+        """The moments (numpy copies, by parameter) and the step count."""
+        return {"t": self.t,
+                "m": {k: to_numpy(v).copy() for k, v in self.m.items()},
+                "v": {k: to_numpy(v).copy() for k, v in self.v.items()}}
+
+    def load(self, state):
+        """Continue from :meth:`state`; rows beyond its arrays (new items) start at zero."""
+        self.t = int(state["t"])
+        for name in ("m", "v"):
+            for k, t in getattr(self, name).items():
+                old = state[name][k]
+                t[:old.shape[0]] = torch.as_tensor(old).to(device=t.device, dtype=t.dtype)
 
     def step(self, grads, scale=1.0):
         """One update with gradients ``scale * grads`` (``grads`` is overwritten).

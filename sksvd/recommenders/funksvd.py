@@ -263,6 +263,7 @@ class _Trainer:
                         torch.from_numpy(vc.data).to(device=device, dtype=dtype) - self.mu)
         self._X = X
         self._adam = None
+        self.adam_start = None  # Adam's state to continue from (partial_fit, warm start)
         self._als = None
 
     # -------------------------------------------------------------- shared
@@ -353,6 +354,12 @@ class _Trainer:
                           "gq": torch.zeros_like(self.qa),
                           "m": [torch.zeros_like(self.pa), torch.zeros_like(self.qa)],
                           "v": [torch.zeros_like(self.pa), torch.zeros_like(self.qa)]}
+            if self.adam_start is not None:  # continue: rows past the old ones start at 0
+                self._adam["t"] = int(self.adam_start["t"])
+                for name in ("m", "v"):
+                    for t, old in zip(self._adam[name], self.adam_start[name], strict=True):
+                        t[:old.shape[0]] = torch.as_tensor(old).to(device=t.device,
+                                                                   dtype=t.dtype)
         st = self._adam
         gp, gq = st["gp"], st["gq"]
         users, items, y = self._shuffled()
@@ -653,10 +660,11 @@ class FunkSVD(BaseRecommender):
         fitted ones continue from their values, ``global_mean_`` is kept).
         Only the ratings of ``X`` are visited: pass the new ones. On an
         unfitted estimator it initialises as ``fit`` does and runs one epoch.
-        ``early_stopping`` is not used. ``solver="adam"`` restarts its moment
-        estimates at each call; ``"als"`` re-solves the users and items that
-        have ratings in ``X`` from those ratings alone. An exception leaves
-        the estimator exactly as before the call.
+        ``early_stopping`` is not used. With ``solver="adam"`` the moments and
+        step count carry over from the previous call (in memory and in
+        pickles, not through :func:`sksvd.io.save`); ``"als"`` re-solves the
+        users and items that have ratings in ``X`` from those ratings alone.
+        An exception leaves the estimator exactly as before the call.
 
         Parameters
         ----------
@@ -774,6 +782,8 @@ class FunkSVD(BaseRecommender):
             work = self.batch_size * (self.n_components + 2)
         with _threads_for(device, work), torch.no_grad():
             tr = _Trainer(self, X, X_val, device, dtype, gen, start=start, dist=dist, seed=seed)
+            if continued:
+                tr.adam_start = getattr(self, "_optimizer_state", None)
             epoch_fn = {"sgd": tr.sgd_epoch, "adam": tr.adam_epoch,
                         "als": tr.als_epoch}[self.solver]
             validate = tr.validate if tr.val is not None else None
@@ -803,6 +813,12 @@ class FunkSVD(BaseRecommender):
         self.loss_curve_ = losses
         self.validation_scores_ = scores if validate is not None else None
         self.n_iter_ = len(losses)
+        self.__dict__.pop("_optimizer_state", None)
+        if tr._adam is not None:  # carried over to the next partial_fit / warm start
+            self._optimizer_state = {
+                "t": tr._adam["t"],
+                "m": [to_numpy(t).copy() for t in tr._adam["m"]],
+                "v": [to_numpy(t).copy() for t in tr._adam["v"]]}
         self.n_users_, self.n_items_ = X.shape
         self.n_features_in_ = X.shape[1]
 
