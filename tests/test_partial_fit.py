@@ -102,9 +102,11 @@ def test_funksvd_partial_fit_on_later_ratings_ends_near_full_fit(split):
 
 def test_asysvd_partial_fit_on_later_users_ends_near_full_fit(split):
     # AsySVD users are their profiles, so partial_fit gets the rows of the users active in the
-    # later 20% (their ratings so far); one pass, RMSE on the same held-out 10%.
+    # later 20% (their ratings so far); one pass, RMSE on the same held-out 10%. A short fit
+    # (5 epochs at a larger step) keeps the test fast. Measured: full 0.9244, partial 0.9279
+    # (seed 1: 0.9188, 0.9212).
     early, late, full, pairs = split
-    params = dict(n_epochs=8, batch_size=256, learning_rate=0.01, random_state=0, device="cpu")
+    params = dict(n_epochs=5, learning_rate=0.02, random_state=0, device="cpu")
     reference = rmse(AsySVD(**params).fit(full), pairs)
     est = AsySVD(**params).fit(early)
     active = np.flatnonzero(np.diff(late.indptr))
@@ -198,15 +200,34 @@ def test_asysvd_partial_fit_keeps_what_x_does_not_touch():
     X1.eliminate_zeros()
     est.partial_fit(X1)
     assert est.item_factors_.shape == (21, 4) and est.user_factors_.shape == (42, 4)
-    # untouched items: zero gradient, Adam leaves them exactly as they were
-    np.testing.assert_array_equal(est.item_factors_[10:20], before["item_factors_"][10:20])
-    np.testing.assert_array_equal(est.item_weights_[:, 10:20], before["item_weights_"][:, 10:20])
+    assert np.abs(est.item_factors_[20]).sum() > 0  # the new item, rated in X1
     assert not np.array_equal(est.item_factors_[:10], before["item_factors_"][:10])
     # users without a row in X keep their vectors; the others are their fold-in of X's rows
     np.testing.assert_array_equal(est.user_factors_[10:40], before["user_factors_"][10:40])
     rows = list(range(10)) + [40, 41]
     np.testing.assert_allclose(est.user_factors_[rows], est.transform(X1[rows]), atol=1e-6)
     assert est.global_mean_ == before["global_mean_"] and est.n_epochs_ == 4
+
+
+@pytest.mark.parametrize("make", [
+    lambda n: AsySVD(n_components=4, n_epochs=n, batch_size=1000, random_state=0,
+                     device="cpu", dtype="float64"),
+    lambda n: FunkSVD(n_components=4, n_epochs=n, solver="adam", learning_rate=0.01,
+                      batch_size=10**6, random_state=0, device="cpu", dtype="float64"),
+])
+def test_partial_fit_continues_adam_where_fit_stopped(make):
+    # One batch per epoch: fit for 1 epoch then 2 partial_fit passes on the same ratings is
+    # the same computation as fit for 3 epochs (parameters, Adam's moments and step count
+    # carry over); without the carried moments it is not.
+    X = sp.random(60, 25, density=0.3, format="csr", random_state=0) * 5
+    a = make(3).fit(X)
+    b = make(1).fit(X).partial_fit(X).partial_fit(X)
+    np.testing.assert_allclose(b.item_factors_, a.item_factors_, atol=1e-12)
+    np.testing.assert_allclose(b.loss_curve_, a.loss_curve_, rtol=1e-12)
+    c = make(1).fit(X)
+    del c._optimizer_state
+    c.partial_fit(X).partial_fit(X)
+    assert np.abs(c.item_factors_ - a.item_factors_).max() > 1e-3
 
 
 # ---------------------------------------------------------------- errors and interrupts
