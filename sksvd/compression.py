@@ -35,13 +35,39 @@ from .linalg import (
 __all__ = ["TruncatedSVDCompressor"]
 
 
-def _energy_and_variance(X):
-    """``(||X||_F^2, np.var(X, axis=0).sum())`` in float64, without a full-size temporary.
+def _block_rows(X):
+    """Rows per block so that a float64 block is <= 4 MB and <= 1/16 of ``X``."""
+    m, n = X.shape
+    budget = min(4 * 2**20, max(2**16, X.nbytes // 16))
+    return max(1, budget // (8 * max(n, 1)))
 
-    Dense input is processed in row blocks of about 4 MB (column sums, then
-    centred squares), so both numbers agree with numpy's to rounding while the
-    extra memory stays small; sparse input uses
-    :func:`sklearn.utils.sparsefuncs.mean_variance_axis` (never densified).
+
+def _column_moments(X):
+    """``(||X||_F^2, column variances)`` of a dense matrix, in float64 row blocks.
+
+    Two passes (column sums, then centred squares), so the variances agree
+    with ``np.var(X, axis=0)`` to rounding, without an X-size temporary.
+    """
+    m, n = X.shape
+    block = _block_rows(X)
+    col_sum, total = np.zeros(n), 0.0
+    for start in range(0, m, block):
+        rows = X[start:start + block].astype(np.float64)
+        col_sum += rows.sum(axis=0)
+        total += float(np.einsum("ij,ij->", rows, rows))
+    mean = col_sum / m
+    centred = np.zeros(n)
+    for start in range(0, m, block):
+        diff = X[start:start + block] - mean
+        centred += np.einsum("ij,ij->j", diff, diff)
+    return total, centred / m
+
+
+def _energy_and_variance(X):
+    """``(||X||_F^2, np.var(X, axis=0).sum())`` in float64, without an X-size temporary.
+
+    Sparse input uses :func:`sklearn.utils.sparsefuncs.mean_variance_axis`
+    (never densified) and a blocked float64 sum of squares of the stored values.
     """
     if sp.issparse(X):
         X = sp.csr_matrix(X)
@@ -52,20 +78,8 @@ def _energy_and_variance(X):
             total += float(chunk @ chunk)
         _, var = mean_variance_axis(X, axis=0)
         return total, float(np.sum(var, dtype=np.float64))
-    m, n = X.shape
-    block = max(1, (4 * 2**20) // (8 * max(n, 1)))
-    col_sum = np.zeros(n)
-    total = 0.0
-    for start in range(0, m, block):
-        rows = X[start:start + block].astype(np.float64)
-        col_sum += rows.sum(axis=0)
-        total += float(np.einsum("ij,ij->", rows, rows))
-    mean = col_sum / m
-    centred = 0.0
-    for start in range(0, m, block):
-        diff = X[start:start + block] - mean
-        centred += float(np.einsum("ij,ij->", diff, diff))
-    return total, centred / m
+    total, var = _column_moments(X)
+    return total, float(var.sum())
 
 
 def _smallest_rank(cumulative, share):
@@ -256,6 +270,7 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         if dtype in (torch.float16, torch.bfloat16):
             dtype = torch.float32  # linear algebra is not available in half precision
         sparse = sp.issparse(X)
+        self._At = None
         A = to_torch(X, device=device, dtype=dtype)
         total, full_var = _energy_and_variance(X)
         max_rank = min(m, n)
@@ -268,34 +283,36 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
                     and not sparse:
                 algorithm = "full"  # the full spectrum is needed anyway
 
-        n_iter_done = 0
-        if isinstance(n_components, int):
-            if algorithm == "full":
-                U, S, Vt = exact_svd(A, n_components)
-            else:
-                U, S, Vt, n_iter_done = self._randomized(A, X, n_components, device)
-        elif self.criterion == "singular_values":
-            if algorithm == "full":
-                U, S, Vt = exact_svd(A, max_rank)
-                spectrum = S
-            else:
-                spectrum = singular_values(A)
-            cum = torch.cumsum(spectrum.to(torch.float64), 0)
-            cum = to_numpy(cum / cum[-1]) if float(cum[-1]) > 0 else np.ones(len(cum))
-            k = _smallest_rank(cum, n_components)
-            if algorithm == "full":
-                U, S, Vt = U[:, :k], S[:k], Vt[:k]
-            else:
-                U, S, Vt, n_iter_done = self._randomized(A, X, k, device)
-        else:  # float share of the energy ||X||_F^2
-            share = n_components * total
-            if algorithm == "full":
-                U, S, Vt = exact_svd(A, max_rank)
-                k = self._rank_for_energy(S, share)
-                U, S, Vt = U[:, :k], S[:k], Vt[:k]
-            else:
-                U, S, Vt, n_iter_done, algorithm = self._grow_rank(A, X, share, device)
-
+        try:
+            n_iter_done = 0
+            if isinstance(n_components, int):
+                if algorithm == "full":
+                    U, S, Vt = exact_svd(A, n_components)
+                else:
+                    U, S, Vt, n_iter_done = self._randomized(A, X, n_components, device)
+            elif self.criterion == "singular_values":
+                if algorithm == "full":
+                    U, S, Vt = exact_svd(A, max_rank)
+                    spectrum = S
+                else:
+                    spectrum = singular_values(A)
+                cum = torch.cumsum(spectrum.to(torch.float64), 0)
+                cum = to_numpy(cum / cum[-1]) if float(cum[-1]) > 0 else np.ones(len(cum))
+                k = _smallest_rank(cum, n_components)
+                if algorithm == "full":
+                    U, S, Vt = U[:, :k], S[:k], Vt[:k]
+                else:
+                    U, S, Vt, n_iter_done = self._randomized(A, X, k, device)
+            else:  # float share of the energy ||X||_F^2
+                share = n_components * total
+                if algorithm == "full":
+                    U, S, Vt = exact_svd(A, max_rank)
+                    k = self._rank_for_energy(S, share)
+                    U, S, Vt = U[:, :k], S[:k], Vt[:k]
+                else:
+                    U, S, Vt, n_iter_done, algorithm = self._grow_rank(A, X, share, device)
+        finally:
+            self._At = None  # the transposed copy lives only during fit
         out_dtype = numpy_dtype(dtype)
         U, S, Vt = to_numpy(U, out_dtype), to_numpy(S, out_dtype), to_numpy(Vt, out_dtype)
         k = S.shape[0]
@@ -305,7 +322,7 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         self.n_components_ = int(k)
         self.n_iter_ = int(n_iter_done)
         self.algorithm_ = algorithm
-        self.explained_variance_ = np.var(Z, axis=0, dtype=np.float64).astype(out_dtype)
+        self.explained_variance_ = _column_moments(Z)[1].astype(out_dtype)
         if full_var > 0:
             ratio = self.explained_variance_.astype(np.float64) / full_var
         else:  # constant columns: no variance to explain
@@ -319,13 +336,17 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
 
     def _randomized(self, A, X, k, device):
         """One call of the randomized kernel at rank ``k``: (U, S, Vt, n_iter)."""
-        At = None
-        if sp.issparse(X):
-            At = to_torch(X.T.tocsr(), device=device, dtype=A.dtype)
+        if sp.issparse(X) and getattr(self, "_At", None) is None:
+            # Rows of X.T as CSR, so that both products are row-parallel; built once
+            # per fit (the rank-growing rounds reuse it), the scipy copy dropped as
+            # soon as torch holds its arrays.
+            Xt = X.T.tocsr()
+            self._At = to_torch(Xt, device=device, dtype=A.dtype)
+            del Xt
         gen = make_generator(self.random_state)
         U, S, Vt, info = randomized_svd(A, k, n_oversamples=self.n_oversamples,
-                                        n_iter=self.n_iter, generator=gen, At=At,
-                                        return_info=True)
+                                        n_iter=self.n_iter, generator=gen,
+                                        At=getattr(self, "_At", None), return_info=True)
         return U, S, Vt, info["n_iter"]
 
     @staticmethod

@@ -144,7 +144,15 @@ def matrix_to_image(M, shape, dtype=np.float64, value_range=None):
     >>> matrix_to_image(np.array([[-3.0, 254.6, 300.0]]), (1, 1, 3), dtype=np.uint8)
     array([[[  0, 255, 255]]], dtype=uint8)
     """
+    if isinstance(M, (str, bytes)):
+        raise TypeError(f"M={M!r}: expected a 2-D numeric array")
     M = np.asarray(M)
+    if not (np.issubdtype(M.dtype, np.integer) or np.issubdtype(M.dtype, np.floating)):
+        raise TypeError(f"M: dtype={M.dtype}: expected a numeric matrix")
+    if np.issubdtype(M.dtype, np.floating) and not np.all(np.isfinite(M)):
+        raise ValueError("M: contains NaN or inf")
+    if isinstance(shape, (str, bytes)) or not all(isinstance(s, Integral) for s in shape):
+        raise TypeError(f"shape={shape!r}: expected a tuple of ints")
     shape = tuple(int(s) for s in shape)
     if len(shape) not in (2, 3):
         raise ValueError(f"shape={shape}: expected (h, w) or (h, w, c)")

@@ -232,3 +232,10 @@ def test_callers_array_not_modified():
     TruncatedSVDCompressor(1).fit(S)
     np.testing.assert_array_equal(S.data, data)
     np.testing.assert_array_equal(S.indices, indices)
+
+
+def test_verbose_progress_bar(capsys):
+    X, _ = _decaying(400, 300, decay=0.97)
+    c = TruncatedSVDCompressor(0.95, algorithm="randomized", random_state=0, verbose=1).fit(X)
+    assert c.energy_ratio_[-1] >= 0.95 * (1 - 1e-6)
+    assert "rank" in capsys.readouterr().err

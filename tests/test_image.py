@@ -62,6 +62,12 @@ def test_matrix_to_image_round_trip_and_clip(small):
     np.testing.assert_array_equal(f, [[0.0, 1.0]])
     with pytest.raises(ValueError, match="shape"):
         matrix_to_image(np.ones((2, 5)), (2, 2, 3))
+    with pytest.raises(ValueError, match="M: contains NaN"):
+        matrix_to_image(np.array([[np.nan, 1.0]]), (1, 2))
+    with pytest.raises(TypeError, match="M: dtype"):
+        matrix_to_image(np.array([["a", "b"]]), (1, 2))
+    with pytest.raises(TypeError, match="shape="):
+        matrix_to_image(np.ones((1, 2)), (1.0, 2))
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])
