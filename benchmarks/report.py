@@ -102,6 +102,9 @@ def build_report(folder, *, quick=False, run_info=None, command=None):
     if run_info:
         md += ["## Runs", "", h.markdown_table(run_info, ["benchmark", "command", "seconds",
                                                           "status"])]
+    if "cuda" not in devices:
+        md += ["No CUDA GPU was used for these results (none on the machine that ran them): "
+               "the GPU section appears when the suite is run with `--device cuda`.", ""]
     md += ["## Machine and versions", ""]
     for dev in devices:
         md += [f"Device `{dev}`:", "", h.markdown_table(_machine_rows(results, dev))]
