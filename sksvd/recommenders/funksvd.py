@@ -741,6 +741,8 @@ class FunkSVD(BaseRecommender):
                              "'sgd' and 'adam'")
         continued = (partial or self.warm_start) and hasattr(self, "item_factors_")
         start = self._start_state() if continued else None
+        if continued:  # the fitted model's sizes until this call ends (fit reset them)
+            self.n_users_, self.n_items_ = start[0].shape[0], start[1].shape[0]
         shape = X.shape
         if start is not None:
             shape = (max(shape[0], start[0].shape[0]), max(shape[1], start[1].shape[0]))
