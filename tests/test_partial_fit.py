@@ -230,6 +230,20 @@ def test_partial_fit_continues_adam_where_fit_stopped(make):
     assert np.abs(c.item_factors_ - a.item_factors_).max() > 1e-3
 
 
+@pytest.mark.parametrize("cls", [FunkSVD, AsySVD])
+def test_warm_start_fit_grows_with_new_users_and_items(cls):
+    X0 = sp.random(30, 10, density=0.4, format="csr", random_state=0) * 5
+    X1 = sp.random(35, 12, density=0.4, format="csr", random_state=1) * 5
+    est = cls(n_components=3, n_epochs=2, warm_start=True, random_state=0, device="cpu")
+    est.fit(X0)
+    first_loss = list(est.loss_curve_)
+    est.fit(X1)
+    assert est.user_factors_.shape == (35, 3) and est.item_factors_.shape == (12, 3)
+    assert (est.n_users_, est.n_items_, est.n_features_in_) == (35, 12, 12)
+    assert est.loss_curve_[:2] == first_loss and len(est.loss_curve_) == 4
+    assert np.isfinite(est.predict(X1)).all()
+
+
 # ---------------------------------------------------------------- errors and interrupts
 @pytest.mark.parametrize("make", [
     lambda: FunkSVD(n_components=3, n_epochs=2, random_state=0, device="cpu"),
