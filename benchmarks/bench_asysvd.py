@@ -43,6 +43,9 @@ Usage::
     python benchmarks/bench_asysvd.py --speed          # quality and speed
     python benchmarks/bench_asysvd.py --speed-only
     python benchmarks/bench_asysvd.py --quick          # fold u1, 1/10-size speed matrix
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_asysvd.py --speed-only
+        # -> results/asysvd_speed_omp_passive.*: OpenMP threads sleep instead of
+        #    spinning at barriers, which matters when other jobs share the cores
 """
 
 from __future__ import annotations
@@ -271,8 +274,10 @@ def main(argv=None):
     tables, rows, extra = {}, [], {}
     load = os.getloadavg()
     notes = [f"Load average at start: {load[0]:.1f} (2 cores shared with other jobs: "
-             f"timings are noisy). Quality part run with {torch.get_num_threads()} torch "
-             f"thread(s)."]
+             f"timings are noisy)."]
+    policy = os.environ.get("OMP_WAIT_POLICY")
+    if policy:
+        notes.append(f"OMP_WAIT_POLICY={policy} (set before torch was imported).")
 
     if not args.speed_only:
         r = rating_rows(folds, args.data_home, args.device, svdpp=not args.quick)
@@ -281,6 +286,7 @@ def main(argv=None):
         tm = means(t, ("ndcg@10", "fit_s"))
         s = strong_rows(args.data_home, args.device, 2 if args.quick else 5)
         rows = rm + tm
+        notes.append(f"Quality part run with {torch.get_num_threads()} torch thread(s).")
         tables.update({"Ratings per fold": r, "Top-N per fold": t,
                        "Strong generalisation (users held out of fit)": s})
         asy = next(x["rmse"] for x in rm if x["model"] == "AsySVD() mse")
@@ -315,7 +321,8 @@ def main(argv=None):
             "Steady-state epoch = faster of epochs 2 and 3, from the epoch callback; "
             "loss 'bpr' trains with leave_one_out (the default for ranking losses).",
         ]
-        print(write_results("asysvd_speed", srows, device=args.device, notes="\n".join(snotes),
+        name = "asysvd_speed" + (f"_omp_{policy.lower()}" if policy else "")
+        print(write_results(name, srows, device=args.device, notes="\n".join(snotes),
                             extra={"copy_bandwidth_Bps": bw, "bandwidth_bound_s": bound}))
 
 
