@@ -286,6 +286,12 @@ def test_divergence_names_the_learning_rate_and_keeps_the_estimator():
     assert not [k for k in vars(rec) if k.endswith("_")]
 
 
+def test_verbose_shows_a_progress_bar_with_the_loss(capsys):
+    _fit_small(verbose=1, n_epochs=2)
+    err = capsys.readouterr().err
+    assert "AsySVD" in err and "loss" in err
+
+
 def test_early_stopping_records_validation_scores():
     rec, _ = _fit_small(early_stopping=True, n_epochs=40, n_iter_no_change=2,
                         validation_fraction=0.2)
