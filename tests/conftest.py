@@ -3,7 +3,12 @@
 import os
 from pathlib import Path
 
-import pytest
+# The suite runs subprocesses (CLI, examples, Dask workers, torch.distributed ranks) beside
+# the main process on 2 cores: OpenMP threads that spin at barriers then slow torch ~10x.
+# Passive waiting must be set before torch is first imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
 
 _DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data"
 
