@@ -22,6 +22,7 @@ _LAZY = {
     "AsySVD": "sksvd.recommenders.asysvd",
 }
 _SUBMODULES = {"image", "plotting", "metrics", "model_selection", "datasets", "io", "linalg",
+               "distributed",
                "compression", "recommenders"}
 
 __all__ = sorted(_LAZY) + sorted(_SUBMODULES)
