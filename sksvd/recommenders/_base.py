@@ -70,7 +70,24 @@ class BaseRecommender(TransformerMixin, BaseEstimator):
         Returns
         -------
         self : object
+
+        Notes
+        -----
+        An exception during ``fit`` (a diverging learning rate, a callback
+        that raises, ``KeyboardInterrupt``) leaves the estimator exactly as it
+        was before the call.
         """
+        # Interrupt safety: on any exception (KeyboardInterrupt included) the estimator
+        # is left exactly as it was before the call.
+        saved = dict(self.__dict__)
+        try:
+            return self._fit_validated(X)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+
+    def _fit_validated(self, X):
         if is_dask_array(X):
             # Past one machine: the SVD family computes with the blocks where they live.
             if not hasattr(self, "_fit_dask"):

@@ -654,13 +654,7 @@ class AsySVD(BaseRecommender):
         -------
         self : object
         """
-        before = dict(self.__dict__)
-        try:
-            return super().fit(X, y)
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(before)
-            raise
+        return super().fit(X, y)  # the base class restores the state on any exception
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None):
