@@ -150,9 +150,21 @@ def _to_host(t):
     return np.asarray(t)
 
 
-def run_solver(solver, X, device, repeat):
+def _limit_threads(threads):
+    """In a child: at most ``threads`` threads for torch, BLAS and OpenMP (None: defaults)."""
+    if threads:
+        import torch
+        from threadpoolctl import threadpool_limits
+
+        torch.set_num_threads(threads)
+        threadpool_limits(threads)
+
+
+def run_solver(solver, X, device, repeat, threads=None):
     """Child process: warm up, then fit ``repeat`` times; best time, peak memory, factors."""
     import torch
+
+    _limit_threads(threads)
 
     cuda = str(device).startswith("cuda")
     rng = np.random.default_rng(1)
@@ -184,7 +196,8 @@ def run_solver(solver, X, device, repeat):
             "L": _to_host(L).astype(np.float32), "R": _to_host(R).astype(np.float32), "q": q}
 
 
-def matmul_rate(device):
+def matmul_rate(device, threads=None):
+    _limit_threads(threads)
     return h.matmul_gflops(device=device)
 
 
@@ -234,6 +247,8 @@ def main(argv=None):
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per solver child")
     ap.add_argument("--solvers", default=",".join(SOLVERS), help="comma-separated subset")
     ap.add_argument("--cases", default="china,upscaled,sparse", help="comma-separated subset")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="threads for every solver and the GEMM rate (default: libraries' own)")
     args = ap.parse_args(argv)
     solvers = [s.strip() for s in args.solvers.split(",") if s.strip()]
     side = 1024 if args.quick else 4096
@@ -243,7 +258,11 @@ def main(argv=None):
                         "sparse 200,000x50,000 (20M nnz)", lambda: sparse_matrix(args.quick))}
     cases = [cases[c.strip()] for c in args.cases.split(",") if c.strip()]
 
-    gflops = h.measure(matmul_rate, args.device, start_method="forkserver")["result"]
+    if args.threads:
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ[var] = str(args.threads)
+    gflops = h.measure(matmul_rate, args.device, args.threads,
+                       start_method="forkserver")["result"]
     print(f"float32 matmul rate: {gflops:.1f} GFLOP/s", flush=True)
     rows = []
     for label, make in cases:
@@ -264,7 +283,7 @@ def main(argv=None):
                 else args.repeat
             row = {"matrix": label, "solver": solver}
             try:
-                res = h.measure(run_solver, solver, X, args.device, repeat,
+                res = h.measure(run_solver, solver, X, args.device, repeat, args.threads,
                                 start_method="forkserver", timeout=args.timeout)["result"]
             except (RuntimeError, TimeoutError) as exc:
                 row.update(seconds=float("nan"), note=str(exc)[:120])
@@ -321,7 +340,11 @@ def main(argv=None):
              + "\nTarget (issue 3): sksvd at error ratio <= 1.01, >= 2x faster than sklearn "
              "randomized with no more peak memory on every matrix; >= 50% of the matmul "
              "rate on the 4096 x 12288 image.")
-    text = h.write_results(NAME + ("_quick" if args.quick else ""), rows, device=args.device,
+    name = NAME + ("_quick" if args.quick else "") + (f"_{args.threads}thread"
+                                                       if args.threads else "")
+    if args.threads:
+        notes += f"\nEvery solver and the GEMM rate limited to {args.threads} thread(s)."
+    text = h.write_results(name, rows, device=args.device,
                            notes=notes, columns=columns, tables={"Targets": targets},
                            extra={"matmul_gflops": gflops, "k": K})
     print(text)

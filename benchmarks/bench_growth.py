@@ -367,6 +367,7 @@ def main(quick=False, device="cpu", sizes=None, log=print):
     if quick:  # read by the BPR fit in the child processes
         os.environ["SKSVD_GROWTH_BPR_ITERATIONS"] = "20"
     log(f"[{NAME}] recommenders at {', '.join(sizes)}, device {device}")
+    load = os.getloadavg()[0]
     rec_rows, notes = recommenders(sizes, device, timeout=timeout,
                                    repeat_smallest=3, log=log)
     sides = IMAGE_SIDES_QUICK if quick else IMAGE_SIDES
@@ -400,6 +401,8 @@ def main(quick=False, device="cpu", sizes=None, log=print):
                 ratios[f"{smallest} fit time sksvd SVDRecommender / {peer}"] = {
                     "value": ours["sksvd SVDRecommender"] / ours[peer], "better": "lower",
                     "ours": ours["sksvd SVDRecommender"], "peer": ours[peer]}
+    notes.append(f"Load average (1 min) at start {load:.1f}, at the end "
+                 f"{os.getloadavg()[0]:.1f}, on {os.cpu_count()} cores.")
     notes_text = PROTOCOL + (
         "\n\nCompressor: `china.jpg` (scikit-learn sample) resized to side x side (bicubic), "
         "as a (side, 3 side) float32 matrix in [0, 1]; sksvd `TruncatedSVDCompressor("

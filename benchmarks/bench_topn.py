@@ -657,10 +657,18 @@ def speed(device="cpu", log=print, shape=SPEED_SHAPE, k=100, als_factors=128,
 
 
 # ---------------------------------------------------------------------------- main
-def main(quick=False, device="cpu", speed_part=None, log=print):
+def main(quick=False, device="cpu", speed_part=None, quality_part=True, log=print):
     """Run the quality part (and the speed part unless ``quick``); write the results files."""
     if speed_part is None:
         speed_part = not quick
+    summary = quality_main(quick, device, log) if quality_part else None
+    if speed_part:
+        speed_main(device, log)
+    return summary
+
+
+def quality_main(quick=False, device="cpu", log=print):
+    """The quality part; writes ``results/topn.{json,md}``."""
     log(f"[{NAME}] quality ({'quick: fold u1, small grids' if quick else 'full'}), "
         f"device {device}")
     summary, per_split, grid_rows, checks, notes = quality(quick, device, log)
@@ -676,27 +684,38 @@ def main(quick=False, device="cpu", speed_part=None, log=print):
                     tables=tables, extra={"checks": checks, "ratios": ratios,
                                           "protocol": PROTOCOL, "quick": quick,
                                           "notes_list": notes})
-    if speed_part:
-        log(f"[{NAME}] speed on a {SPEED_SHAPE} power-law CSR, device {device}")
-        rows, extra, s_checks, s_ratios = speed(device, log)
-        speed_notes = (
-            "**Speed protocol.** `harness.powerlaw_csr(200000, 50000, 20_000_000, seed=0)` "
-            "(ratings 1..5, power-law users and items). Fits at k=100 each run once in a "
-            "fresh child process (forkserver) in the same run; peak memory is the child's "
-            "peak resident size beyond its size once the inputs were loaded. Energy is "
-            "`||X V_k||_F^2` in float64 relative to svds's. Top-10 for every user is "
-            "`SVDRecommender.recommend(X, k=10)` (fold-in `X V_k`, scores, seen items "
-            "masked, `torch.topk`, in batches); its rate counts 2 * users * items * k flops "
-            "and is compared with this machine's float32 4096^3 GEMM rate measured in the "
-            "same run. The breakdown times each phase on every 10th batch, scaled up. The "
-            "machine is shared with other work (2 cores): timings are noisy."
-            + ("\n\n" + "\n".join(f"- {n}" for n in extra["notes"]) if extra["notes"] else ""))
-        h.write_results(f"{NAME}_speed", rows, device=device, notes=speed_notes,
-                        tables={"Checks (issue 4, speed)": s_checks,
-                                "Top-10 breakdown (where the time goes)": extra["breakdown"]},
-                        extra={"checks": s_checks, "ratios": s_ratios,
-                               "gemm_gflops": extra["gemm_gflops"]})
     return summary
+
+
+SPEED_PROTOCOL = (
+    "**Speed protocol.** `harness.powerlaw_csr(200000, 50000, 20_000_000, seed=0)` "
+    "(ratings 1..5, power-law users and items). Fits at k=100 each run once in a "
+    "fresh child process (forkserver) in the same run; peak memory is the child's "
+    "peak resident size beyond its size once the inputs were loaded. Energy is "
+    "`||X V_k||_F^2` in float64 relative to svds's. Top-10 for every user is "
+    "`SVDRecommender.recommend(X, k=10)` (fold-in `X V_k`, scores, seen items "
+    "masked, `torch.topk`, in batches); its rate counts 2 * users * items * k flops "
+    "and is compared with this machine's float32 4096^3 GEMM rate measured in the "
+    "same run. The breakdown times each phase on every 10th batch, scaled up. The "
+    "machine is shared with other work (2 cores): timings are noisy.")
+
+
+def speed_main(device="cpu", log=print):
+    """The speed part; writes ``results/topn_speed.{json,md}``."""
+    log(f"[{NAME}] speed on a {SPEED_SHAPE} power-law CSR, device {device}")
+    load = os.getloadavg()
+    rows, extra, checks, ratios = speed(device, log)
+    load_end = os.getloadavg()
+    notes = (SPEED_PROTOCOL + f" Load average (1 min) at start {load[0]:.1f}, at the end "
+             f"{load_end[0]:.1f}, on {os.cpu_count()} cores."
+             + ("\n\n" + "\n".join(f"- {n}" for n in extra["notes"]) if extra["notes"] else ""))
+    h.write_results(f"{NAME}_speed", rows, device=device, notes=notes,
+                    tables={"Checks (issue 4, speed)": checks,
+                            "Top-10 breakdown (where the time goes)": extra["breakdown"]},
+                    extra={"checks": checks, "ratios": ratios,
+                           "gemm_gflops": extra["gemm_gflops"],
+                           "load_average": [load[0], load_end[0]]})
+    return rows
 
 
 def _parse(argv=None):
@@ -713,9 +732,5 @@ def _parse(argv=None):
 
 if __name__ == "__main__":
     args = _parse()
-    if args.only_speed:
-        rows, extra, checks, ratios = speed(args.device)
-        print(h.markdown_table(rows))
-        print(h.markdown_table(checks))
-    else:
-        main(quick=args.quick, device=args.device, speed_part=args.speed)
+    main(quick=args.quick, device=args.device,
+         speed_part=True if args.only_speed else args.speed, quality_part=not args.only_speed)
