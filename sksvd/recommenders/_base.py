@@ -15,6 +15,8 @@ is written once here.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
@@ -77,11 +79,16 @@ class BaseRecommender(TransformerMixin, BaseEstimator):
         that raises, ``KeyboardInterrupt``) leaves the estimator exactly as it
         was before the call.
         """
-        # Interrupt safety: on any exception (KeyboardInterrupt included) the estimator
-        # is left exactly as it was before the call.
+        with self._restored_on_error():
+            return self._fit_validated(X)
+
+    @contextlib.contextmanager
+    def _restored_on_error(self):
+        """Interrupt safety for ``fit`` and ``partial_fit``: on any exception
+        (``KeyboardInterrupt`` included) the estimator is left exactly as it was."""
         saved = dict(self.__dict__)
         try:
-            return self._fit_validated(X)
+            yield
         except BaseException:
             self.__dict__.clear()
             self.__dict__.update(saved)

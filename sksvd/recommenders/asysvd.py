@@ -696,15 +696,10 @@ class AsySVD(BaseRecommender):
         >>> rec.user_factors_.shape, rec.item_factors_.shape, rec.n_epochs_
         ((3, 2), (4, 2), 2)
         """
-        before = dict(self.__dict__)
-        try:
+        with self._restored_on_error():
             X = check_growing_interactions(self, X)
             self._fit(X, partial=True)
             return self
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(before)
-            raise
 
     def _start_state(self):
         """The fitted item parameters (numpy, by name) and ``mu``, to continue from."""

@@ -681,15 +681,10 @@ class FunkSVD(BaseRecommender):
         >>> rec.user_factors_.shape, rec.item_factors_.shape, rec.n_iter_
         ((3, 2), (4, 2), 2)
         """
-        saved = dict(self.__dict__)
-        try:
+        with self._restored_on_error():
             X = check_growing_interactions(self, X)
             self._fit(X, partial=True)
             return self
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(saved)
-            raise
 
     def _start_state(self):
         """(pa0, qa0, mu) of the fitted model, for warm start and partial_fit."""
