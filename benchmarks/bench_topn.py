@@ -442,7 +442,10 @@ def _ours_child(X, k, device, top_k=10):
 
     Peak memory of each phase is beyond the process's size when the phase
     starts (the input; for the top-k also the fitted model). A tiny fit first
-    takes torch's one-time start-up out of the timing.
+    takes torch's one-time start-up out of the timing. The GEMM rate is
+    measured just before the top-k (same process, same moment), and the load
+    average at each step, since the machine is shared. ``top_k=None`` stops
+    after the fit.
     """
     import torch
 
@@ -455,15 +458,20 @@ def _ours_child(X, k, device, top_k=10):
     h.reset_peak_rss()
     if cuda:
         torch.cuda.reset_peak_memory_stats()
+    load = os.getloadavg()[0]
     t0 = time.perf_counter()
     rec = SVDRecommender(k, random_state=0, device=device).fit(X)
     _sync(device)
-    out = {"fit_s": time.perf_counter() - t0,
+    out = {"fit_s": time.perf_counter() - t0, "fit_load": load,
            "fit_peak_extra_mb": _mb(max(h.peak_rss() - base, 0)),
            "V": rec.item_factors_}
     if cuda:
         out["fit_gpu_peak_mb"] = _mb(torch.cuda.max_memory_allocated())
         torch.cuda.reset_peak_memory_stats()
+    if top_k is None:
+        return out
+    out["gemm_gflops"] = h.matmul_gflops(device=str(_torch_device(device)))
+    out["recommend_load"] = os.getloadavg()[0]
     base = h.current_rss()
     h.reset_peak_rss()
     t0 = time.perf_counter()
@@ -481,9 +489,10 @@ def _fit_svds_child(X, k):
     from scipy.sparse.linalg import svds
 
     base = h.current_rss()
+    load = os.getloadavg()[0]
     t0 = time.perf_counter()
     _, _, Vt = svds(X, k=k, random_state=0)
-    return {"fit_s": time.perf_counter() - t0,
+    return {"fit_s": time.perf_counter() - t0, "fit_load": load,
             "fit_peak_extra_mb": _mb(max(h.peak_rss() - base, 0)),
             "V": np.ascontiguousarray(Vt.T)}
 
@@ -494,12 +503,13 @@ def _fit_als_child(X, factors, iterations, device):
 
     use_gpu = str(device).startswith("cuda") and _implicit_has_cuda()
     base = h.current_rss()
+    load = os.getloadavg()[0]
     t0 = time.perf_counter()
     with threadpool_limits(1, "blas"):
         model = AlternatingLeastSquares(factors=factors, iterations=iterations,
                                         random_state=0, use_gpu=use_gpu)
         model.fit(X, show_progress=False)
-    return {"fit_s": time.perf_counter() - t0,
+    return {"fit_s": time.perf_counter() - t0, "fit_load": load,
             "fit_peak_extra_mb": _mb(max(h.peak_rss() - base, 0)), "use_gpu": use_gpu}
 
 
@@ -507,6 +517,18 @@ def energy(X, V):
     """``||X V||_F^2`` in float64."""
     XV = X @ np.asarray(V, dtype=np.float64)
     return float(np.einsum("ij,ij->", XV, XV))
+
+
+def gemm_at_shape(m, k, n, device, repeat=5):
+    """GFLOP/s of a (m x k) @ (k x n) float32 product alone (the top-k's score block)."""
+    import torch
+
+    dev = _torch_device(device)
+    a = torch.randn(m, k, device=dev)
+    b = torch.randn(n, k, device=dev)
+    _, sec = h.timed(lambda: a @ b.T, repeat=repeat, warmup=1,
+                     sync=torch.cuda.synchronize if dev.type == "cuda" else None)
+    return 2.0 * m * k * n / sec / 1e9
 
 
 def recommend_breakdown(X, V, k, device, every=10):
@@ -583,47 +605,62 @@ def speed(device="cpu", log=print, shape=SPEED_SHAPE, k=100, als_factors=128,
         log(f"  implicit ALS factors={als_factors} x{als_iterations}: {als_res['fit_s']:.2f}s")
     except (TimeoutError, RuntimeError) as exc:
         notes.append(f"implicit ALS: {exc}")
+    # Ours again after the peers, so that a change of load during the run
+    # does not favour whichever ran first; the mean of the two is reported.
+    again = h.measure(_ours_child, X, k, device, None, **run)["result"]
+    log(f"  sksvd SVDRecommender k={k} again: fit {again['fit_s']:.2f}s")
+    ours_fits = [ours["fit_s"], again["fit_s"]]
 
     rows.append({"part": "fit", "model": f"sksvd SVDRecommender (k={k})", "device": device,
-                 "seconds": ours["fit_s"], "peak_extra_mb": ours["fit_peak_extra_mb"],
+                 "seconds": float(np.mean(ours_fits)),
+                 "runs": " / ".join(f"{t:.2f}" for t in ours_fits),
+                 "load": " / ".join(f"{r['fit_load']:.1f}" for r in (ours, again)),
+                 "peak_extra_mb": max(ours["fit_peak_extra_mb"], again["fit_peak_extra_mb"]),
                  "energy_vs_svds": e_ours / e_svds if e_svds else None})
     if svds_res:
         rows.append({"part": "fit", "model": f"scipy svds (k={k}, float32 ARPACK)",
                      "device": "cpu", "seconds": svds_res["fit_s"],
+                     "load": f"{svds_res['fit_load']:.1f}",
                      "peak_extra_mb": svds_res["fit_peak_extra_mb"], "energy_vs_svds": 1.0})
     if als_res:
         rows.append({"part": "fit",
                      "model": f"implicit ALS (factors={als_factors}, {als_iterations} it.)",
                      "device": "cuda" if als_res["use_gpu"] else "cpu",
-                     "seconds": als_res["fit_s"], "peak_extra_mb": als_res["fit_peak_extra_mb"],
+                     "seconds": als_res["fit_s"], "load": f"{als_res['fit_load']:.1f}",
+                     "peak_extra_mb": als_res["fit_peak_extra_mb"],
                      "energy_vs_svds": None})
 
-    # (b) top-10 for every user, timed in the same child after its fit.
+    # (b) top-10 for every user, timed in the same child after its fit, against the
+    # GEMM rate measured in that child just before.
     rec_s = ours["recommend_s"]
+    gemm_now = ours["gemm_gflops"]
     flops = 2.0 * n_users * n_items * k
     rate = flops / rec_s / 1e9
     log(f"  recommend top-10 for {n_users} users: {rec_s:.2f}s = {rate:.1f} GFLOP/s "
-        f"({100 * rate / gemm:.0f}% of GEMM), peak extra {ours['recommend_peak_extra_mb']:.0f} MB")
+        f"({100 * rate / gemm_now:.0f}% of GEMM {gemm_now:.1f} measured just before), "
+        f"peak extra {ours['recommend_peak_extra_mb']:.0f} MB")
     rows.append({"part": "top-10 all users", "model": "sksvd recommend (batched)",
-                 "device": device, "seconds": rec_s,
+                 "device": device, "seconds": rec_s, "load": f"{ours['recommend_load']:.1f}",
                  "peak_extra_mb": ours["recommend_peak_extra_mb"], "gflops": rate,
-                 "share_of_gemm": rate / gemm})
+                 "gemm_4096_gflops": gemm_now, "share_of_gemm": rate / gemm_now})
     if str(device).startswith("cuda"):
         rows.append({"part": "fit + top-10 all users", "model": "sksvd (GPU)", "device": device,
                      "seconds": ours["fit_s"] + rec_s,
                      "gpu_peak_mb": max(ours.get("fit_gpu_peak_mb", 0),
                                         ours.get("recommend_gpu_peak_mb", 0))})
+    gemm_b = h.matmul_gflops(device=str(_torch_device(device)))
     phases, bs, n_batches = recommend_breakdown(X, ours["V"], 10, device)
     total = sum(phases.values())
     breakdown = [{"phase": p, "seconds": sec, "share": sec / total} for p, sec in phases.items()]
-    gemm_s = phases["scores (GEMM)"]
-    if gemm_s:
-        breakdown.append({"phase": "scores (GEMM) alone, GFLOP/s at this shape",
-                          "seconds": None, "share": None, "gflops": flops / gemm_s / 1e9,
-                          "share_of_gemm": flops / gemm_s / 1e9 / gemm})
-    log("  breakdown: " + ", ".join(f"{p} {sec:.2f}s" for p, sec in phases.items()))
+    shape_rate = gemm_at_shape(bs, k, n_items, device)
+    breakdown.append({"phase": f"ceiling: ({bs} x {k}) @ ({k} x {n_items}) GEMM alone, GFLOP/s",
+                      "gflops": shape_rate, "gemm_4096_gflops": gemm_b,
+                      "share_of_gemm": shape_rate / gemm_b})
+    log("  breakdown: " + ", ".join(f"{p} {sec:.2f}s" for p, sec in phases.items())
+        + f"; GEMM at the batch shape {shape_rate:.1f} GFLOP/s = "
+        f"{100 * shape_rate / gemm_b:.0f}% of 4096^3 ({gemm_b:.1f})")
 
-    t_ours = ours["fit_s"]
+    t_ours = float(np.mean(ours_fits))
     checks, ratios = [], {}
     if svds_res:
         t = svds_res["fit_s"]
@@ -643,15 +680,15 @@ def speed(device="cpu", log=print, shape=SPEED_SHAPE, k=100, als_factors=128,
         ratios["20M fit time sksvd / implicit ALS"] = {"value": t_ours / t, "better": "lower",
                                                        "ours": t_ours, "peer": t}
     checks.append({"check": "top-10 for all users at >= 70% of the float32 GEMM rate",
-                   "ours": rate, "reference": gemm, "difference": rate / gemm,
-                   "target": ">= 0.70", "passed": rate / gemm >= 0.70,
+                   "ours": rate, "reference": gemm_now, "difference": rate / gemm_now,
+                   "target": ">= 0.70", "passed": rate / gemm_now >= 0.70,
                    "detail": f"{n_batches} batches of {bs} users"})
     checks.append({"check": "top-10 peak memory beyond the input < 2 GB",
                    "ours": ours["recommend_peak_extra_mb"], "reference": 2048.0,
                    "difference": ours["recommend_peak_extra_mb"] / 2048.0, "target": "< 1",
                    "passed": ours["recommend_peak_extra_mb"] < 2048.0, "detail": "MB"})
-    ratios["20M top-10 rate / GEMM rate"] = {"value": rate / gemm, "better": "higher",
-                                             "ours": rate, "peer": gemm}
+    ratios["20M top-10 rate / GEMM rate"] = {"value": rate / gemm_now, "better": "higher",
+                                             "ours": rate, "peer": gemm_now}
     extra = {"gemm_gflops": gemm, "breakdown": breakdown, "notes": notes}
     return rows, extra, checks, ratios
 
