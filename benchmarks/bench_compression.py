@@ -54,7 +54,10 @@ q+1 QR/LU of the short side s, the final small SVD of the long side L) over the
 seconds (`nnz` in place of `m n` for the sparse matrix, whose products are
 memory-bound: no GEMM share is given there), as a share of this machine's float32 GEMM rate (`harness.matmul_gflops()`,
 4096^3, measured in this run). The machine is shared with other work (2 cores):
-timings are noisy."""
+timings are noisy. With the libraries' default threads (2) and other processes
+running, multi-threaded LAPACK/BLAS calls can stall on thread barriers (measured:
+torch QR of 4096 x 110 at load 7, median 2.3 s with 2 threads vs 13 ms with 1);
+`--threads 1` (results `compression_1thread`) is the reproducible comparison."""
 
 SOLVERS = ("sksvd", "sksvd kernel", "sklearn randomized", "sklearn arpack", "scipy svds",
            "torch.svd_lowrank")
@@ -326,6 +329,8 @@ def main(argv=None):
             continue
         ok = (ours["error_ratio"] <= 1.01 and ours["speedup_vs_sklearn_randomized"] >= 2
               and ours["peak_vs_sklearn_randomized"] <= 1.0)
+        if label.startswith("upscaled"):  # and half the GEMM rate on the large image
+            ok = ok and ours.get("share_of_matmul_peak", 0.0) >= 0.5
         targets.append({"matrix": label, "error_ratio": ours["error_ratio"],
                         "speedup": ours["speedup_vs_sklearn_randomized"],
                         "peak_ratio": ours["peak_vs_sklearn_randomized"],

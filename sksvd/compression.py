@@ -7,6 +7,7 @@ randomized SVD -> fitted attributes back as numpy arrays.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from numbers import Integral
 
 import numpy as np
@@ -80,6 +81,28 @@ def _energy_and_variance(X):
         return total, float(np.sum(var, dtype=np.float64))
     total, var = _column_moments(X)
     return total, float(var.sum())
+
+
+@contextmanager
+def _one_lapack_thread(device):
+    """Run dense CPU factorisations (``torch.linalg.svd``/``svdvals``) on one thread.
+
+    Measured on a shared 2-core machine: ``torch.linalg.svd`` of the 427 x 1920
+    ``china.jpg`` matrix takes 11.9 s with torch's default 2 threads while other
+    processes run, 0.09 s with 1 thread (GEMMs are unaffected): threaded LAPACK
+    stalls on spinning OpenMP barriers when cores are oversubscribed. The
+    sizes this estimator factorises exactly are small, so one thread costs
+    little even on an idle machine.
+    """
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _smallest_rank(cumulative, share):
@@ -287,15 +310,16 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             n_iter_done = 0
             if isinstance(n_components, int):
                 if algorithm == "full":
-                    U, S, Vt = exact_svd(A, n_components)
+                    U, S, Vt = self._exact(A, n_components, device)
                 else:
                     U, S, Vt, n_iter_done = self._randomized(A, X, n_components, device)
             elif self.criterion == "singular_values":
                 if algorithm == "full":
-                    U, S, Vt = exact_svd(A, max_rank)
+                    U, S, Vt = self._exact(A, max_rank, device)
                     spectrum = S
                 else:
-                    spectrum = singular_values(A)
+                    with _one_lapack_thread(device):
+                        spectrum = singular_values(A)
                 cum = torch.cumsum(spectrum.to(torch.float64), 0)
                 cum = to_numpy(cum / cum[-1]) if float(cum[-1]) > 0 else np.ones(len(cum))
                 k = _smallest_rank(cum, n_components)
@@ -306,7 +330,7 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             else:  # float share of the energy ||X||_F^2
                 share = n_components * total
                 if algorithm == "full":
-                    U, S, Vt = exact_svd(A, max_rank)
+                    U, S, Vt = self._exact(A, max_rank, device)
                     k = self._rank_for_energy(S, share)
                     U, S, Vt = U[:, :k], S[:k], Vt[:k]
                 else:
@@ -333,6 +357,12 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         self.compression_ratio_ = float(k * (m + n + 1) / (m * n))
         # As transform: float64 input gives float64 scores (sklearn's dtype-preserving rule).
         return Z.astype(np.result_type(X.dtype, Z.dtype), copy=False)
+
+    @staticmethod
+    def _exact(A, k, device):
+        """Exact truncated SVD (``torch.linalg.svd``), single-threaded on the CPU."""
+        with _one_lapack_thread(device):
+            return exact_svd(A, k)
 
     def _randomized(self, A, X, k, device):
         """One call of the randomized kernel at rank ``k``: (U, S, Vt, n_iter)."""
@@ -373,7 +403,7 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         try:
             while True:
                 if k >= 0.8 * max_rank and not sp.issparse(X):
-                    U, S, Vt = exact_svd(A, max_rank)
+                    U, S, Vt = self._exact(A, max_rank, device)
                     j = self._rank_for_energy(S, share)
                     return U[:, :j], S[:j], Vt[:j], 0, "full"
                 U, S, Vt, n_iter = self._randomized(A, X, k, device)
