@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -46,6 +47,14 @@ def command_for(name, quick, device):
     return cmd
 
 
+def _kill_group(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
+    proc.wait()
+
+
 def run_one(name, quick, device, out, timeout=None, log=print):
     """Run one benchmark in a subprocess writing into ``out``; return its run record."""
     cmd = command_for(name, quick, device)
@@ -59,12 +68,19 @@ def run_one(name, quick, device, out, timeout=None, log=print):
     t0 = time.perf_counter()
     logfile = Path(out) / f"{name}.log"
     with open(logfile, "w") as fh:
+        # Its own process group, so that a benchmark stopped at the time limit
+        # takes its worker processes (forkserver children) down with it.
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT,
+                                start_new_session=True)
         try:
-            proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT,
-                                  timeout=timeout)
-            status = "ok" if proc.returncode == 0 else f"failed (exit {proc.returncode})"
+            code = proc.wait(timeout=timeout)
+            status = "ok" if code == 0 else f"failed (exit {code})"
         except subprocess.TimeoutExpired:
+            _kill_group(proc)
             status = f"stopped after {timeout:g} s"
+        except BaseException:
+            _kill_group(proc)
+            raise
     seconds = time.perf_counter() - t0
     log(f"   {status} in {seconds:.1f}s (log: {logfile})")
     if status != "ok":

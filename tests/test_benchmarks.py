@@ -128,3 +128,14 @@ def test_runner_finds_benchmarks_and_builds_commands():
     assert {"topn", "growth"} <= set(names)
     cmd = run.command_for("topn", quick=True, device="cpu")
     assert cmd[1:] == ["-m", "benchmarks.bench_topn", "--device", "cpu", "--quick"]
+
+
+def test_check_keeps_the_better_fresh_value_and_maps_results_to_modules():
+    a = {("g", "t"): {"value": 2.0, "better": "lower"}, ("g", "q"): {"value": 1.0,
+                                                                      "better": "higher"}}
+    b = {("g", "t"): {"value": 1.5, "better": "lower"}, ("g", "q"): {"value": 0.9,
+                                                                      "better": "higher"}}
+    best = check._best(a, b)
+    assert best[("g", "t")]["value"] == 1.5 and best[("g", "q")]["value"] == 1.0
+    assert check._module_of("topn_speed") == "topn"
+    assert check._module_of("growth") == "growth"
