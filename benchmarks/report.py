@@ -42,7 +42,12 @@ def device_of(payload):
 
 
 def collect(results, key):
-    """Rows ``{"benchmark": stem, ...}`` from each payload's ``key`` (a list or a dict)."""
+    """Rows ``{"benchmark": stem, ...}`` from each payload's ``key``.
+
+    ``key`` holds a list of row dicts, or a dict name -> row dict (or name ->
+    value: a bool for "checks", a number for "ratios").
+    """
+    name_field = "check" if key == "checks" else "ratio"
     rows = []
     for stem, payload in results.items():
         value = payload.get(key)
@@ -50,8 +55,9 @@ def collect(results, key):
             rows += [{"benchmark": stem, **r} for r in value if isinstance(r, dict)]
         elif isinstance(value, dict):
             for name, r in value.items():
-                r = r if isinstance(r, dict) else {"value": r}
-                rows.append({"benchmark": stem, "ratio": name, **r})
+                if not isinstance(r, dict):
+                    r = {"passed": r} if isinstance(r, bool) else {"value": r}
+                rows.append({"benchmark": stem, name_field: name, **r})
     return rows
 
 
