@@ -84,7 +84,7 @@ def _sksvd(cls_name, **params):
             cls(n_components=4, random_state=0, device=device, **params).fit(X[:500])
             return None
         est = cls(n_components=RANK, random_state=0, device=device, **params).fit(X)
-        return {"algorithm": getattr(est, "algorithm_", "")}
+        return {"algorithm": getattr(est, "algorithm_", ""), "device": str(device)}
 
     return fit
 
@@ -129,7 +129,7 @@ def _implicit(kind):
             warnings.simplefilter("ignore")
             model = cls(factors=RANK, random_state=0, use_gpu=use_gpu, **params)
             model.fit(state, show_progress=False)
-        return {}
+        return {"device": "cuda" if use_gpu else "cpu"}
 
     return fit
 
@@ -234,8 +234,8 @@ def recommenders(sizes, device="cpu", timeout=600.0, repeat_smallest=3, repeat_b
             rows.append({"method": m, "size": label, "n_users": users, "n_items": items,
                          "nnz": int(X.nnz), "seconds": best["seconds"],
                          "peak_extra_mb": max(r["peak_extra_mb"] for r in runs),
-                         "runs": len(runs), "solver": best.get("algorithm", ""), "device": device if m.startswith("sksvd")
-                         or (m.startswith("implicit") and str(device) != "cpu") else "cpu"})
+                         "runs": len(runs), "solver": best.get("algorithm", ""),
+                         "device": best.get("device", "cpu")})
             last[m] = (nnz, best["seconds"])
             log(f"    {m}: {best['seconds']:.2f}s, peak extra {best['peak_extra_mb']:.0f} MB")
         del X
