@@ -56,22 +56,39 @@ def _run(name, n, nnz):
     return {"fit_s": fit_s, "transform_recommend_s": use_s, "peak_rss_mb": peak_mb}
 
 
-def main(quick=False, device="cpu"):
+MODELS = ("SVDRecommender", "FunkSVD", "AsySVD")
+
+
+def _previous_rows(name):
+    """Rows of an earlier run of this benchmark (kept for the models not rerun now)."""
+    import json
+
+    path = H.RESULTS / f"{name}.json"
+    if not path.exists():
+        return []
+    return json.loads(path.read_text()).get("rows", [])
+
+
+def main(quick=False, device="cpu", models=MODELS):
     n, nnz = (200_000, 1_000_000) if quick else (N, NNZ)
-    rows = []
-    for name in ("SVDRecommender", "FunkSVD", "AsySVD"):
+    result_name = "memory_quick" if quick else "memory"
+    rows = [r for r in _previous_rows(result_name) if r.get("model") not in models]
+    for name in models:
         out = H.measure(_run, name, n, nnz, start_method="forkserver", timeout=1800)
         r = out["result"]
         rows.append({"model": name, "users x items": f"{n:,} x {n:,}", "interactions": nnz,
                      "fit_s": r["fit_s"], "transform+recommend_10k_s": r["transform_recommend_s"],
                      "peak_rss_mb": r["peak_rss_mb"], "target_mb": TARGET_MB,
-                     "passed": r["peak_rss_mb"] < TARGET_MB})
+                     "passed": r["peak_rss_mb"] < TARGET_MB,
+                     "date": time.strftime("%Y-%m-%d %H:%M")})
         print(rows[-1], flush=True)
     notes = ("Peak RSS is the child's whole-process high-water mark (interpreter, torch, the "
              "CSR matrix and the model included), measured in a fresh forkserver child. "
-             "Ranks 32, FunkSVD/AsySVD 2 epochs; transform and recommend for 10,000 users.")
-    print(H.write_results("memory_quick" if quick else "memory", rows, device=device,
-                          notes=notes))
+             "Ranks 32, FunkSVD/AsySVD 2 epochs; transform and recommend for 10,000 users. "
+             "`--models` reruns some models and keeps the other rows from the last run: "
+             "each row's own date is in its `date` column.")
+    rows.sort(key=lambda r: MODELS.index(r["model"]))
+    print(H.write_results(result_name, rows, device=device, notes=notes))
     return rows
 
 
@@ -79,5 +96,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS),
+                    help="models to (re)run; rows of the others are kept from the last run")
     args = ap.parse_args()
-    main(quick=args.quick, device=args.device)
+    main(quick=args.quick, device=args.device, models=tuple(args.models))
