@@ -106,57 +106,62 @@ def _plan_rows(lengths, block):
     return plan
 
 
-def _ridge_rows(indptr, indices, y, feats, offsets, reg, plan, out):
+def _ridge_rows(indptr, indices, y, feats, offsets, reg, plan, out, append_one=False):
     """Per-row ridge regressions on a CSR matrix's stored entries, batched.
 
     For each planned row ``u`` with entries ``(j, y_uj)`` this solves
 
-        z_u = argmin_z  sum_j (y_uj - offsets[j] - z . feats[j])**2 + n_u * sum_c reg[c] z_c**2
+        z_u = argmin_z  sum_j (y_uj - offsets[j] - z . f_j)**2 + n_u * sum_c reg[c] z_c**2
 
-    (``n_u``: the row's number of entries, so the penalty matches the
-    per-rating regularisation of the training loss), by a Cholesky solve
-    of the ``K x K`` normal equations in float64. Rows are padded to the
-    longest row of their block; the Gram matrices come from one ``bmm`` per
-    block. Rows not in the plan (no entries) are left untouched in ``out``.
+    (``f_j = feats[j]``, or ``[feats[j], 1]`` with ``append_one``; ``n_u``:
+    the row's number of entries, so the penalty matches the per-rating
+    regularisation of the training loss), by a Cholesky solve of the
+    ``K x K`` normal equations in float64. Rows are padded to the longest row
+    of their block (padded places are zeroed, so they add nothing); the Gram
+    matrices come from one ``bmm`` per block. Only the gathered rows of
+    ``feats`` are converted, so a call costs O(entries x K), not O(n_cols):
+    ``recommend`` calls it once per small batch of users. Rows not in the
+    plan (no entries) are left untouched in ``out``.
 
     Parameters
     ----------
-    indptr, indices : int Tensor
+    indptr, indices : int64 Tensor
         CSR structure on the device.
     y : Tensor (nnz,)
         Stored values (already minus the global mean).
-    feats : Tensor (n_cols, K)
+    feats : Tensor (n_cols, K) or (n_cols, K - 1) with ``append_one``
     offsets : Tensor (n_cols,)
     reg : Tensor (K,)
     plan : list from :func:`_plan_rows`
     out : Tensor (n_rows, K)
         Written in place at the planned rows.
+    append_one : bool, default=False
+        Append a constant feature 1 (the bias) to the gathered ``feats``.
     """
     device = feats.device
     f64 = torch.float64
-    # Padding points at an appended zero entry / zero column, so padded places add nothing.
-    nnz, n_cols = y.shape[0], feats.shape[0]
-    zero = torch.zeros(1, dtype=f64, device=device)
-    feats64 = torch.cat([feats.to(f64), torch.zeros(1, feats.shape[1], dtype=f64, device=device)])
-    off64 = torch.cat([offsets.to(f64), zero])
-    y64 = torch.cat([y.to(f64), zero])
-    idx64 = torch.cat([indices.long(), torch.tensor([n_cols], device=device)])
     reg64 = reg.to(f64)
-    K = feats.shape[1]
+    K = reg.shape[0]
     for rows_np, length in plan:
         # index_select throughout: several times faster than advanced indexing on CPU
         rows = torch.from_numpy(rows_np).to(device)
         start = indptr.index_select(0, rows).long()
         count = indptr.index_select(0, rows + 1).long() - start
         ar = torch.arange(length, device=device)
-        pos = (start.unsqueeze(1) + ar).masked_fill_(ar >= count.unsqueeze(1), nnz).view(-1)
-        cols = idx64.index_select(0, pos)
-        G = feats64.index_select(0, cols).view(-1, length, K)
+        pad = ar >= count.unsqueeze(1)
+        # padded places read entry 0 (any valid one) and are zeroed below
+        pos = (start.unsqueeze(1) + ar).masked_fill_(pad, 0).view(-1)
+        keep = (~pad).view(-1, 1).to(f64)
+        cols = indices.index_select(0, pos).long()
+        G = feats.index_select(0, cols).to(f64)
+        if append_one:
+            G = torch.cat([G, torch.ones(G.shape[0], 1, dtype=f64, device=device)], 1)
+        G = G.mul_(keep).view(-1, length, K)
         Gt = G.transpose(1, 2)
         A = torch.bmm(Gt, G)
         A.diagonal(dim1=1, dim2=2).add_(count.to(f64).unsqueeze(1) * reg64)
-        target = (y64.index_select(0, pos) - off64.index_select(0, cols)).view(-1, length, 1)
-        rhs = torch.bmm(Gt, target)
+        target = (y.index_select(0, pos).to(f64) - offsets.index_select(0, cols).to(f64))
+        rhs = torch.bmm(Gt, target.mul_(keep.view(-1)).view(-1, length, 1))
         chol, info = torch.linalg.cholesky_ex(A)
         z = torch.cholesky_solve(rhs, chol).squeeze(2)
         bad = info != 0
@@ -818,8 +823,8 @@ class FunkSVD(BaseRecommender):
         k = self.n_components
         reg = float(self.regularization)
         reg_b = reg if self.reg_bias is None else float(self.reg_bias)
-        feats = torch.ones((self.n_items_, k + 1), dtype=dtype, device=device)
-        feats[:, :k] = torch.as_tensor(self.item_factors_, dtype=dtype).to(device)
+        # zero-copy views of the fitted arrays on CPU: nothing of size n_items per call
+        feats = torch.as_tensor(self.item_factors_, dtype=dtype).to(device)
         offsets = torch.as_tensor(self.item_bias_, dtype=dtype).to(device)
         reg_vec = torch.full((k + 1,), reg, dtype=dtype, device=device)
         reg_vec[k] = reg_b
@@ -827,11 +832,12 @@ class FunkSVD(BaseRecommender):
         if X.nnz:
             block = max(1, _RIDGE_BLOCK.get(device.type, 2**21) // (k + 1))
             plan = _plan_rows(np.diff(X.indptr), block)
-            _ridge_rows(torch.from_numpy(X.indptr.astype(np.int64)).to(device),
-                        torch.from_numpy(X.indices.astype(np.int64)).to(device),
-                        torch.from_numpy(X.data).to(device=device, dtype=dtype)
-                        - self.global_mean_,
-                        feats, offsets, reg_vec, plan, z)
+            with _threads_for(device, X.nnz * (k + 1)):
+                _ridge_rows(torch.from_numpy(X.indptr.astype(np.int64)).to(device),
+                            torch.from_numpy(X.indices.astype(np.int64)).to(device),
+                            torch.from_numpy(X.data).to(device=device, dtype=dtype)
+                            - self.global_mean_,
+                            feats, offsets, reg_vec, plan, z, append_one=True)
         return z[:, :k], z[:, k] + self.global_mean_
 
     def __sklearn_tags__(self):
