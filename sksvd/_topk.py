@@ -1,8 +1,9 @@
-"""The one top-k routine: batched factor scores, seen items masked, torch top-k.
+"""The one top-k routine: batched factor scores, seen items masked, exact grouped top-k.
 
 Every recommender's ``recommend``, the scorers and the benchmarks' baselines
 (scipy-svds PureSVD, implicit's factors, most-popular) rank items here, so
-that all of them are ranked and tie-broken the same way.
+that all of them are ranked and tie-broken the same way: by score, highest
+first, and among equal scores by item id, lowest first.
 """
 
 from __future__ import annotations
@@ -10,24 +11,36 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._backend import resolve_device, to_numpy, to_torch
+from ._backend import numpy_dtype, resolve_device, to_numpy, to_torch
 
-__all__ = ["topk_items", "default_batch_size", "mask_seen_"]
+__all__ = ["topk_items", "topk_rows", "default_batch_size", "mask_seen_"]
 
-# Elements of the (batch, n_items) score block: 2**24 floats = 64 MiB in float32.
-_BLOCK_ELEMENTS = 2**24
+# Elements of the (batch, n_items) score block: 2**22 floats = 16 MiB in float32, so that
+# the block stays in the last-level cache between the GEMM that writes it and the
+# passes that read it (mask, group maxima), while the GEMM keeps most of its speed.
+_BLOCK_ELEMENTS = 2**22
+# Fewest rows per batch (a very wide catalogue): skinnier GEMMs lose efficiency.
+_MIN_ROWS = 16
+# Width of a group in the grouped top-k: the group maxima are taken over this many
+# strided columns at once.
+_GROUPS = 32
 
 
 def default_batch_size(n_items, block_elements=_BLOCK_ELEMENTS):
     """Rows per batch so that one (rows, n_items) score block holds ``block_elements``.
 
+    At least 16 rows (so ``16 * n_items`` floats for catalogues wider than
+    ``block_elements / 16``: 64 MiB of float32 scores at a million items).
+
     Examples
     --------
     >>> from sksvd._topk import default_batch_size
-    >>> default_batch_size(2**20)
+    >>> default_batch_size(50_000)
+    83
+    >>> default_batch_size(10**6)
     16
     """
-    return max(1, int(block_elements) // max(1, int(n_items)))
+    return max(_MIN_ROWS, int(block_elements) // max(1, int(n_items)))
 
 
 def mask_seen_(scores, seen, value=-torch.inf):
@@ -35,8 +48,12 @@ def mask_seen_(scores, seen, value=-torch.inf):
 
     Parameters
     ----------
-    scores : torch.Tensor of shape (n_rows, n_items)
+    scores : torch.Tensor or ndarray of shape (n_rows, n_items)
     seen : scipy.sparse.csr_matrix of shape (n_rows, n_items)
+
+    Returns
+    -------
+    scores : the same object, modified
 
     Examples
     --------
@@ -48,22 +65,213 @@ def mask_seen_(scores, seen, value=-torch.inf):
     if seen is None or seen.nnz == 0:
         return scores
     counts = np.diff(seen.indptr)
-    rows = torch.from_numpy(np.repeat(np.arange(seen.shape[0], dtype=np.int64), counts))
-    cols = torch.from_numpy(np.asarray(seen.indices, dtype=np.int64))
+    rows = np.repeat(np.arange(seen.shape[0], dtype=np.int64), counts)
+    cols = np.asarray(seen.indices[seen.indptr[0]:seen.indptr[-1]], dtype=np.int64)
+    if isinstance(scores, np.ndarray):
+        scores[rows, cols] = value
+        return scores
+    rows, cols = torch.from_numpy(rows), torch.from_numpy(cols)
     scores[rows.to(scores.device), cols.to(scores.device)] = value
     return scores
 
 
+class _Numpy:
+    """The array operations of :func:`topk_rows`, on numpy (CPU: one thread, no
+    thread-pool wake-ups per small operation, which stall on a busy machine)."""
+
+    inf = np.inf
+
+    @staticmethod
+    def group_max(S, groups, width):
+        s0, s1 = S.strides
+        view = np.lib.stride_tricks.as_strided(S, (S.shape[0], groups, width),
+                                               (s0, width * s1, s1), writeable=False)
+        return view.max(axis=1)
+
+    @staticmethod
+    def argtopk(x, k):  # the k largest, unordered
+        return np.argpartition(x, x.shape[1] - k, axis=1)[:, x.shape[1] - k:]
+
+    @staticmethod
+    def arange(start, stop, like):
+        return np.arange(start, stop, dtype=np.int64)
+
+    @staticmethod
+    def row_ids(start, stop, b, like):  # (b, stop - start) int64, each row start..stop-1
+        return np.broadcast_to(np.arange(start, stop, dtype=np.int64), (b, stop - start))
+
+    take = staticmethod(lambda x, idx: np.take_along_axis(x, idx, axis=1))
+    cat = staticmethod(lambda xs: np.concatenate(xs, axis=1))
+    argsort = staticmethod(lambda x: np.argsort(x, axis=1))
+    argsort_desc = staticmethod(lambda x: np.argsort(-x, axis=1, kind="stable"))
+    cumsum = staticmethod(lambda x: np.cumsum(x, axis=1))
+    full = staticmethod(lambda shape, v, like: np.full(shape, v, dtype=like.dtype))
+    any = staticmethod(lambda x: bool(x.any()))
+    nonzero = staticmethod(lambda x: np.flatnonzero(x))
+
+    @staticmethod
+    def smallest(x, k):  # the k smallest values, ascending
+        return np.sort(np.partition(x, k - 1, axis=1)[:, :k], axis=1)
+
+
+class _Torch:
+    """The same operations on torch tensors (a GPU's scores stay on the GPU)."""
+
+    inf = torch.inf
+
+    @staticmethod
+    def group_max(S, groups, width):
+        return S[:, :groups * width].view(S.shape[0], groups, width).amax(dim=1)
+
+    @staticmethod
+    def argtopk(x, k):
+        return torch.topk(x, k, dim=1, sorted=False).indices
+
+    @staticmethod
+    def arange(start, stop, like):
+        return torch.arange(start, stop, device=like.device)
+
+    @staticmethod
+    def row_ids(start, stop, b, like):
+        return torch.arange(start, stop, device=like.device).expand(b, stop - start)
+
+    take = staticmethod(lambda x, idx: torch.gather(x, 1, idx))
+    cat = staticmethod(lambda xs: torch.cat(xs, dim=1))
+    argsort = staticmethod(lambda x: torch.argsort(x, dim=1))
+    argsort_desc = staticmethod(lambda x: torch.sort(x, dim=1, descending=True,
+                                                     stable=True).indices)
+    cumsum = staticmethod(lambda x: torch.cumsum(x, dim=1))
+    full = staticmethod(lambda shape, v, like: torch.full(shape, v, dtype=like.dtype,
+                                                          device=like.device))
+    any = staticmethod(lambda x: bool(x.any()))
+    nonzero = staticmethod(lambda x: x.nonzero()[:, 0])
+
+    @staticmethod
+    def smallest(x, k):
+        return torch.topk(x, k, dim=1, largest=False, sorted=True).values
+
+
+def _sort_candidates(xp, vals, ids, k):
+    """Order candidates by (value descending, id ascending); keep the first ``k``."""
+    order = xp.argsort(ids)
+    ids, vals = xp.take(ids, order), xp.take(vals, order)
+    order = xp.argsort_desc(vals)[:, :k]
+    return xp.take(vals, order), xp.take(ids, order)
+
+
+def _exact_rows(xp, S, k, kth):
+    """Exact top-``k`` of rows whose ``k``-th value ``kth`` is shared beyond the candidates.
+
+    Takes every element above ``kth`` and the lowest-id elements equal to it,
+    in O(n_items) per row (no full sort).
+    """
+    n = S.shape[1]
+    gt = S > kth[:, None]
+    eq = S == kth[:, None]
+    room = k - gt.sum(1)[:, None]
+    sel = gt | (eq & (xp.cumsum(eq) <= room))
+    key = xp.row_ids(0, n, S.shape[0], S) * 1  # a writable copy
+    key[~sel] = n
+    ids = xp.smallest(key, k)
+    missing = ids >= n
+    ids[missing] = 0
+    vals = xp.take(S, ids)
+    vals[missing] = -xp.inf
+    return _sort_candidates(xp, vals, ids, k)
+
+
+def topk_rows(S, k, groups=_GROUPS):
+    """Exact top-``k`` of each row of a score matrix, best first, ties by lowest id.
+
+    The grouped selection reads the scores once at vector speed instead of a
+    heap per row: with ``W = n // groups``, the row is viewed as ``groups``
+    strided vectors of length ``W``; their elementwise maximum gives ``W``
+    group maxima (group ``j`` = items ``j, j + W, j + 2W, ...``); the ``k``
+    best groups and the ``n - groups * W`` trailing items are the candidates,
+    and the answer is the first ``k`` candidates by (score descending, id
+    ascending). It is exact: an item in the top ``k`` lies in a group whose
+    maximum is at least the ``k``-th score ``s_k``, and when at most ``k``
+    groups reach ``s_k`` all of them are candidates. A row where more than
+    ``k`` groups reach ``s_k`` (a tie at ``s_k`` across groups, e.g. an all-zero
+    row) is redone exactly in O(n) from ``s_k``.
+
+    Parameters
+    ----------
+    S : ndarray or torch.Tensor of shape (n_rows, n_items)
+        Scores; ``-inf`` marks an excluded item. Not modified. numpy on the
+        CPU, torch on any device (the result has the input's kind).
+    k : int
+        ``1 <= k``; when ``k > n_items`` the extra places are padding.
+    groups : int, default=32
+        Group width (a tuning knob: the result does not depend on it).
+
+    Returns
+    -------
+    values : array of shape (n_rows, k), sorted descending per row
+    ids : array of shape (n_rows, k), int64
+        ``-1`` where the value is ``-inf`` (an excluded item, or padding).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sksvd._topk import topk_rows
+    >>> vals, ids = topk_rows(np.array([[1.0, 3.0, 3.0, -np.inf]]), 4)
+    >>> ids
+    array([[ 1,  2,  0, -1]])
+    """
+    xp = _Numpy if isinstance(S, np.ndarray) else _Torch
+    b, n = S.shape
+    kk = min(int(k), n)
+    width = n // max(1, int(groups))
+    if b == 0 or n == 0:
+        kk = 0
+        vals, ids = S[:, :0] * 1, xp.row_ids(0, 0, b, S) * 1
+    elif groups <= 1 or width <= 2 * kk:
+        # Narrow rows: the whole row is the candidate set.
+        vals, ids = _sort_candidates(xp, S, xp.row_ids(0, n, b, S), kk)
+    else:
+        n0 = groups * width
+        gmax = xp.group_max(S, groups, width)
+        gidx = xp.argtopk(gmax, kk)
+        offs = xp.arange(0, groups, S) * width
+        cand = (gidx[:, :, None] + offs).reshape(b, kk * groups)
+        if n0 < n:
+            cand = xp.cat([cand, xp.row_ids(n0, n, b, S)])
+        cvals = xp.take(S, cand)
+        best = xp.argtopk(cvals, kk)
+        vals, ids = _sort_candidates(xp, xp.take(cvals, best), xp.take(cand, best), kk)
+        kth = vals[:, kk - 1:]
+        # More than k groups, or candidates, reaching the k-th score: a tie there, which
+        # the lowest ids must win (the group selection does not see ids).
+        unsafe = (((gmax >= kth).sum(1) > kk) | ((cvals >= kth).sum(1) > kk)) \
+            & (kth[:, 0] > -xp.inf)
+        if xp.any(unsafe):
+            rows = xp.nonzero(unsafe)
+            vals[rows], ids[rows] = _exact_rows(xp, S[rows], kk, kth[rows, 0])
+    ids[~(vals > -xp.inf)] = -1
+    if kk < k:
+        vals = xp.cat([vals, xp.full((b, k - kk), -xp.inf, vals)])
+        ids = xp.cat([ids, xp.full((b, k - kk), -1, ids)])
+    return vals, ids
+
+
 def topk_items(user_vectors, item_factors, k, *, seen=None, user_offset=None, item_offset=None,
                n_rows=None, batch_size=None, device="cpu", dtype=torch.float32):
-    """Top-``k`` items of ``user_vectors @ item_factors.T (+ offsets)``, in batches.
+    r"""Top-``k`` items of ``user_vectors @ item_factors.T (+ offsets)``, in batches.
 
     The full (n_users, n_items) score matrix is never built: rows are scored
-    ``batch_size`` at a time on ``device``, seen items are set to ``-inf``,
-    and :func:`torch.topk` keeps the best ``k`` (ties broken by torch's
-    ``topk``, identically whatever the batch size). Where a row has fewer
-    than ``k`` unseen items, the missing places are padded with id ``-1`` and
-    score ``-inf``.
+    ``batch_size`` at a time into one score block (allocated per call, reused
+    across its batches), seen items are set to ``-inf``, and
+    :func:`topk_rows` keeps the best ``k``. On the CPU the block is computed
+    by numpy's BLAS (faster than torch's for these skinny products on some
+    CPUs) on zero-copy views of the factors; on a GPU by torch. Offsets are
+    folded into the product as two extra factor columns,
+    ``[w_u, c_u, 1] . [q_i, 1, d_i]``, so they cost no extra pass.
+
+    Ranking: by score, highest first; among equal scores, lowest item id
+    first. Each row's result depends only on that row, so it does not depend
+    on ``batch_size``. Where a row has fewer than ``k`` unseen items, the
+    missing places are padded with id ``-1`` and score ``-inf``.
 
     Parameters
     ----------
@@ -82,7 +290,8 @@ def topk_items(user_vectors, item_factors, k, *, seen=None, user_offset=None, it
     n_rows : int, default=None
         Number of rows; needed only when ``user_vectors`` is a callable.
     batch_size : int, default=None
-        Rows per batch; default keeps a score block at 64 MiB.
+        Rows per batch; default keeps a score block near 16 MiB
+        (:func:`default_batch_size`).
     device : str or torch.device, default="cpu"
     dtype : torch.dtype, default=torch.float32
 
@@ -100,9 +309,9 @@ def topk_items(user_vectors, item_factors, k, *, seen=None, user_offset=None, it
     array([[0, 2]])
     """
     device = resolve_device(device)
+    cpu = device.type == "cpu"
     Q = to_torch(item_factors, device=device, dtype=dtype)
     n_items = Q.shape[0]
-    d_off = None if item_offset is None else to_torch(item_offset, device=device, dtype=dtype)
     if callable(user_vectors):
         if n_rows is None:
             raise ValueError("n_rows: required when user_vectors is a callable")
@@ -116,27 +325,44 @@ def topk_items(user_vectors, item_factors, k, *, seen=None, user_offset=None, it
             off = None if user_offset is None else user_offset[start:stop]
             return U_all[start:stop], off
 
+    d_off = None if item_offset is None else to_torch(item_offset, device=device, dtype=dtype)
     if batch_size is None:
         batch_size = default_batch_size(n_items)
-    k_eff = min(int(k), n_items)
     ids_out = np.full((n_users, k), -1, dtype=np.int64)
     scores_out = np.full((n_users, k), -np.inf, dtype=np.float32)
+    block = None
+    Qts = {}  # item side of the product, without and with the offset columns
     for start in range(0, n_users, batch_size):
         stop = min(start + batch_size, n_users)
         U, c_off = fold(start, stop)
         U = to_torch(U, device=device, dtype=dtype)
-        S = U @ Q.T
-        if d_off is not None:
-            S += d_off
-        if c_off is not None:
-            S += to_torch(c_off, device=device, dtype=dtype)[:, None]
-        if seen is not None:
-            mask_seen_(S, seen[start:stop])
-        vals, idx = torch.topk(S, k_eff, dim=1, largest=True, sorted=True)
-        vals = to_numpy(vals, dtype=np.float32)
-        idx = to_numpy(idx).astype(np.int64, copy=False)
-        idx[~np.isfinite(vals)] = -1
-        ids_out[start:stop, :k_eff] = idx
-        scores_out[start:stop, :k_eff] = vals
+        aug = c_off is not None or d_off is not None
+        if aug:
+            # Offsets as two extra factor columns: [w, c, 1] . [q, 1, d].
+            ones = torch.ones(stop - start, dtype=dtype, device=device)
+            c = (torch.zeros_like(ones) if c_off is None
+                 else to_torch(c_off, device=device, dtype=dtype).reshape(-1))
+            U = torch.cat([U, c[:, None], ones[:, None]], dim=1)
+        if aug not in Qts:
+            if aug:
+                d = torch.zeros(n_items, dtype=dtype, device=device) if d_off is None else d_off
+                Qts[aug] = torch.cat([Q, torch.ones_like(d)[:, None], d[:, None]], dim=1).T
+            else:
+                Qts[aug] = Q.T
+        Qt = Qts[aug]
+        if cpu:
+            if block is None:
+                block = np.empty((min(batch_size, n_users), n_items), dtype=numpy_dtype(dtype))
+            S_np = block[:stop - start]
+            np.matmul(U.numpy(), Qt.numpy(), out=S_np)
+            if seen is not None:
+                mask_seen_(S_np, seen[start:stop], -np.inf)
+            vals, idx = topk_rows(S_np, k)
+        else:
+            S = U @ Qt
+            if seen is not None:
+                mask_seen_(S, seen[start:stop])
+            vals, idx = (to_numpy(a) for a in topk_rows(S, k))
+        ids_out[start:stop] = idx
+        scores_out[start:stop] = vals
     return ids_out, scores_out
-

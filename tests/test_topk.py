@@ -1,30 +1,104 @@
 import numpy as np
+import pytest
 import scipy.sparse as sp
+import torch
 
-from sksvd._topk import default_batch_size, topk_items
+from sksvd._topk import default_batch_size, mask_seen_, topk_items, topk_rows
 
 
-def _reference(U, Q, k, seen):
+def _reference(S, k):
+    """Independent reference: a full stable sort of each row by (score desc, id asc)."""
+    S = np.asarray(S, dtype=np.float64)
+    order = np.lexsort((np.broadcast_to(np.arange(S.shape[1]), S.shape), -S), axis=1)[:, :k]
+    vals = np.take_along_axis(S, order, axis=1)
+    ids = np.where(np.isneginf(vals), -1, order)
+    if k > S.shape[1]:
+        pad = k - S.shape[1]
+        vals = np.hstack([vals, np.full((S.shape[0], pad), -np.inf)])
+        ids = np.hstack([ids, np.full((S.shape[0], pad), -1)])
+    return ids, vals
+
+
+def _scores(U, Q, seen):
     S = U @ Q.T
     if seen is not None:
         S = np.where(seen.toarray() != 0, -np.inf, S)
-    order = np.argsort(-S, axis=1, kind="stable")[:, :k]
-    return order, np.take_along_axis(S, order, axis=1)
+    return S
 
 
-def test_topk_matches_numpy_and_is_batch_independent():
-    rng = np.random.default_rng(0)
-    U, Q = rng.standard_normal((37, 4)), rng.standard_normal((23, 4))
-    seen = sp.random(37, 23, density=0.3, format="csr", random_state=0)
-    ref_ids, ref_scores = _reference(U, Q, 5, seen)
-    for bs in (1, 4, 37, 100):
-        ids, scores = topk_items(U, Q, 5, seen=seen, batch_size=bs, dtype=__import__("torch").float64)
+def _check(S, k, groups):
+    ref_ids, ref_vals = _reference(S, k)
+    for arr in (S, torch.from_numpy(S)):
+        vals, ids = topk_rows(arr, k, groups)
+        vals, ids = np.asarray(vals), np.asarray(ids)
         np.testing.assert_array_equal(ids, ref_ids)
-        np.testing.assert_allclose(scores, ref_scores, rtol=1e-6)
-        assert not np.isin(ids, -1).any()
-        # no seen item is ever recommended
-        for u in range(37):
-            assert not set(ids[u]) & set(seen[u].indices)
+        np.testing.assert_array_equal(vals, ref_vals.astype(S.dtype))
+
+
+@pytest.mark.parametrize("n", [7, 50, 1000, 1003])
+@pytest.mark.parametrize("groups", [1, 4, 32])
+@pytest.mark.parametrize("k", [1, 3, 10])
+def test_topk_rows_random_matches_sort(n, groups, k):
+    rng = np.random.default_rng(n * 100 + groups * 10 + k)
+    S = rng.standard_normal((9, n)).astype(np.float32)
+    _check(S, k, groups)
+
+
+@pytest.mark.parametrize("groups", [4, 32])
+def test_topk_rows_ties_lowest_id_first(groups):
+    rng = np.random.default_rng(1)
+    n = 997  # not a multiple of the group count: a tail outside the groups
+    S = rng.integers(0, 4, (12, n)).astype(np.float32)  # heavy ties everywhere
+    S[0] = 0.0  # an all-equal row (an empty user with no offsets)
+    S[1, :] = -np.inf  # every item excluded
+    S[1, [5, 900]] = 2.0  # two left: padding after them
+    S[2, n - 3:] = 9.0  # the best items in the tail
+    S[3, :: n // groups] = 7.0  # ties spread over every group
+    S[4] = np.where(rng.random(n) < 0.9, -np.inf, S[4])
+    S[5, 10] = np.nan  # a NaN neither crashes nor is recommended
+    S[5, 11:] = 1.0
+    for k in (1, 5, 10, 40):
+        ref_ids, _ = _reference(np.where(np.isnan(S), -np.inf, S), k)
+        for arr in (S, torch.from_numpy(S)):
+            vals, ids = (np.asarray(a) for a in topk_rows(arr, k, groups))
+            np.testing.assert_array_equal(ids[[0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11]],
+                                          ref_ids[[0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11]])
+            assert 10 not in ids[5]
+
+
+def test_topk_rows_k_above_width_pads():
+    S = np.array([[1.0, -np.inf, 3.0], [-np.inf, -np.inf, -np.inf]], dtype=np.float32)
+    vals, ids = topk_rows(S, 5)
+    np.testing.assert_array_equal(ids, [[2, 0, -1, -1, -1], [-1] * 5])
+    assert vals[0, 0] == 3.0 and vals[0, 1] == 1.0 and np.isneginf(vals[0, 2:]).all()
+
+
+def test_topk_matches_reference_and_is_batch_independent():
+    rng = np.random.default_rng(0)
+    U, Q = rng.standard_normal((37, 4)), rng.standard_normal((2003, 4))
+    seen = sp.random(37, 2003, density=0.3, format="csr", random_state=0)
+    ref_ids, ref_vals = _reference(_scores(U, Q, seen), 5)
+    for dtype in (torch.float64, torch.float32):
+        for bs in (1, 4, 37, 100, None):
+            ids, scores = topk_items(U, Q, 5, seen=seen, batch_size=bs, dtype=dtype)
+            np.testing.assert_array_equal(ids, ref_ids)
+            np.testing.assert_allclose(scores, ref_vals, rtol=1e-5)
+            for u in range(37):  # no seen item is ever recommended
+                assert not set(ids[u]) & set(seen[u].indices)
+
+
+def test_topk_ties_do_not_depend_on_batch_size():
+    # Integer factors: exact float scores with many ties; lowest id wins each tie.
+    rng = np.random.default_rng(2)
+    U = rng.integers(-2, 3, (50, 3)).astype(np.float32)
+    U[7] = 0  # an all-zero row: every item ties
+    Q = rng.integers(-2, 3, (1500, 3)).astype(np.float32)
+    seen = sp.random(50, 1500, density=0.05, format="csr", random_state=1)
+    ref_ids, _ = _reference(_scores(U, Q, seen), 10)
+    np.testing.assert_array_equal(ref_ids[7], np.setdiff1d(np.arange(1500), seen[7].indices)[:10])
+    for bs in (1, 3, 16, 50):
+        ids, _ = topk_items(U, Q, 10, seen=seen, batch_size=bs)
+        np.testing.assert_array_equal(ids, ref_ids)
 
 
 def test_topk_pads_when_too_few_unseen():
@@ -33,6 +107,7 @@ def test_topk_pads_when_too_few_unseen():
     ids, scores = topk_items(U, Q, 3, seen=seen)
     np.testing.assert_array_equal(ids, [[2, -1, -1], [-1, -1, -1]])
     assert np.isneginf(scores[0, 1:]).all() and scores[0, 0] == 2.0
+    assert np.isneginf(scores[1]).all()
 
 
 def test_offsets_added():
@@ -42,6 +117,44 @@ def test_offsets_added():
     assert ids[0, 0] == 1 and scores[0, 0] == 12.0
 
 
+def test_offsets_match_reference():
+    rng = np.random.default_rng(3)
+    U, Q = rng.standard_normal((20, 5)), rng.standard_normal((700, 5))
+    c, d = rng.standard_normal(20), rng.standard_normal(700)
+    seen = sp.random(20, 700, density=0.1, format="csr", random_state=2)
+    S = _scores(U, Q, seen) + c[:, None] + d[None, :]
+    ref_ids, ref_vals = _reference(S, 7)
+    ids, scores = topk_items(U, Q, 7, seen=seen, user_offset=c, item_offset=d, batch_size=6,
+                             dtype=torch.float64)
+    np.testing.assert_array_equal(ids, ref_ids)
+    np.testing.assert_allclose(scores, ref_vals, rtol=1e-6)
+
+
+def test_callable_user_vectors_with_offsets():
+    rng = np.random.default_rng(4)
+    U, Q = rng.standard_normal((11, 3)), rng.standard_normal((60, 3))
+    c = rng.standard_normal(11)
+    ref = topk_items(U, Q, 4, user_offset=c, dtype=torch.float64)
+
+    def fold(start, stop):
+        return torch.from_numpy(U[start:stop]), torch.from_numpy(c[start:stop])
+
+    got = topk_items(fold, Q, 4, n_rows=11, batch_size=5, dtype=torch.float64)
+    np.testing.assert_array_equal(got[0], ref[0])
+    np.testing.assert_allclose(got[1], ref[1])
+
+
+def test_mask_seen_numpy_and_torch():
+    seen = sp.csr_matrix(np.array([[0, 1, 0], [1, 0, 1]]))
+    a = mask_seen_(np.zeros((2, 3)), seen)
+    t = mask_seen_(torch.zeros(2, 3), seen)
+    np.testing.assert_array_equal(np.isneginf(a), seen.toarray() != 0)
+    np.testing.assert_array_equal(np.isneginf(t.numpy()), seen.toarray() != 0)
+
+
 def test_default_batch_size_bounds_memory():
-    assert default_batch_size(50_000) * 50_000 <= 2**24
-    assert default_batch_size(10**9) == 1
+    assert default_batch_size(50_000) * 50_000 <= 2**22
+    assert default_batch_size(3) * 3 <= 2**22
+    # A very wide catalogue keeps a few rows per batch: 16 * n_items floats.
+    assert default_batch_size(10**6) == 16
+    assert default_batch_size(10**9) == 16

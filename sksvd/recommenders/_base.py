@@ -133,8 +133,10 @@ class BaseRecommender(TransformerMixin, BaseEstimator):
         return off
 
     def _batches(self, n_rows, batch_size):
+        # transform and predict: 64 MiB of float32 per (rows, n_items) batch (recommend's
+        # score blocks are smaller, see sksvd._topk.default_batch_size).
         if batch_size is None:
-            batch_size = default_batch_size(self.n_items_)
+            batch_size = default_batch_size(self.n_items_, block_elements=2**24)
         batch_size = check_int(batch_size, "batch_size", min_val=1)
         return [(s, min(s + batch_size, n_rows)) for s in range(0, n_rows, batch_size)]
 
@@ -207,8 +209,10 @@ class BaseRecommender(TransformerMixin, BaseEstimator):
             Items per row, in [1, n_items].
         exclude_seen : bool, default=True
         batch_size : int, default=None
-            Rows per batch (default: 64 MiB score blocks). Results do not
-            depend on it.
+            Rows per batch (default: score blocks of about 16 MiB, see
+            :func:`sksvd._topk.default_batch_size`). Results do not depend
+            on it: items are ranked by score, and equal scores by lowest
+            item id.
 
         Returns
         -------
