@@ -86,14 +86,16 @@ def test_vectorised_update_is_minus_lr_times_autograd_gradient():
     assert torch.equal(new_p[:, k + 1], pa[:, k + 1]) and torch.equal(new_q[:, k], qa[:, k])
 
 
-def test_batch_size_one_is_funks_per_rating_sgd():
-    # Reference: the per-rating loop of Funk / Surprise's SVD, in numpy, same order and init.
+@pytest.mark.parametrize("decay", [1.0, 0.5])
+def test_batch_size_one_is_funks_per_rating_sgd(decay):
+    # Reference: the per-rating loop of Funk / Surprise's SVD, in numpy, same order and init;
+    # epoch e steps with lr * decay**e (Koren's learning-rate decay).
     X, _, _ = known_factor_ratings(n_users=8, n_items=6, k=2, density=0.6, seed=1)
     X = X.astype(np.float32)  # the ratings as the estimator stores them
     k, lr, lam, lam_b, std, seed = 2, 0.05, 0.1, 0.02, 0.3, 3
     est = FunkSVD(n_components=k, n_epochs=2, learning_rate=lr, regularization=lam,
                   reg_bias=lam_b, init_std=std, batch_size=1, random_state=seed,
-                  device="cpu", dtype="float64").fit(X)
+                  learning_rate_decay=decay, device="cpu", dtype="float64").fit(X)
 
     gen = make_generator(seed)
     P = (torch.randn(8, k + 2, generator=gen, dtype=torch.float64) * std)[:, :k].numpy()
@@ -101,7 +103,8 @@ def test_batch_size_one_is_funks_per_rating_sgd():
     bu, bi = np.zeros(8), np.zeros(6)
     coo = X.tocoo()
     mu = coo.data.mean(dtype=np.float64)
-    for _ in range(2):
+    for epoch in range(2):
+        lr = 0.05 * decay**epoch
         for t in torch.randperm(coo.nnz, generator=gen).numpy():
             u, i, r = coo.row[t], coo.col[t], float(coo.data[t])
             e = r - (mu + bu[u] + bi[i] + P[u] @ Q[i])
@@ -260,7 +263,9 @@ def test_diverging_learning_rate_names_it():
 
 
 @pytest.mark.parametrize("param, value", [("batch_size", 0), ("n_components", 0),
-                                          ("solver", "newton"), ("regularization", -1.0)])
+                                          ("solver", "newton"), ("regularization", -1.0),
+                                          ("learning_rate_decay", 0.0),
+                                          ("learning_rate_decay", 1.5)])
 def test_bad_parameters_named(param, value):
     X, _, _ = known_factor_ratings()
     with pytest.raises(ValueError, match=param):

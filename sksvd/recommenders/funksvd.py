@@ -201,6 +201,7 @@ class _Trainer:
         k = est.n_components
         self.k, self.device, self.dtype, self.gen = k, device, dtype, gen
         self.lr = float(est.learning_rate)
+        self.lr_decay = float(est.learning_rate_decay)
         self.batch_size = int(est.batch_size)
         reg = float(est.regularization)
         reg_b = reg if est.reg_bias is None else float(est.reg_bias)
@@ -328,6 +329,10 @@ class _Trainer:
         self.pa.copy_(state[0])
         self.qa.copy_(state[1])
 
+    def epoch_lr(self, epoch):
+        """The step size of this call's epoch ``epoch`` (0-based): ``lr * decay**epoch``."""
+        return self.lr * self.lr_decay ** epoch
+
     def _shuffled(self):
         perm = torch.randperm(self.n, generator=self.gen, device=self.device)
         # index_select: several times faster than advanced indexing on CPU
@@ -337,7 +342,7 @@ class _Trainer:
     # -------------------------------------------------------------- solvers
     def sgd_epoch(self, epoch):
         users, items, y = self._shuffled()
-        lr = self.lr
+        lr = self.epoch_lr(epoch)
         decay_p, decay_q = -lr * self.reg_p, -lr * self.reg_q
         sq = torch.zeros((), dtype=torch.float64, device=self.device)
         # Data-parallel: own users' rows are updated in place, the item step is summed.
@@ -367,6 +372,7 @@ class _Trainer:
                                                                    dtype=t.dtype)
         st = self._adam
         gp, gq = st["gp"], st["gq"]
+        lr = self.epoch_lr(epoch)
         users, items, y = self._shuffled()
         sq = torch.zeros((), dtype=torch.float64, device=self.device)
         for s, e in self._steps():
@@ -386,7 +392,7 @@ class _Trainer:
                 m.mul_(beta1).add_(g, alpha=1.0 - beta1)
                 v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
                 denom = v.div(bc2).sqrt_().add_(eps)
-                param.addcdiv_(m, denom, value=-self.lr / bc1)
+                param.addcdiv_(m, denom, value=-lr / bc1)
         return self._epoch_loss(sq)
 
     def als_epoch(self, epoch):
@@ -485,6 +491,10 @@ class FunkSVD(BaseRecommender):
         Passes over the ratings (ALS sweeps).
     learning_rate : float, default=0.03
         SGD step ``lr`` (or Adam's step size).
+    learning_rate_decay : float, default=1.0
+        Epoch ``e`` (0-based, counted within each ``fit``/``partial_fit``
+        call) steps with ``learning_rate * learning_rate_decay**e`` (SGD and
+        Adam), as Koren (2009) decays it by 0.9 per sweep; 1.0 keeps it fixed.
     regularization : float, default=0.06
         ``lambda``, the penalty on the factors.
     reg_bias : float or None, default=None
@@ -589,6 +599,7 @@ class FunkSVD(BaseRecommender):
         "n_components": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
         "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
+        "learning_rate_decay": [Interval(numbers.Real, 0, 1, closed="right")],
         "regularization": [Interval(numbers.Real, 0, None, closed="left")],
         "reg_bias": [Interval(numbers.Real, 0, None, closed="left"), None],
         "init_std": [Interval(numbers.Real, 0, None, closed="left")],
@@ -607,13 +618,14 @@ class FunkSVD(BaseRecommender):
     }
 
     def __init__(self, n_components=32, *, n_epochs=12, learning_rate=0.03,
-                 regularization=0.06, reg_bias=None, init_std=0.02, batch_size=4096,
-                 solver="sgd", early_stopping=False, validation_fraction=0.1,
+                 learning_rate_decay=1.0, regularization=0.06, reg_bias=None, init_std=0.02,
+                 batch_size=4096, solver="sgd", early_stopping=False, validation_fraction=0.1,
                  n_iter_no_change=5, callback=None, warm_start=False, distributed="auto",
                  device="auto", dtype="float32", random_state=None, verbose=0):
         self.n_components = n_components
         self.n_epochs = n_epochs
         self.learning_rate = learning_rate
+        self.learning_rate_decay = learning_rate_decay
         self.regularization = regularization
         self.reg_bias = reg_bias
         self.init_std = init_std
