@@ -44,24 +44,26 @@ def _block_rows(X):
 
 
 def _column_moments(X):
-    """``(||X||_F^2, column variances)`` of a dense matrix, in float64 row blocks.
+    """``(||X||_F^2, column variances)`` of a dense matrix, in one pass of float64 row blocks.
 
-    Two passes (column sums, then centred squares), so the variances agree
-    with ``np.var(X, axis=0)`` to rounding, without an X-size temporary.
+    The variances are accumulated on data shifted by the first row (the
+    shifted-data algorithm: ``var = mean((x - c)^2) - mean(x - c)^2`` loses
+    only what ``(mean - c)^2 / var`` costs, instead of ``mean^2 / var``), so
+    they agree with ``np.var(X, axis=0)`` to rounding without a second pass
+    or an X-size temporary.
     """
     m, n = X.shape
     block = _block_rows(X)
-    col_sum, total = np.zeros(n), 0.0
+    shift = np.asarray(X[:1], dtype=np.float64)
+    col_sum, col_sq, total = np.zeros(n), np.zeros(n), 0.0
     for start in range(0, m, block):
-        rows = X[start:start + block].astype(np.float64)
-        col_sum += rows.sum(axis=0)
+        rows = X[start:start + block].astype(np.float64)  # a copy: X is never modified
         total += float(np.einsum("ij,ij->", rows, rows))
+        rows -= shift
+        col_sum += rows.sum(axis=0)
+        col_sq += np.einsum("ij,ij->j", rows, rows)
     mean = col_sum / m
-    centred = np.zeros(n)
-    for start in range(0, m, block):
-        diff = X[start:start + block] - mean
-        centred += np.einsum("ij,ij->j", diff, diff)
-    return total, centred / m
+    return total, np.maximum(col_sq / m - mean * mean, 0.0)
 
 
 def _energy_and_variance(X):
@@ -294,8 +296,14 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             dtype = torch.float32  # linear algebra is not available in half precision
         sparse = sp.issparse(X)
         self._At = None
-        A = to_torch(X, device=device, dtype=dtype)
+        if device.type == "cpu":
+            # The CPU kernels take numpy/scipy as they are (zero-copy, no int64
+            # index copy, no transposed CSR); torch tensors only where needed.
+            A = X.astype(numpy_dtype(dtype), copy=False)
+        else:
+            A = to_torch(X, device=device, dtype=dtype)
         total, full_var = _energy_and_variance(X)
+        self._total = total
         max_rank = min(m, n)
 
         algorithm = self.algorithm
@@ -319,7 +327,7 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
                     spectrum = S
                 else:
                     with _one_lapack_thread(device):
-                        spectrum = singular_values(A)
+                        spectrum = singular_values(self._as_tensor(A, device, dtype))
                 cum = torch.cumsum(spectrum.to(torch.float64), 0)
                 cum = to_numpy(cum / cum[-1]) if float(cum[-1]) > 0 else np.ones(len(cum))
                 k = _smallest_rank(cum, n_components)
@@ -336,7 +344,7 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
                 else:
                     U, S, Vt, n_iter_done, algorithm = self._grow_rank(A, X, share, device)
         finally:
-            self._At = None  # the transposed copy lives only during fit
+            self._At = self._total = None  # fit-time helpers only
         out_dtype = numpy_dtype(dtype)
         U, S, Vt = to_numpy(U, out_dtype), to_numpy(S, out_dtype), to_numpy(Vt, out_dtype)
         k = S.shape[0]
@@ -359,24 +367,32 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         return Z.astype(np.result_type(X.dtype, Z.dtype), copy=False)
 
     @staticmethod
-    def _exact(A, k, device):
+    def _as_tensor(A, device, dtype=None):
+        """``A`` as a torch tensor on ``device`` (numpy/scipy on the CPU path)."""
+        if isinstance(A, torch.Tensor):
+            return A
+        return to_torch(A, device=device, dtype=dtype or torch.from_numpy(
+            np.zeros(0, dtype=A.dtype)).dtype)
+
+    def _exact(self, A, k, device):
         """Exact truncated SVD (``torch.linalg.svd``), single-threaded on the CPU."""
         with _one_lapack_thread(device):
-            return exact_svd(A, k)
+            return exact_svd(self._as_tensor(A, device), k)
 
     def _randomized(self, A, X, k, device):
         """One call of the randomized kernel at rank ``k``: (U, S, Vt, n_iter)."""
-        if sp.issparse(X) and getattr(self, "_At", None) is None:
-            # Rows of X.T as CSR, so that both products are row-parallel; built once
-            # per fit (the rank-growing rounds reuse it), the scipy copy dropped as
-            # soon as torch holds its arrays.
+        if isinstance(A, torch.Tensor) and sp.issparse(X) \
+                and getattr(self, "_At", None) is None:
+            # Off the CPU: rows of X.T as CSR, so that both products are
+            # row-parallel; built once per fit (the rank-growing rounds reuse it).
             Xt = X.T.tocsr()
             self._At = to_torch(Xt, device=device, dtype=A.dtype)
             del Xt
         gen = make_generator(self.random_state)
         U, S, Vt, info = randomized_svd(A, k, n_oversamples=self.n_oversamples,
                                         n_iter=self.n_iter, generator=gen,
-                                        At=getattr(self, "_At", None), return_info=True)
+                                        At=getattr(self, "_At", None),
+                                        total=getattr(self, "_total", None), return_info=True)
         return U, S, Vt, info["n_iter"]
 
     @staticmethod

@@ -106,7 +106,8 @@ def test_auto_n_iter_uses_few_passes_on_fast_decay_and_fixed_n_iter_counts():
     assert 1 <= info["n_iter"] <= 6 and info["passes"] == 2 * info["n_iter"] + 2
     *_, info = randomized_svd(A, 10, n_iter=3, generator=torch.Generator().manual_seed(0),
                               return_info=True)
-    assert info == {"n_iter": 3, "passes": 8}
+    # default block: a third of k + n_oversamples = 20, rounded up to 8, at least 16
+    assert (info["n_iter"], info["passes"], info["block_size"]) == (3, 8, 16)
 
 
 def test_norms_and_spectrum():
@@ -125,3 +126,93 @@ def test_choose_algorithm_and_bad_arguments():
         truncated_svd(np.eye(3), 1, algorithm="qr")
     with pytest.raises(ValueError, match="n_components=4"):
         randomized_svd(torch.eye(3), 4)
+
+
+def _flat(m=400, n=150, seed=1):
+    """A sparse matrix with a flat spectrum (random sparse: the slow case for power iterations)."""
+    return sp.random(m, n, density=0.05, format="csr", random_state=seed, dtype=np.float32)
+
+
+@pytest.mark.parametrize("kind", ["numpy", "scipy", "torch"])
+def test_block_krylov_inputs_agree_with_numpy(kind):
+    X = _flat()
+    A = {"numpy": X.toarray(), "scipy": X, "torch": to_torch(X)}[kind]
+    U, S, Vt = randomized_svd(A, 8, n_iter=6, generator=torch.Generator().manual_seed(0))
+    s_ref = np.linalg.svd(X.toarray().astype(np.float64), compute_uv=False)[:8]
+    np.testing.assert_allclose(S.numpy(), s_ref, rtol=1e-3)
+    # orthonormal factors, consistent with A: U^T A V = diag(S)
+    np.testing.assert_allclose(U.numpy().T @ U.numpy(), np.eye(8), atol=1e-4)
+    np.testing.assert_allclose(U.numpy().T @ (X @ Vt.numpy().T), np.diag(S.numpy()),
+                               atol=1e-3 * float(S[0]))
+
+
+def test_block_krylov_flat_spectrum_beats_power_iterations_at_equal_passes():
+    # Same number of passes (8) as sklearn's randomized_svd with n_iter=3:
+    # the Krylov space is wider, so its rank-k error is at most the power method's.
+    from sklearn.utils.extmath import randomized_svd as sk_rsvd
+
+    X = _flat(800, 300)
+    k, opt = 20, _optimal_error(X.toarray().astype(np.float64), 20)
+    U, S, Vt = randomized_svd(X, k, n_iter=3, block_size=30,
+                              generator=torch.Generator().manual_seed(0))
+    ours = _rank_k_error(X.toarray(), U.numpy(), S.numpy(), Vt.numpy()) / opt
+    u, s, vt = sk_rsvd(X, k, n_oversamples=10, n_iter=3, random_state=0)
+    theirs = _rank_k_error(X.toarray(), u, s, vt) / opt
+    assert ours <= theirs and ours < 1.01
+
+
+def test_block_krylov_exhausted_space_and_rank_deficient_input():
+    # Rank 5: the Krylov space (4 blocks of 16) is far larger than the range.
+    rng = np.random.default_rng(0)
+    A = (rng.standard_normal((90, 5)) @ rng.standard_normal((5, 70))).astype(np.float32)
+    U, S, Vt = randomized_svd(A, 8, n_iter=3, block_size=16,
+                              generator=torch.Generator().manual_seed(0))
+    s_ref = np.linalg.svd(A.astype(np.float64), compute_uv=False)[:8]
+    assert torch.isfinite(U).all() and torch.isfinite(Vt).all()
+    np.testing.assert_allclose(S.numpy()[:5], s_ref[:5], rtol=1e-4)
+    assert float(S[5:].abs().max()) < 1e-3 * float(S[0])
+    np.testing.assert_allclose((U[:, :5] * S[:5]) @ Vt[:5], A, atol=1e-3 * float(S[0]))
+
+
+def test_block_krylov_skips_the_long_factor_when_not_asked():
+    X = _flat(500, 100)  # tall: the items (columns) are the short side
+    gen = torch.Generator
+    U, S, Vt, info = randomized_svd(X, 10, n_iter=2, compute_u=False,
+                                    generator=gen().manual_seed(0), return_info=True)
+    U2, S2, Vt2, info2 = randomized_svd(X, 10, n_iter=2, generator=gen().manual_seed(0),
+                                        return_info=True)
+    assert U is None and info["passes"] == info2["passes"] - 1
+    np.testing.assert_array_equal(Vt.numpy(), Vt2.numpy())
+    np.testing.assert_array_equal(S.numpy(), S2.numpy())
+
+
+def test_block_krylov_leaves_the_input_alone():
+    X = _flat()
+    A = np.asfortranarray(X.toarray())
+    A.setflags(write=False)
+    before = A.copy(), X.data.copy(), X.indices.copy()
+    randomized_svd(A, 5, generator=torch.Generator().manual_seed(0))
+    randomized_svd(X, 5, generator=torch.Generator().manual_seed(0))
+    np.testing.assert_array_equal(A, before[0])
+    np.testing.assert_array_equal(X.data, before[1])
+    np.testing.assert_array_equal(X.indices, before[2])
+
+
+def test_threaded_sparse_products_equal_scipy():
+    from sksvd.linalg import _Operator
+
+    X = _flat(300, 120)
+    for A in (X, X.T.tocsr()):  # tall (F = A.T) and wide (F = A)
+        op = _Operator(A)
+        op._split_rows(3, min_nnz=1)
+        try:
+            assert len(op.chunks) == 3
+            F = (A.T if op.transposed else A).toarray().astype(np.float64)
+            x = np.random.default_rng(0).standard_normal((F.shape[1], 4)).astype(np.float32)
+            y = np.random.default_rng(1).standard_normal((F.shape[0], 4)).astype(np.float32)
+            np.testing.assert_allclose(op.matmat(torch.from_numpy(x)).numpy(), F @ x,
+                                       rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(op.rmatmat(torch.from_numpy(y)).numpy(), F.T @ y,
+                                       rtol=1e-5, atol=1e-5)
+        finally:
+            op.close()
