@@ -13,7 +13,15 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from sklearn.utils.validation import check_is_fitted
 
 from sksvd.recommenders._training import DivergenceError
-from sksvd.recommenders.asysvd import AsySVD, _Adam, _Batch, _loss_and_grad
+from sksvd.recommenders.asysvd import (
+    AsySVD,
+    _Adam,
+    _Batch,
+    _draw_pool,
+    _loss_and_grad,
+    _pool_columns,
+    _pool_hits,
+)
 
 MU, LAM, SHRINK = 3.1, 0.07, 2.5
 
@@ -116,6 +124,49 @@ def test_batched_loss_and_gradient_match_per_interaction_reference(loss, biased,
         np.testing.assert_allclose(grads[k].numpy(), ref[k], rtol=1e-6, atol=1e-7, err_msg=k)
 
 
+@pytest.mark.parametrize("loss,biased,loo", [("mse", True, False), ("bpr", True, True),
+                                             ("bpr", False, True), ("mse_neg", True, False)])
+def test_local_batch_gives_the_catalogue_loss_and_gradient(loss, biased, loo):
+    # Training gathers the rows of a batch's items and of its pool (pool items may
+    # also be batch items: two copies whose gradients add up) and renumbers the
+    # columns; scattered back, that is the loss and gradient over the whole catalogue.
+    D = np.zeros((6, 12))
+    D[:, :8] = _small_case()
+    n, d = D.shape[1], 2
+    rng = np.random.default_rng(3)
+    P = {k: torch.from_numpy(rng.normal(scale=0.5, size=(n, d)))
+         for k in (["q", "x", "y"] if biased else ["q", "y"])}
+    if biased:
+        P["b"] = torch.from_numpy(rng.normal(scale=0.3, size=n))
+    X = sp.csr_matrix(D)
+    pool = torch.tensor([6, 11, 3, 0, 9])
+    idx = torch.from_numpy(rng.integers(0, 5, size=(X.nnz, 3)))
+    cfg = dict(mu=MU, regularization=LAM, shrinkage=SHRINK, loss=loss, leave_one_out=loo)
+    ranking = loss != "mse"
+    value, grads = _loss_and_grad(P, _Batch(X, "cpu", torch.float64),
+                                  negatives=(pool, idx) if ranking else None, **cfg)
+    batch = _Batch(X, "cpu", torch.float64, local=True, extra=5 if ranking else 0)
+    assert batch.shape[1] == 7 + (5 if ranking else 0)  # 7 rated items (+ the pool)
+    rows, negatives = batch.items, None
+    if ranking:
+        negatives = (_pool_columns(batch, pool), idx, _pool_hits(batch, pool))
+        rows = torch.cat([rows, pool])
+    value_l, grads_l = _loss_and_grad({k: v[rows] for k, v in P.items()}, batch,
+                                      negatives=negatives, **cfg)
+    assert value_l == pytest.approx(value, rel=1e-12)
+    for k, g in grads.items():
+        full = torch.zeros_like(g).index_add_(0, rows, grads_l[k])
+        np.testing.assert_allclose(full.numpy(), g.numpy(), rtol=1e-10, atol=1e-12, err_msg=k)
+
+
+@pytest.mark.parametrize("n_items", [50, 10**6])
+def test_negative_pool_is_distinct_and_in_range(n_items):
+    gen = torch.Generator().manual_seed(0)
+    pool = _draw_pool(n_items, 16, gen, "cpu")
+    assert pool.shape == (16,) and torch.unique(pool).numel() == 16
+    assert int(pool.min()) >= 0 and int(pool.max()) < n_items
+
+
 def test_gradient_carries_the_inverse_sqrt_profile_factor():
     # One user with 4 rated items, no biases, mse: rhat_i = q_i . (1/2) sum_j y_j, so
     # dL/dy_j = sum_i 2 e_i q_i / 2 (the course's code drops the 1/2).
@@ -142,10 +193,29 @@ def test_adam_matches_torch_optim_adam():
         for k, p in ref.items():
             p.grad = grads[k].clone() / 7.0
         torch_opt.step()
-        opt.step({k: g.clone() for k, g in grads.items()}, 1.0 / 7.0)
+        opt.step_rows(torch.arange(5), {k: g.clone() for k, g in grads.items()}, 1.0 / 7.0)
     for k in ours:
         np.testing.assert_allclose(ours[k].numpy(), ref[k].detach().numpy(), rtol=1e-12,
                                    atol=1e-12)
+
+
+def test_row_adam_matches_torch_sparse_adam_and_sums_repeated_rows():
+    # Lazy Adam: only the rows given move; a row listed twice gets its gradients summed.
+    rng = np.random.default_rng(1)
+    start = rng.normal(size=(6, 3))
+    ours = {"a": torch.from_numpy(start.copy())}
+    ref = torch.from_numpy(start.copy()).requires_grad_(True)
+    # (SparseAdam adds eps outside the bias correction, Adam inside: eps ~ 0 compares them.)
+    opt, torch_opt = _Adam(ours, 0.1, eps=1e-30), torch.optim.SparseAdam([ref], lr=0.1, eps=1e-30)
+    for rows in ([0, 2, 2, 5], [1, 2], [5, 0, 3]):
+        rows = torch.tensor(rows)
+        g = torch.from_numpy(rng.normal(size=(rows.shape[0], 3)))
+        ref.grad = torch.sparse_coo_tensor(rows[None], g / 4.0, (6, 3),
+                                           check_invariants=True).coalesce()
+        torch_opt.step()
+        opt.step_rows(rows, {"a": g.clone()}, 0.25)
+    np.testing.assert_allclose(ours["a"].numpy(), ref.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(ours["a"].numpy()[4], start[4])  # never in a step
 
 
 # ------------------------------------------------------------------------------ fold-in

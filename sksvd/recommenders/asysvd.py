@@ -47,13 +47,23 @@ class _Batch:
     """A batch of user profiles as flat tensors on the device.
 
     ``crow``/``col``/``val``: the rows' CSR; ``row``: the local row of each
-    stored entry; ``s = |R(u)|^-1/2`` per row (0 for an empty row);
+    stored entry; ``s = |R(u)|^-1/2`` per row (0 for an empty row); with
+    ``local``, ``items`` (sorted) maps the batch's columns back to item ids
+    and ``extra`` columns (no stored entry: the negatives' pool) follow them;
     ``crow_t``/``col_t``/``perm_t``: the transposed
     pattern (items x rows) and the permutation taking entry order to it, so
     that ``A.T @ G`` is a row-parallel sparse product too.
     """
 
-    def __init__(self, X, device, dtype, transposed=True):
+    def __init__(self, X, device, dtype, transposed=True, local=False, extra=0):
+        self.items = None
+        if local:
+            # Columns renumbered to the batch's own items (then ``extra`` spare columns,
+            # the negatives' pool): every tensor is sized by the batch, not the catalogue.
+            items, cols = np.unique(X.indices, return_inverse=True)
+            X = X.__class__((X.data, cols.reshape(-1), X.indptr),
+                            shape=(X.shape[0], items.size + extra))
+            self.items = torch.from_numpy(items.astype(np.int64)).to(device)
         m, n_items = X.shape
         self.shape = (m, n_items)
         self.nnz = int(X.nnz)
@@ -173,7 +183,7 @@ def _sampled_negatives(batch, P, beta, params, mu, negatives, rhat, loss, weight
     Q = params["q"]
     m, n_items = batch.shape
     row, col = batch.row, batch.col
-    pool, idx = negatives
+    pool, idx = negatives[:2]
     K, n_neg = pool.shape[0], idx.shape[1]
     Qp = Q[pool]
     S = P @ Qp.T
@@ -181,9 +191,12 @@ def _sampled_negatives(batch, P, beta, params, mu, negatives, rhat, loss, weight
         S += (mu + beta)[:, None]
         S += params["b"][pool]
     # Negatives the user has rated are masked out.
-    where = torch.full((n_items,), -1, dtype=torch.int64, device=Q.device)
-    where[pool] = torch.arange(K, device=Q.device)
-    hit = where[col]
+    if len(negatives) > 2:
+        hit = negatives[2]
+    else:
+        where = torch.full((n_items,), -1, dtype=torch.int64, device=Q.device)
+        where[pool] = torch.arange(K, device=Q.device)
+        hit = where[col]
     seen = torch.zeros(m * K, dtype=torch.bool, device=Q.device)
     keep = hit >= 0
     seen[row[keep] * K + hit[keep]] = True
@@ -226,11 +239,13 @@ def _loss_and_grad(params, batch, *, mu, regularization, shrinkage, loss, leave_
     mu, regularization, shrinkage : float
     loss : {"mse", "bpr", "mse_neg"}
     leave_one_out : bool
-    negatives : (pool, idx) or None
+    negatives : (pool, idx) or (pool, idx, hit) or None
         For the ranking losses: ``pool`` (K,) distinct item ids and ``idx``
         (nnz, n_negatives) positions in ``pool``; the negatives of stored
         entry ``e`` are ``pool[idx[e]]``. A negative the user has rated is
-        ignored.
+        ignored: ``hit`` (nnz,) gives the position in ``pool`` of each stored
+        entry's item, -1 if absent (found from ``pool`` when not given; given
+        when the pool's rows are copies of items, see ``_Batch(local=True)``).
     confidence : bool
         Weigh each stored entry's loss terms by its stored value.
 
@@ -402,6 +417,47 @@ def _loss_and_grad_loo(params, batch, *, mu, regularization, shrinkage, loss, ne
     return float(total), grads
 
 
+def _draw_pool(n_items, size, gen, device):
+    """``size`` distinct items drawn uniformly (a uniform random subset, random order)."""
+    if n_items <= 64 * size:
+        return torch.randperm(n_items, generator=gen, device=device)[:size]
+    # A large catalogue: draws with replacement, duplicates dropped, a random ``size``
+    # of them kept (no permutation of the whole catalogue per step).
+    while True:
+        cand = torch.unique(torch.randint(0, n_items, (size + size // 4 + 16,), generator=gen,
+                                          device=device))
+        if cand.numel() >= size:
+            return cand[torch.randperm(cand.numel(), generator=gen, device=device)[:size]]
+
+
+def _pool_columns(batch, pool):
+    """The pool's columns in a local batch (the spare ones after the batch's items)."""
+    start = batch.items.shape[0]
+    return torch.arange(start, start + pool.shape[0], device=pool.device)
+
+
+def _pool_hits(batch, pool):
+    """Per stored entry of a local batch: its item's position in ``pool``, or -1."""
+    items = batch.items
+    where = torch.full((items.shape[0],), -1, dtype=torch.int64, device=pool.device)
+    if items.numel():
+        pos = torch.searchsorted(items, pool).clamp_(max=items.shape[0] - 1)
+        found = items[pos] == pool
+        where[pos[found]] = torch.arange(pool.shape[0], device=pool.device)[found]
+    return where[batch.col]
+
+
+def _allreduce_rows(rows, grads, n_items):
+    """Sum row gradients over the ranks: the union of their rows and the summed gradients."""
+    full = {n: torch.zeros((n_items,) + g.shape[1:], dtype=g.dtype, device=g.device)
+            .index_add_(0, rows, g) for n, g in grads.items()}
+    mask = torch.zeros(n_items, dtype=next(iter(grads.values())).dtype, device=rows.device)
+    mask[rows] = 1.0
+    allreduce_([*full.values(), mask])
+    rows = torch.nonzero(mask).view(-1)
+    return rows, {n: f[rows] for n, f in full.items()}
+
+
 # ------------------------------------------------------------------------ estimator
 class AsySVD(BaseRecommender):
     r"""Asymmetric SVD (Koren 2008): users folded in from the items they rated.
@@ -461,7 +517,13 @@ class AsySVD(BaseRecommender):
     the ``|R(u)|^-1/2`` factor reaching ``x_j`` and ``y_j``, and the
     dependence of ``b_u`` and of the x-term weights on ``b_j``) further
     sparse products, applied with Adam (Kingma and Ba 2015). There is no
-    Python loop per user or per interaction.
+    Python loop per user or per interaction. A step gathers the parameter
+    rows of its users' items (and of its negatives' pool), renumbered, and
+    updates only those rows: Adam is lazy, as ``torch.optim.SparseAdam``
+    (the moments of items absent from a step are left as they are, the bias
+    correction counts every step), so the time and memory of a step grow
+    with the batch, not with the catalogue (a 1,000,000-item model trains
+    in bounded memory).
 
     Growing: :meth:`partial_fit` runs one epoch on the rows of a new ``X``
     from the current item parameters, with new items (more columns)
@@ -474,9 +536,16 @@ class AsySVD(BaseRecommender):
     single-process fit with the same ``batch_size``, held by every rank.
 
     The defaults were chosen for ``loss="mse"`` on a validation split of
-    MovieLens 100K ``u1.base``; for top-N ranking there,
-    ``loss="mse_neg", use_bias=False, regularization=0.1, n_negatives=8,
-    n_epochs=60, batch_size=64`` worked best.
+    MovieLens 100K ``u1.base``. For top-N ranking (validation splits of
+    ``u1.base`` and ``u2.base``: 20% of each user's ratings held out, those
+    rated >= 4 relevant, NDCG@10), ``loss="mse_neg", use_bias=False,
+    regularization=0.1, n_negatives=8, n_epochs=60, batch_size=64`` worked
+    best; with ``loss="bpr"``: ``use_bias=False, confidence="value"`` on a
+    matrix holding the *squared* ratings, ``regularization=0.2,
+    n_negatives=4, n_epochs=60, batch_size=64`` (plain BPR, unweighted,
+    ranked below PureSVD there; hardest-of-n negatives, an item bias, more
+    negatives and other weights did not help: see
+    ``benchmarks/bench_asysvd.py``).
 
     Parameters
     ----------
@@ -769,13 +838,21 @@ class AsySVD(BaseRecommender):
         std = float(self.init_std)
         names = ["q", "x", "y", "b"] if biased else ["q", "y"]
         params = {}
+        # x and y live in one (n_terms, n_items, d) tensor: item_weights_ without a copy.
+        weights = torch.empty((2 if biased else 1, n_items, d), dtype=dtype,
+                              device=device)
         for name in names:
             shape = (n_items,) if name == "b" else (n_items, d)
             t = (torch.zeros(shape, dtype=torch.float64) if name == "b" else
-                 torch.randn(shape, generator=init, dtype=torch.float64) * std)
+                 torch.randn(shape, generator=init, dtype=torch.float64).mul_(std))
             if start is not None:  # fitted items continue from their values (copied)
                 t[:start[name].shape[0]] = torch.as_tensor(start[name], dtype=torch.float64)
-            params[name] = t.to(device=device, dtype=dtype)
+            if name in ("x", "y"):
+                params[name] = weights[{"x": 0, "y": -1}[name]]
+                params[name].copy_(t)
+            else:
+                params[name] = t.to(device=device, dtype=dtype)
+            del t
         opt = _Adam(params, float(self.learning_rate))
         if continued and getattr(self, "_optimizer_state", None) is not None:
             opt.load(self._optimizer_state)
@@ -788,14 +865,15 @@ class AsySVD(BaseRecommender):
             chunks = np.array_split(users, n_steps)
         else:
             chunks = [users[s:s + bs] for s in range(0, users.size, bs)]
-        batches = [_Batch(X[c], device, dtype) for c in chunks]
+        ranking = self.loss != "mse"
+        n_neg, pool_size = int(self.n_negatives), min(n_items, _POOL_SIZE)
+        extra = pool_size if ranking else 0
+        batches = [_Batch(X[c], device, dtype, local=True, extra=extra) for c in chunks]
         # A step's gradient is divided by its entries over all ranks.
         step_nnz = np.array([b.nnz for b in batches], dtype=np.float64)
         if dist:
             step_nnz = allreduce_values(step_nnz)
         gen = make_generator(rank_seed(seed) if dist else seed, device)
-        ranking = self.loss != "mse"
-        n_neg, pool_size = int(self.n_negatives), min(n_items, _POOL_SIZE)
         loo = self.leave_one_out
         cfg = dict(mu=mu, regularization=float(self.regularization),
                    shrinkage=float(self.user_bias_shrinkage), loss=self.loss,
@@ -808,21 +886,24 @@ class AsySVD(BaseRecommender):
                 batch = batches[k]
                 if step_nnz[k] == 0:  # no rank has a user left for this step
                     continue
-                negatives = None
+                negatives, rows = None, batch.items
                 if ranking and batch.nnz:
-                    pool = torch.randperm(n_items, generator=gen, device=device)[:pool_size]
+                    pool = _draw_pool(n_items, pool_size, gen, device)
                     idx = torch.randint(0, pool_size, (batch.nnz, n_neg), generator=gen,
                                         device=device)
-                    negatives = (pool, idx)
+                    negatives = (_pool_columns(batch, pool), idx, _pool_hits(batch, pool))
+                    rows = torch.cat([rows, pool])
                 with torch.no_grad():
+                    # Only the rows of the batch's items and of its pool take part
+                    # (gathered: a step costs the batch, not the catalogue).
+                    local = {n: p[rows] for n, p in params.items()}
                     if batch.nnz:
-                        value, grads = _loss_and_grad(params, batch, negatives=negatives,
-                                                      **cfg)
+                        value, grads = _loss_and_grad(local, batch, negatives=negatives, **cfg)
                     else:
-                        value, grads = 0.0, {n: torch.zeros_like(p) for n, p in params.items()}
+                        value, grads = 0.0, {n: torch.zeros_like(g) for n, g in local.items()}
                     if dist:
-                        allreduce_(list(grads.values()))
-                    opt.step(grads, 1.0 / step_nnz[k])
+                        rows, grads = _allreduce_rows(rows, grads, n_items)
+                    opt.step_rows(rows, grads, 1.0 / step_nnz[k])
                 total += value
                 count += batch.nnz
             if dist:
@@ -848,6 +929,7 @@ class AsySVD(BaseRecommender):
             desc="AsySVD", snapshot_fn=snapshot, restore_fn=restore)
 
         # Training completed: only now are the fitted attributes written.
+        batches.clear()  # (memory for the users' fold-in below)
         np_dtype = numpy_dtype(dtype)
         if continued:
             losses = list(self.loss_curve_) + losses
@@ -856,8 +938,7 @@ class AsySVD(BaseRecommender):
             old_users = (self.user_factors_, getattr(self, "user_bias_", None))
         fitted = {
             "item_factors_": to_numpy(params["q"], dtype=np_dtype),
-            "item_weights_": np.stack([to_numpy(params[k], dtype=np_dtype)
-                                       for k in (("x", "y") if biased else ("y",))]),
+            "item_weights_": to_numpy(weights, dtype=np_dtype),
             "loss_curve_": losses,
             "n_epochs_": len(losses),
             "_optimizer_state": opt.state(),
@@ -967,10 +1048,15 @@ class _Adam:
         self.t = 0
 
     def state(self):
-        """The moments (numpy copies, by parameter) and the step count."""
+        """The moments (numpy, by parameter) and the step count.
+
+        On the CPU the arrays share the moments' memory (no copy of two
+        model-sized tables at the end of a fit): take the state when the
+        optimizer is done.
+        """
         return {"t": self.t,
-                "m": {k: to_numpy(v).copy() for k, v in self.m.items()},
-                "v": {k: to_numpy(v).copy() for k, v in self.v.items()}}
+                "m": {k: to_numpy(v) for k, v in self.m.items()},
+                "v": {k: to_numpy(v) for k, v in self.v.items()}}
 
     def load(self, state):
         """Continue from :meth:`state`; rows beyond its arrays (new items) start at zero."""
@@ -980,20 +1066,29 @@ class _Adam:
                 old = state[name][k]
                 t[:old.shape[0]] = torch.as_tensor(old).to(device=t.device, dtype=t.dtype)
 
-    def step(self, grads, scale=1.0):
-        """One update with gradients ``scale * grads`` (``grads`` is overwritten).
+    def step_rows(self, rows, grads, scale=1.0):
+        """A lazy Adam step on the parameter rows ``rows`` only (as ``torch.optim.SparseAdam``).
 
-        ``p -= lr m_hat / (sqrt(v_hat) + eps)`` computed as
-        ``p -= (lr sqrt(c2) / c1) m / (sqrt(v) + eps sqrt(c2))`` to save passes.
+        ``grads[k]`` holds the gradient of ``params[k][rows]``; rows listed
+        more than once have their gradients summed. The other rows, and their
+        moments, are left as they are; the bias correction uses the global
+        step count.
         """
+        uniq, inv = torch.unique(rows, return_inverse=True)
         self.t += 1
         b1, b2 = self.betas
         c1, c2 = 1.0 - b1**self.t, 1.0 - b2**self.t
         root_c2 = c2**0.5
+        dup = not torch.equal(uniq, rows)  # repeated or unsorted rows
         for k, p in self.params.items():
             g = grads[k]
-            m, v = self.m[k], self.v[k]
+            if dup:  # summed per distinct row, in the order of ``uniq``
+                g = torch.zeros((uniq.shape[0],) + g.shape[1:], dtype=g.dtype,
+                                device=g.device).index_add_(0, inv, g)
+            m, v = self.m[k][uniq], self.v[k][uniq]
             m.mul_(b1).add_(g, alpha=(1.0 - b1) * scale)
             v.mul_(b2).addcmul_(g, g, value=(1.0 - b2) * scale * scale)
-            denom = torch.sqrt(v, out=g).add_(self.eps * root_c2)
-            p.addcdiv_(m, denom, value=-self.lr * root_c2 / c1)
+            self.m[k][uniq] = m
+            self.v[k][uniq] = v
+            denom = torch.sqrt(v).add_(self.eps * root_c2)
+            p.index_add_(0, uniq, m.div_(denom), alpha=-self.lr * root_c2 / c1)
