@@ -33,8 +33,9 @@ PROTOCOL = f"""\
 **Protocol.** Rank k = {K}, float32 input for every solver. Solvers:
 `sksvd` = `TruncatedSVDCompressor({K}, random_state=0).fit_transform(X)` (defaults:
 `algorithm="auto"`, `n_iter="auto"`, {OVERSAMPLES} oversamples, float32 torch);
-`sksvd kernel` = `sksvd.linalg.randomized_svd` on a torch tensor made before the
-clock starts (the estimator's glue excluded); `sklearn randomized` =
+`sksvd kernel` = `sksvd.linalg.randomized_svd` on the numpy/scipy matrix (on a
+torch tensor made before the clock starts when the device is a GPU; the
+estimator's glue excluded); `sklearn randomized` =
 `TruncatedSVD({K}, algorithm="randomized", random_state=0).fit_transform(X)` (its
 defaults: n_iter=5, 10 oversamples, LU normalisation); `sklearn arpack` =
 `TruncatedSVD({K}, algorithm="arpack")`; `scipy svds` = `svds(X, k={K},
@@ -48,9 +49,13 @@ resident size beyond its size before the fit (inputs excluded). **error ratio**
 (`||X||^2 - 2 sum(L * X R^T) + sum((L^T L) * (R R^T))`), with `e*` the exact
 optimum `sqrt(sum_{{i>k}} s_i^2)` from the float64 eigenvalues of `X X^T` (dense),
 or the smallest error any solver reached (sparse). **flop rate**: for the
-randomized solvers, `2 m n l (2q + 2) + (q + 1)(2 s l^2 - 2 l^3 / 3) + 4 L l^2`
-flops (2q+2 passes over X with l = k + {OVERSAMPLES} columns, q power iterations,
-q+1 QR/LU of the short side s, the final small SVD of the long side L) over the
+power-iteration solvers (sklearn, torch), `2 m n l (2q + 2) + (q + 1)(2 s l^2 -
+2 l^3 / 3) + 4 L l^2` flops (2q+2 passes over X with l = k + {OVERSAMPLES}
+columns, q power iterations, q+1 QR/LU of the short side s, the final small SVD of
+the long side L); for sksvd's block Krylov solver (q = its Krylov steps, blocks of
+b = 40 columns) `krylov_flops`: 2q+2 passes of b columns, a pass of k columns
+for the long-side factor of sparse input, the QRs and Gram-Schmidt sweeps, the
+Rayleigh-Ritz matrix and the final products; over the
 seconds (`nnz` in place of `m n` for the sparse matrix, whose products are
 memory-bound: no GEMM share is given there), as a share of this machine's float32 GEMM rate (`harness.matmul_gflops()`,
 4096^3, measured in this run). The machine is shared with other work (2 cores):
@@ -92,6 +97,8 @@ def sparse_matrix(quick):
 # ------------------------------------------------------------------- fits (children)
 def _prepare(solver, X, device):
     """What a solver needs before the clock starts (tensors for the torch-level rows)."""
+    if solver == "sksvd kernel" and not str(device).startswith("cuda"):
+        return X, None  # the CPU kernel takes numpy/scipy as they are
     if solver in ("sksvd kernel", "torch.svd_lowrank"):
         import torch
 
@@ -233,6 +240,28 @@ def factor_error(X, L, R, total):
     return np.sqrt(max(total - 2 * cross + fit, 0.0))
 
 
+def krylov_flops(m, n, q, k=K, want=K + OVERSAMPLES, nnz=None):
+    """Flops of sksvd's block Krylov SVD with q steps (``nnz`` replaces m n when sparse).
+
+    ``2q + 2`` passes of ``b`` columns (``b`` = the default block size), one
+    more of ``k`` columns for the long-side factor of sparse input, two
+    Householder QRs and two Gram-Schmidt sweeps per block on the short side
+    ``s``, the Rayleigh-Ritz matrix, and the two final ``(q+1) b x k`` products.
+    """
+    from sksvd.linalg import default_block_size
+
+    s, long_ = min(m, n), max(m, n)
+    work = m * n if nnz is None else nnz
+    b = default_block_size(want)
+    r = (q + 1) * b
+    passes = 2.0 * work * b * (2 * q + 2) + (2.0 * work * k if nnz is not None else 0.0)
+    qr = sum(2 * (2.0 * s * b**2 - 2.0 * b**3 / 3) + 2 * 4.0 * s * (i * b) * b
+             for i in range(q + 1))
+    rayleigh = sum(2.0 * long_ * b**2 + 2.0 * s * b * (i * b) for i in range(q + 1))
+    final = 2.0 * s * r * k + (2.0 * long_ * r * k if nnz is None else 0.0)
+    return passes + qr + rayleigh + final
+
+
 def randomized_flops(m, n, q, ell=K + OVERSAMPLES, nnz=None):
     """Flops of a randomized SVD with q power iterations (``nnz`` replaces m n when sparse)."""
     s, long_ = min(m, n), max(m, n)
@@ -300,7 +329,8 @@ def main(argv=None):
                 row["gpu_peak_mb"] = res["gpu_peak_mb"]
             if res["q"] is not None:
                 nnz = X.nnz if sparse else None
-                rate = randomized_flops(m, n, res["q"], nnz=nnz) / res["seconds"] / 1e9
+                count = krylov_flops if solver.startswith("sksvd") else randomized_flops
+                rate = count(m, n, res["q"], nnz=nnz) / res["seconds"] / 1e9
                 row["gflops"] = rate
                 if not sparse:  # sparse products are memory-bound: no GEMM share
                     row["share_of_matmul_peak"] = rate / gflops

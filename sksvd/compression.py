@@ -348,7 +348,7 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         out_dtype = numpy_dtype(dtype)
         U, S, Vt = to_numpy(U, out_dtype), to_numpy(S, out_dtype), to_numpy(Vt, out_dtype)
         k = S.shape[0]
-        Z = U * S
+        Z = np.multiply(U, S, out=U) if U.flags.writeable else U * S  # U is ours
         self.components_ = Vt
         self.singular_values_ = S
         self.n_components_ = int(k)

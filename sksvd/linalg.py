@@ -32,6 +32,7 @@ __all__ = [
     "gram_svd",
     "truncated_svd",
     "choose_algorithm",
+    "default_block_size",
 ]
 
 
@@ -385,8 +386,8 @@ def _block_krylov(op, A, k, n_oversamples, n_iter, generator, tol, max_iter, blo
     """The body of :func:`randomized_svd` on the operator ``op`` of ``A``."""
     s, L = op.shape
     want = min(k + int(n_oversamples), s)  # dimensions the space needs at least
-    if block_size is None:  # a third of the space, rounded up to 8 columns (at least 16)
-        block_size = max(min(want, 16), -(-want // 24) * 8)
+    if block_size is None:
+        block_size = default_block_size(want)
     b = min(int(block_size), s)
     if b < 1:
         raise ValueError(f"block_size={block_size}: expected an int >= 1")
@@ -452,7 +453,7 @@ def _block_krylov(op, A, k, n_oversamples, n_iter, generator, tol, max_iter, blo
         if not Zs:
             passes += 1
         safe = torch.where(S64 > 0, S64, torch.ones_like(S64)).to(op.dtype).to(op.device)
-        long_ = FtU / safe
+        long_ = FtU.div_(safe)  # in place: FtU is ours
     S = S64.to(op.dtype).to(op.device)
     if op.transposed:  # A = F.T ~= long S short^T
         U, Vt = long_, short.T
@@ -466,6 +467,20 @@ def _block_krylov(op, A, k, n_oversamples, n_iter, generator, tol, max_iter, blo
     if return_info:
         return U, S, Vt, {"n_iter": i, "passes": passes, "block_size": b}
     return U, S, Vt
+
+
+def default_block_size(dims):
+    """Block size of :func:`randomized_svd` for a Krylov space of at least ``dims`` dimensions.
+
+    A third of ``dims`` rounded up to a multiple of 8, at least ``min(dims, 16)``.
+
+    Examples
+    --------
+    >>> from sksvd.linalg import default_block_size
+    >>> default_block_size(110), default_block_size(12)
+    (40, 12)
+    """
+    return max(min(dims, 16), -(-dims // 24) * 8)
 
 
 def _top_eigh(T, k):
