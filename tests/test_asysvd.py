@@ -2,7 +2,11 @@
 hand, determinism, interrupt safety, bad input, and a MovieLens sanity check."""
 
 import itertools
+import os
 import pickle
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -423,3 +427,31 @@ def test_movielens_rmse_beats_the_bias_baseline(data_home):
                          expected_failed_checks=lambda est: est._xfail_checks)
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+def test_memory_of_a_fit_grows_with_the_batch_not_the_catalogue():
+    # 200,000 x 200,000 with 30,000 ratings (bpr: a pool of negatives per step too).
+    # Tensors sized by the catalogue per batch (a transposed pattern of n_items + 1
+    # offsets, ~235 batches) would take ~400 MB; gathered rows keep the growth to the
+    # model (2 tables + Adam's 2 moments, 200,000 x 8 each: ~26 MB) plus the batches.
+    code = textwrap.dedent("""
+        import resource, numpy as np, scipy.sparse as sp, torch
+        torch.set_num_threads(1)
+        from sksvd import AsySVD
+        rng = np.random.default_rng(0)
+        n, nnz = 200_000, 30_000
+        X = sp.csr_matrix((rng.integers(1, 6, nnz).astype(np.float32),
+                           (rng.integers(0, n, nnz), rng.integers(0, n, nnz))), shape=(n, n))
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        rec = AsySVD(8, n_epochs=1, loss="bpr", use_bias=False, device="cpu",
+                     random_state=0).fit(X)
+        assert rec.transform(X[:1000]).shape == (1000, 8)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print((peak - base) / 1024)
+    """)
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert out.returncode == 0, out.stderr
+    extra_mb = float(out.stdout.strip().splitlines()[-1])
+    assert extra_mb < 200, f"peak memory grew by {extra_mb:.0f} MB"
