@@ -153,8 +153,8 @@ def test_mask_seen_numpy_and_torch():
 
 
 def test_default_batch_size_bounds_memory():
-    assert default_batch_size(50_000) * 50_000 <= 2**22
-    assert default_batch_size(3) * 3 <= 2**22
+    assert default_batch_size(50_000) * 50_000 <= 2**23
+    assert default_batch_size(3) * 3 <= 2**23
     # A very wide catalogue keeps a few rows per batch: 16 * n_items floats.
     assert default_batch_size(10**6) == 16
     assert default_batch_size(10**9) == 16
