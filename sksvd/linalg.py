@@ -143,6 +143,10 @@ def exact_svd(A, n_components):
     return U, S[:k], Vt
 
 
+# CPU torch tensors go through numpy/scipy (False: through torch, as on a GPU; for tests).
+_CPU_NUMPY = True
+
+
 class _Operator:
     """``F``, the short-side-first view of ``A`` (``A`` or ``A.T``), for products.
 
@@ -166,7 +170,8 @@ class _Operator:
             if sp.issparse(A) and A.format != "csr":
                 A = sp.csr_matrix(A)
             self.A = A
-        elif A.device.type == "cpu" and (not _is_sparse(A) or A.layout == torch.sparse_csr):
+        elif _CPU_NUMPY and A.device.type == "cpu" \
+                and (not _is_sparse(A) or A.layout == torch.sparse_csr):
             self.backend = "numpy"
             self.device, self.dtype = A.device, A.dtype
             if _is_sparse(A):

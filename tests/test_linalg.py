@@ -216,3 +216,20 @@ def test_threaded_sparse_products_equal_scipy():
                                        rtol=1e-5, atol=1e-5)
         finally:
             op.close()
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_torch_path_of_the_kernel_equals_the_numpy_path(monkeypatch, sparse):
+    # The path GPUs take (torch products, torch.sparse.mm with a transposed CSR), run on the CPU.
+    import sksvd.linalg as L
+
+    X = _flat(300, 120)
+    A = to_torch(X if sparse else X.toarray())
+    ref = randomized_svd(A, 6, n_iter=3, generator=torch.Generator().manual_seed(0))
+    monkeypatch.setattr(L, "_CPU_NUMPY", False)
+    op = L._Operator(A)
+    assert op.backend == "torch"
+    got = randomized_svd(A, 6, n_iter=3, generator=torch.Generator().manual_seed(0))
+    np.testing.assert_allclose(got[1].numpy(), ref[1].numpy(), rtol=1e-4)
+    np.testing.assert_allclose(np.abs(got[0].numpy().T @ ref[0].numpy()), np.eye(6), atol=1e-3)
+    np.testing.assert_allclose(np.abs(got[2].numpy() @ ref[2].numpy().T), np.eye(6), atol=1e-3)
