@@ -250,17 +250,17 @@ def _dot(a, b):
     return a @ b
 
 
-def _orthonormalize(Y, basis=()):
+def _orthonormalize(Y, basis=None):
     """Orthonormal basis of ``Y``'s columns with those of ``basis`` projected out.
 
-    Block classical Gram-Schmidt against ``basis`` and a Householder QR, done
-    twice ("twice is enough"), so that even a numerically exhausted block
-    (a Krylov space that has captured the whole range) comes back orthogonal
-    to ``basis``.
+    Block classical Gram-Schmidt against ``basis`` (one matrix with
+    orthonormal columns) and a Householder QR, done twice ("twice is
+    enough"), so that even a numerically exhausted block (a Krylov space that
+    has captured the whole range) comes back orthogonal to ``basis``.
     """
-    for _ in range(2):
-        for Q in basis:
-            Y = Y - _dot(Q, _dot(Q.T, Y))
+    for _ in range(2 if basis is not None else 1):
+        if basis is not None:
+            Y = Y - _dot(basis, _dot(basis.T, Y))
         if Y.device.type == "cpu":
             import scipy.linalg
 
@@ -268,8 +268,6 @@ def _orthonormalize(Y, basis=()):
                                                  check_finite=False)[0])
         else:
             Y = torch.linalg.qr(Y).Q
-        if not basis:
-            break
     return Y
 
 
@@ -405,30 +403,32 @@ def _block_krylov(op, A, k, n_oversamples, n_iter, generator, tol, max_iter, blo
         total = _squared_norm_any(A)
 
     omega = torch.randn(L, b, generator=generator, dtype=op.dtype).to(op.device)
-    Qs = [_orthonormalize(op.matmat(omega))]
+    dim = min(s, (steps + 1) * b)
+    keep_long = dense and (compute_u if op.transposed else compute_v)
+    # The basis Q, the products W_i = F F^T Q_i and (dense) Z_i = F^T Q_i, block by block.
+    Q = torch.empty(s, dim, dtype=op.dtype, device=op.device)
+    W = torch.empty(s, dim, dtype=op.dtype, device=op.device)
+    Zs = torch.empty(L, dim, dtype=op.dtype, device=op.device) if keep_long else None
+    Q[:, :b] = _orthonormalize(op.matmat(omega))
     del omega
     passes = 1
-    Ws, Zs = [], []
-    dim = min(s, (steps + 1) * b)
     T = torch.zeros(dim, dim, dtype=torch.float64)
-    prev = prev_gain = ritz = None
-    i, lo = 0, 0
+    prev = prev_gain = None
+    i, lo, hi = 0, 0, b
     while True:
-        Z = op.rmatmat(Qs[i])  # F^T Q_i, (L, b_i)
+        Z = op.rmatmat(Q[:, lo:hi])  # F^T Q_i, (L, b_i)
         passes += 1
-        hi = lo + Qs[i].shape[1]
         T[lo:hi, lo:hi] = _dot(Z.T, Z).to(torch.float64).cpu()
         if i > 0:  # row i: Q_i^T (F F^T Q_j) = Q_i^T W_j for the blocks already extended
-            C = _dot(Qs[i].T, torch.cat(Ws, dim=1)).to(torch.float64).cpu()
+            C = _dot(Q[:, lo:hi].T, W[:, :lo]).to(torch.float64).cpu()
             T[lo:hi, :lo] = C
             T[:lo, lo:hi] = C.T
-        if dense and (compute_u if op.transposed else compute_v):
-            Zs.append(Z)
+        if keep_long:
+            Zs[:, lo:hi] = Z
         if i >= steps or hi >= s:  # done, or the space is the whole short side (exact)
             break
         if auto and i >= min_steps:
-            ritz = _top_eigh(T[:hi, :hi], k)
-            energy = float(ritz[0].clamp_min(0).sum())
+            energy = float(_top_eigh(T[:hi, :hi], k, vectors=False).clamp_min(0).sum())
             if prev is not None:
                 gain = max(energy - prev, 0.0)
                 # Geometric extrapolation of the gains still to come: gain * rho / (1 - rho).
@@ -438,27 +438,27 @@ def _block_krylov(op, A, k, n_oversamples, n_iter, generator, tol, max_iter, blo
                     break
                 prev_gain = gain
             prev = energy
-        W = op.matmat(Z)  # F F^T Q_i, (s, b_i)
+        W[:, lo:hi] = op.matmat(Z)  # F F^T Q_i
         passes += 1
         del Z
-        Ws.append(W)
-        Qs.append(_orthonormalize(W[:, :s - hi], Qs))  # cut to what is left of s
-        i, lo = i + 1, hi
-    if ritz is None or ritz[1].shape[0] != hi:
-        ritz = _top_eigh(T[:hi, :hi], k)
-    evals, evecs = ritz[0].clamp_min(0), ritz[1]
-    S64 = evals.sqrt()
+        nxt = min(hi + b, s)  # the last block is cut to what is left of s
+        Q[:, hi:nxt] = _orthonormalize(W[:, lo:lo + nxt - hi], Q[:, :hi])
+        i, lo, hi = i + 1, hi, nxt
+    del W
+    evals, evecs = _top_eigh(T[:hi, :hi], k)
+    S64 = evals.clamp_min(0).sqrt()
     E = evecs.to(op.dtype).to(op.device)
-    short = _dot(torch.cat(Qs, dim=1), E)  # (s, k) left singular vectors of F
-    del Qs, Ws
+    short = _dot(Q[:, :hi], E)  # (s, k) left singular vectors of F
+    del Q
     need_long = compute_u if op.transposed else compute_v
     long_ = None
     if need_long:
-        FtU = _dot(torch.cat(Zs, dim=1), E) if Zs else op.rmatmat(short)
-        if not Zs:
+        FtU = _dot(Zs[:, :hi], E) if keep_long else op.rmatmat(short)
+        if not keep_long:
             passes += 1
         safe = torch.where(S64 > 0, S64, torch.ones_like(S64)).to(op.dtype).to(op.device)
         long_ = FtU.div_(safe)  # in place: FtU is ours
+    del Zs
     S = S64.to(op.dtype).to(op.device)
     if op.transposed:  # A = F.T ~= long S short^T
         U, Vt = long_, short.T
@@ -488,8 +488,8 @@ def default_block_size(dims):
     return max(min(dims, 16), -(-dims // 24) * 8)
 
 
-def _top_eigh(T, k):
-    """Top ``k`` eigenpairs of the symmetric float64 CPU matrix ``T``, descending.
+def _top_eigh(T, k, vectors=True):
+    """Top ``k`` eigenpairs (or values) of the symmetric float64 CPU matrix ``T``, descending.
 
     scipy's LAPACK: ``syevd`` for small ``T``, ``syevr`` on the top ``k`` only
     for large ones.
@@ -501,12 +501,15 @@ def _top_eigh(T, k):
     M = T.numpy()
     M = (M + M.T) * 0.5
     if r < 600:  # measured: the full divide-and-conquer is faster below a few hundred
-        w, v = scipy.linalg.eigh(M, overwrite_a=True, check_finite=False, driver="evd")
-        w, v = w[r - k:], v[:, r - k:]
+        out = scipy.linalg.eigh(M, overwrite_a=True, check_finite=False, driver="evd",
+                                eigvals_only=not vectors)
     else:
-        w, v = scipy.linalg.eigh(M, subset_by_index=[r - k, r - 1], overwrite_a=True,
-                                 check_finite=False, driver="evr")
-    return torch.from_numpy(w[::-1].copy()), torch.from_numpy(v[:, ::-1].copy())
+        out = scipy.linalg.eigh(M, subset_by_index=[r - k, r - 1], overwrite_a=True,
+                                check_finite=False, driver="evr", eigvals_only=not vectors)
+    if not vectors:
+        return torch.from_numpy(out[::-1][:k].copy())
+    w, v = out
+    return torch.from_numpy(w[::-1][:k].copy()), torch.from_numpy(v[:, ::-1][:, :k].copy())
 
 
 def _flip_signs(U, Vt):
