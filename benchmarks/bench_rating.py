@@ -49,12 +49,22 @@ from sksvd.datasets import load_movielens  # noqa: E402
 from sksvd.metrics import mae, rmse  # noqa: E402
 from sksvd.model_selection import train_test_split_interactions  # noqa: E402
 
+# FunkSVD's grid: wide factors started small (init_std 0.01), about 60 epochs at lr 0.005,
+# regularisation near 0.06. Placed by exploring validation splits of u1..u5.base only (never
+# uX.test): at lr 0.005 the validation RMSE is U-shaped in the epochs (SGD from a small start
+# stops before over-fitting), more factors help when init_std shrinks with them, ALS, Adam,
+# learning-rate decay, a separate bias penalty and larger init_std did not help. 12 settings,
+# against Surprise's 24 below.
 FUNK_GRID = {
-    "n_components": [64, 128, 256],
-    "n_epochs": [30, 60],
-    "learning_rate": [0.005, 0.01],
-    "regularization": [0.05, 0.08],
+    "n_components": [256, 512],
+    "n_epochs": [50, 70],
+    "learning_rate": [0.005],
+    "regularization": [0.05, 0.06, 0.07],
+    "init_std": [0.01],
 }
+# Surprise SVD's grid (unchanged since session 1): its validation optimum lies inside it
+# (checked on the u1..u3.base validation splits: 120 epochs, 500 factors or reg 0.08 are
+# worse than 80 epochs, 100 factors, reg 0.1).
 SVD_GRID = {
     "n_factors": [50, 100, 200],
     "n_epochs": [40, 80],
@@ -198,7 +208,10 @@ def run_quality(args):
     by = {s["model"]: s for s in summary}
     funk_d, svd_d = by["FunkSVD() (defaults)"], by["Surprise SVD (defaults)"]
     funk_t = by["FunkSVD (tuned)"]
+    svd_t = by["Surprise SVD (tuned)"]
     checks = {
+        "tuned FunkSVD RMSE below tuned Surprise SVD by >= 0.005":
+            svd_t["mean_rmse"] - funk_t["mean_rmse"] >= 0.005,
         "tuned FunkSVD RMSE below Surprise SVD defaults by >= 0.005":
             svd_d["mean_rmse"] - funk_t["mean_rmse"] >= 0.005,
         "default FunkSVD RMSE below Surprise SVD defaults":
