@@ -537,12 +537,12 @@ class AsySVD(BaseRecommender):
 
     The defaults were chosen for ``loss="mse"`` on a validation split of
     MovieLens 100K ``u1.base``. For top-N ranking (validation splits of
-    ``u1.base`` and ``u2.base``: 20% of each user's ratings held out, those
-    rated >= 4 relevant, NDCG@10), ``loss="mse_neg", use_bias=False,
+    ``u1.base``, and of ``u2.base`` for BPR: 20% held out, those rated >= 4
+    relevant, NDCG@10), ``loss="mse_neg", use_bias=False,
     regularization=0.1, n_negatives=8, n_epochs=60, batch_size=64`` worked
     best; with ``loss="bpr"``: ``use_bias=False, confidence="value"`` on a
-    matrix holding the *squared* ratings, ``regularization=0.2,
-    n_negatives=4, n_epochs=60, batch_size=64`` (plain BPR, unweighted,
+    matrix holding the *cubed* ratings, ``regularization=1.0,
+    n_negatives=4, n_epochs=100, batch_size=64`` (plain BPR, unweighted,
     ranked below PureSVD there; hardest-of-n negatives, an item bias, more
     negatives and other weights did not help: see
     ``benchmarks/bench_asysvd.py``).
