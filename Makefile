@@ -32,7 +32,7 @@ demo: $(VENV)/.core
 
 test: $(VENV)/.core
 	$(PY) -m pytest -q -p no:cacheprovider tests
-	$(PY) -m pytest -q -p no:cacheprovider --doctest-modules sksvd
+	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -q -p no:cacheprovider --doctest-modules sksvd
 
 lint: $(VENV)/.core
 	$(PY) -m ruff check sksvd tests benchmarks
