@@ -72,7 +72,7 @@ class SVDRecommender(BaseRecommender):
         :func:`sksvd.linalg.randomized_svd`).
     tol : float, default=1e-3
         Stopping tolerance of ``n_iter="auto"``. Recommender spectra are
-        flat, hence tighter than the compressor's 1e-2: on the 200,000 x
+        flat, hence tighter than the compressor's 2e-2: on the 200,000 x
         50,000 power-law benchmark matrix (20M nonzeros) at k = 100, 1e-3
         captured 99.90% of the energy ``||X V_k||_F^2`` of scipy's ``svds``
         and 3e-3 only 99.08%.
