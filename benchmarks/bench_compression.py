@@ -275,13 +275,16 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small stand-ins, seconds not minutes")
     ap.add_argument("--device", default="cpu", help="device for sksvd and torch rows")
-    ap.add_argument("--repeat", type=int, default=3, help="runs per solver (best time kept)")
+    ap.add_argument("--repeat", type=int, default=None,
+                    help="runs per solver, best time kept (default 3; 1 with --quick)")
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per solver child")
     ap.add_argument("--solvers", default=",".join(SOLVERS), help="comma-separated subset")
     ap.add_argument("--cases", default="china,upscaled,sparse", help="comma-separated subset")
     ap.add_argument("--threads", type=int, default=None,
                     help="threads for every solver and the GEMM rate (default: libraries' own)")
     args = ap.parse_args(argv)
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else 3
     solvers = [s.strip() for s in args.solvers.split(",") if s.strip()]
     side = 1024 if args.quick else 4096
     cases = {"china": ("china.jpg 427x1920", china_matrix),
