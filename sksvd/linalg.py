@@ -291,9 +291,11 @@ def randomized_svd(A, n_components, *, n_oversamples=10, n_iter="auto", generato
     give the singular values ``s_i`` and the short-side singular vectors
     ``Q e_i``; the long-side ones are ``F^T Q e_i / s_i``.
 
-    Every block of ``T`` is read off products the iteration computes anyway
-    (``Q_j^T (F F^T Q_i)`` for the blocks already extended, ``||F^T Q_q||^2``
-    for the last one), so ``q`` Krylov steps cost ``2q + 2`` passes over
+    ``T`` is block tridiagonal (``F F^T Q_i`` lies in the span of ``Q_0`` to
+    ``Q_{i+1}``, as in block Lanczos) and each of its blocks is read off
+    products the iteration computes anyway (``Q_{i+1}^T F F^T Q_i`` when
+    ``Q_{i+1}`` is made, ``||F^T Q_i||^2`` on the diagonal); the basis is the
+    only thing kept. So ``q`` Krylov steps cost ``2q + 2`` passes over
     ``A`` (products with ``b`` columns), as ``q`` power iterations do, but
     search a space ``q + 1`` times wider: for the same accuracy it needs far
     fewer passes on flat spectra (Musco and Musco 2015, Theorem 1: error
@@ -345,7 +347,9 @@ def randomized_svd(A, n_components, *, n_oversamples=10, n_iter="auto", generato
         k = 100, the error ratio to the exact optimum was 1.0007 and 1.005 on the
         ``china.jpg`` matrix and a 4096 x 12288 image).
     max_iter : int, default=20
-        Cap on Krylov steps with ``n_iter="auto"``.
+        Cap on Krylov steps with ``n_iter="auto"``. Whatever ``n_iter``, the
+        space is also capped at ``4 (k + n_oversamples)`` dimensions (and at
+        ``min(m, n)``), which bounds its memory.
     At : torch.Tensor, default=None
         ``A.T`` as a sparse CSR tensor, when the caller already has it (torch
         path off the CPU only; the CPU path needs no transposed copy).
@@ -399,7 +403,9 @@ def _block_krylov(op, A, k, n_oversamples, n_iter, generator, tol, max_iter, blo
     b = min(int(block_size), s)
     if b < 1:
         raise ValueError(f"block_size={block_size}: expected an int >= 1")
-    max_steps = -(-s // b) - 1  # the last block is cut so that the space never exceeds s
+    # The last block is cut so that the space never exceeds s, and the space is
+    # capped at 4 (k + n_oversamples) dimensions: the basis is its memory.
+    max_steps = -(-min(s, 4 * want) // b) - 1
     min_steps = min(-(-want // b) - 1, max_steps)  # until (q + 1) b >= want
     auto = n_iter == "auto"
     steps = min(int(max_iter) if auto else max(int(n_iter), min_steps), max_steps)
@@ -410,9 +416,8 @@ def _block_krylov(op, A, k, n_oversamples, n_iter, generator, tol, max_iter, blo
     omega = torch.randn(L, b, generator=generator, dtype=op.dtype).to(op.device)
     dim = min(s, (steps + 1) * b)
     keep_long = dense and (compute_u if op.transposed else compute_v)
-    # The basis Q, the products W_i = F F^T Q_i and (dense) Z_i = F^T Q_i, block by block.
+    # The basis Q and (dense input) the products Z_i = F^T Q_i, block by block.
     Q = torch.empty(s, dim, dtype=op.dtype, device=op.device)
-    W = torch.empty(s, dim, dtype=op.dtype, device=op.device)
     Zs = torch.empty(L, dim, dtype=op.dtype, device=op.device) if keep_long else None
     Q[:, :b] = _orthonormalize(op.matmat(omega))
     del omega
@@ -424,10 +429,6 @@ def _block_krylov(op, A, k, n_oversamples, n_iter, generator, tol, max_iter, blo
         Z = op.rmatmat(Q[:, lo:hi])  # F^T Q_i, (L, b_i)
         passes += 1
         T[lo:hi, lo:hi] = _dot(Z.T, Z).to(torch.float64).cpu()
-        if i > 0:  # row i: Q_i^T (F F^T Q_j) = Q_i^T W_j for the blocks already extended
-            C = _dot(Q[:, lo:hi].T, W[:, :lo]).to(torch.float64).cpu()
-            T[lo:hi, :lo] = C
-            T[:lo, lo:hi] = C.T
         if keep_long:
             Zs[:, lo:hi] = Z
         if i >= steps or hi >= s:  # done, or the space is the whole short side (exact)
@@ -443,13 +444,18 @@ def _block_krylov(op, A, k, n_oversamples, n_iter, generator, tol, max_iter, blo
                     break
                 prev_gain = gain
             prev = energy
-        W[:, lo:hi] = op.matmat(Z)  # F F^T Q_i
+        W = op.matmat(Z)  # F F^T Q_i
         passes += 1
         del Z
         nxt = min(hi + b, s)  # the last block is cut to what is left of s
-        Q[:, hi:nxt] = _orthonormalize(W[:, lo:lo + nxt - hi], Q[:, :hi])
+        Q[:, hi:nxt] = _orthonormalize(W[:, :nxt - hi], Q[:, :hi])
+        # T is block tridiagonal: F F^T Q_i lies in span(Q_0..Q_{i+1}) (to rounding,
+        # with the basis fully reorthogonalised), so Q_j^T F F^T Q_i = 0 for j > i + 1.
+        C = _dot(Q[:, hi:nxt].T, W).to(torch.float64).cpu()
+        T[hi:nxt, lo:hi] = C
+        T[lo:hi, hi:nxt] = C.T
+        del W
         i, lo, hi = i + 1, hi, nxt
-    del W
     evals, evecs = _top_eigh(T[:hi, :hi], k)
     S64 = evals.clamp_min(0).sqrt()
     E = evecs.to(op.dtype).to(op.device)

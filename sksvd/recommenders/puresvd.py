@@ -197,6 +197,11 @@ class SVDRecommender(BaseRecommender):
         self.user_factors_ = U * S
 
     def _fold_in(self, X, device, dtype):
+        if device.type == "cpu":
+            # scipy's CSR kernel: several times faster than torch.sparse.mm on the CPU
+            # (measured 1.8 s against 5-12 s for the 20M nonzeros of the top-N benchmark).
+            V = self.item_factors_.astype(numpy_dtype(dtype), copy=False)
+            return torch.from_numpy(np.ascontiguousarray(self._scale(X) @ V)), None
         V = torch.as_tensor(self.item_factors_, dtype=dtype).to(device)
         Xs = to_torch(self._scale(X), device=device, dtype=dtype)
         return torch.sparse.mm(Xs, V), None
