@@ -4,11 +4,13 @@ The matrix is split into row blocks (chunks along axis 0, one chunk along
 axis 1); dense and scipy-sparse chunks are both accepted. Every product with
 a block runs in torch on the worker's device (``device``); the small
 (n_features x l) matrices travel, the row blocks never do. The algorithm is
-the one of :func:`sksvd.linalg.randomized_svd` (Halko, Martinsson and Tropp
-2011) with the same test matrix for the same seed, the QR of the tall
-(n_samples x l) matrices done by Dask's tall-skinny QR
-(:func:`dask.array.linalg.tsqr`, as :func:`dask.array.linalg.svd_compressed`
-does).
+the randomized range finder with power iterations of Halko, Martinsson and
+Tropp (2011), the QR of the tall (n_samples x l) matrices done by Dask's
+tall-skinny QR (:func:`dask.array.linalg.tsqr`, as
+:func:`dask.array.linalg.svd_compressed` does), with ``n_iter="auto"``
+stopping once a power iteration gains less than ``tol`` times the error left.
+(The in-memory :func:`sksvd.linalg.randomized_svd` keeps the whole Krylov
+space instead, whose basis would have to live on the workers here.)
 
 Dask is an optional dependency (``pip install sksvd[dask]``).
 """
@@ -132,7 +134,8 @@ def dask_randomized_svd(X, n_components, *, n_oversamples=10, n_iter="auto", tol
     n_components : int in [1, min(m, n)]
     n_oversamples : int, default=10
     n_iter : int or "auto", default="auto"
-        Power iterations; "auto" stops as :func:`sksvd.linalg.randomized_svd`.
+        Power iterations; "auto" stops once one gains less than ``tol`` times
+        the rank-k error left.
     tol, max_iter :
         Stopping rule of ``n_iter="auto"``.
     random_state : int, RandomState or None

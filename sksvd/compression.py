@@ -141,15 +141,16 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         80% of ``sum s_i`` at rank 144.
     algorithm : {"auto", "full", "randomized"}, default="auto"
         ``"full"``: ``torch.linalg.svd`` (sparse input is densified);
-        ``"randomized"``: Halko, Martinsson and Tropp (2011), see
-        :func:`sksvd.linalg.randomized_svd`; ``"auto"``: see
+        ``"randomized"``: randomized block Krylov (Musco and Musco 2015, after
+        Halko, Martinsson and Tropp 2011), see :func:`sksvd.linalg.randomized_svd`; ``"auto"``: see
         :func:`sksvd.linalg.choose_algorithm` (sparse input is always
         randomized).
     n_oversamples : int, default=10
-        Extra random directions of the randomized solver.
+        The randomized solver's space has at least ``k + n_oversamples``
+        dimensions.
     n_iter : int or "auto", default="auto"
-        Power iterations of the randomized solver; ``"auto"`` stops when they
-        no longer pay (see :func:`sksvd.linalg.randomized_svd`).
+        Krylov steps of the randomized solver; ``"auto"`` stops when they no
+        longer pay (see :func:`sksvd.linalg.randomized_svd`).
     device : str or torch.device, default="auto"
         ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; the environment
         variable ``SKSVD_DEVICE`` overrides ``"auto"``.
@@ -181,7 +182,7 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         ``k (m + n + 1) / (m n)``: numbers stored by the factors over numbers
         in ``X`` (``m x n``).
     n_iter_ : int
-        Power iterations done by the randomized solver (0 for the exact one).
+        Krylov steps done by the randomized solver (0 for the exact one).
     algorithm_ : str
         The solver used, ``"full"`` or ``"randomized"``.
     n_features_in_ : int
@@ -200,6 +201,8 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
     N. Halko, P.-G. Martinsson and J. A. Tropp, "Finding structure with randomness:
     probabilistic algorithms for constructing approximate matrix decompositions",
     SIAM Review 53(2), 2011.
+    C. Musco and C. Musco, "Randomized block Krylov methods for stronger and
+    faster approximate singular value decomposition", NeurIPS 2015.
 
     Examples
     --------
