@@ -250,24 +250,63 @@ def _dot(a, b):
     return a @ b
 
 
+def _cholesky_qr(Y):
+    """``Q`` of ``Y = Q R`` by Cholesky QR (Gram matrix in float64), or None if ``Y`` is ill-conditioned.
+
+    BLAS-3 throughout (a Gram product and a triangular solve), several times
+    faster than Householder QR on the tall, skinny blocks here (measured:
+    LAPACK's ``sgeqrf`` of a 50,000 x 40 block runs at about 3 GFLOP/s).
+    Refused (None) when the Cholesky factor fails or its diagonal spans more
+    than 1e-5 (``cond(Y)`` above about 1e5), where Householder QR is needed.
+    """
+    if Y.device.type == "cpu":
+        import scipy.linalg
+
+        y = Y.numpy()
+        G = y.T.astype(np.float64) @ y.astype(np.float64)
+        try:
+            R = scipy.linalg.cholesky(G, lower=False, check_finite=False)
+        except (np.linalg.LinAlgError, ValueError):
+            return None
+        d = np.abs(np.diag(R))
+        if not np.all(np.isfinite(d)) or d.min() <= 1e-5 * d.max():
+            return None
+        Q = scipy.linalg.solve_triangular(R, y.T.astype(np.float64), trans="T", lower=False,
+                                          check_finite=False).T
+        return torch.from_numpy(np.ascontiguousarray(Q, dtype=y.dtype))
+    G = Y.T.to(torch.float64) @ Y.to(torch.float64)
+    R, info = torch.linalg.cholesky_ex(G, upper=True)
+    d = R.diagonal().abs()
+    if int(info) != 0 or not bool(torch.isfinite(d).all()) or float(d.min()) <= 1e-5 * float(
+            d.max()):
+        return None
+    Q = torch.linalg.solve_triangular(R, Y.to(torch.float64), upper=True, left=False)
+    return Q.to(Y.dtype)
+
+
 def _orthonormalize(Y, basis=None):
     """Orthonormal basis of ``Y``'s columns with those of ``basis`` projected out.
 
     Block classical Gram-Schmidt against ``basis`` (one matrix with
-    orthonormal columns) and a Householder QR, done twice ("twice is
-    enough"), so that even a numerically exhausted block (a Krylov space that
-    has captured the whole range) comes back orthogonal to ``basis``.
+    orthonormal columns) and a QR, done twice ("twice is enough"), so that
+    even a numerically exhausted block (a Krylov space that has captured the
+    whole range) comes back orthogonal to ``basis``. The QR is Cholesky QR
+    when the block is well conditioned (twice, it is as orthogonal as
+    Householder's), else Householder QR.
     """
-    for _ in range(2 if basis is not None else 1):
+    for _ in range(2):
         if basis is not None:
             Y = Y - _dot(basis, _dot(basis.T, Y))
-        if Y.device.type == "cpu":
-            import scipy.linalg
+        Q = _cholesky_qr(Y)
+        if Q is None:
+            if Y.device.type == "cpu":
+                import scipy.linalg
 
-            Y = torch.from_numpy(scipy.linalg.qr(Y.numpy(), mode="economic", overwrite_a=True,
-                                                 check_finite=False)[0])
-        else:
-            Y = torch.linalg.qr(Y).Q
+                Q = torch.from_numpy(scipy.linalg.qr(Y.numpy(), mode="economic",
+                                                     overwrite_a=True, check_finite=False)[0])
+            else:
+                Q = torch.linalg.qr(Y).Q
+        Y = Q
     return Y
 
 
