@@ -146,6 +146,11 @@ def exact_svd(A, n_components):
 # CPU torch tensors go through numpy/scipy (False: through torch, as on a GPU; for tests).
 _CPU_NUMPY = True
 
+try:  # scipy's CSR x dense kernel, writing into a given output (GIL released)
+    from scipy.sparse._sparsetools import csr_matvecs as _csr_matvecs
+except ImportError:  # pragma: no cover - a scipy without it: the copying path
+    _csr_matvecs = None
+
 
 class _Operator:
     """``F``, the short-side-first view of ``A`` (``A`` or ``A.T``), for products.
@@ -228,11 +233,19 @@ class _Operator:
         elif transpose:  # sum over row blocks of A_c.T @ x_c
             parts = self.pool.map(lambda c: c[2].T @ x[c[0]:c[1]], self.chunks)
             out = sum(parts)
-        else:  # row blocks of A @ x
-            out = np.empty((self.A.shape[0], x.shape[1]), dtype=np.result_type(self.A, x))
+        else:  # row blocks of A @ x, written in place (no per-block temporaries)
+            dtype = np.result_type(self.A, x)
+            out = np.zeros((self.A.shape[0], x.shape[1]), dtype=dtype)
+            direct = _csr_matvecs is not None and x.dtype == dtype == self.A.dtype
+            x = np.ascontiguousarray(x) if direct else x
 
             def rows(c):
-                out[c[0]:c[1]] = c[2] @ x
+                r0, r1, block = c
+                if direct:  # scipy's own kernel, accumulating into out's rows
+                    _csr_matvecs(r1 - r0, block.shape[1], x.shape[1], block.indptr,
+                                 block.indices, block.data, x.ravel(), out[r0:r1].ravel())
+                else:
+                    out[r0:r1] = block @ x
 
             list(self.pool.map(rows, self.chunks))
         return torch.from_numpy(np.ascontiguousarray(out))
