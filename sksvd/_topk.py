@@ -8,6 +8,8 @@ first, and among equal scores by item id, lowest first.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import torch
 
@@ -15,11 +17,11 @@ from ._backend import numpy_dtype, resolve_device, to_numpy, to_torch
 
 __all__ = ["topk_items", "topk_rows", "default_batch_size", "mask_seen_"]
 
-# Elements of the (batch, n_items) score block: 2**23 floats = 32 MiB in float32: about
-# a last-level cache, so that the passes after the GEMM (mask, group maxima) read it
-# mostly from cache, while the GEMM has rows enough to keep its speed (measured on a
-# 2-core EPYC with a 32 MiB L3: 83 to 335 rows of 50,000 items within 10% in total).
-_BLOCK_ELEMENTS = 2**23
+# Elements of each worker's (batch, n_items) score block: 2**25 floats = 128 MiB in
+# float32. With the batches spread over the cores (one BLAS thread each), larger blocks
+# won (measured on a 2-core EPYC, top-10 of 40,000 users x 50,000 items at 100
+# factors: 123, 136, 145, 156 and 158 GFLOP/s for 64, 128, 256, 512 and 2,048 rows).
+_BLOCK_ELEMENTS = 2**25
 # Fewest rows per batch (a very wide catalogue): skinnier GEMMs lose efficiency.
 _MIN_ROWS = 16
 # Width of a group in the grouped top-k: the group maxima are taken over this many
@@ -31,15 +33,16 @@ def default_batch_size(n_items, block_elements=_BLOCK_ELEMENTS):
     """Rows per batch so that one (rows, n_items) score block holds ``block_elements``.
 
     At least 16 rows (so ``16 * n_items`` floats for catalogues wider than
-    ``block_elements / 16``: 64 MiB of float32 scores at a million items).
+    ``block_elements / 16``). By default 128 MiB of float32 scores per worker
+    thread.
 
     Examples
     --------
     >>> from sksvd._topk import default_batch_size
     >>> default_batch_size(50_000)
-    167
+    671
     >>> default_batch_size(10**6)
-    16
+    33
     """
     return max(_MIN_ROWS, int(block_elements) // max(1, int(n_items)))
 
@@ -291,8 +294,10 @@ def topk_items(user_vectors, item_factors, k, *, seen=None, user_offset=None, it
     n_rows : int, default=None
         Number of rows; needed only when ``user_vectors`` is a callable.
     batch_size : int, default=None
-        Rows per batch; default keeps a score block near 32 MiB
-        (:func:`default_batch_size`).
+        Rows per batch; default keeps each score block near 128 MiB
+        (:func:`default_batch_size`). On the CPU the batches are spread over
+        ``torch.get_num_threads()`` worker threads, each with its own block
+        and one BLAS thread.
     device : str or torch.device, default="cpu"
     dtype : torch.dtype, default=torch.float32
 
@@ -331,9 +336,22 @@ def topk_items(user_vectors, item_factors, k, *, seen=None, user_offset=None, it
         batch_size = default_batch_size(n_items)
     ids_out = np.full((n_users, k), -1, dtype=np.int64)
     scores_out = np.full((n_users, k), -np.inf, dtype=np.float32)
-    block = None
     Qts = {}  # item side of the product, without and with the offset columns
-    for start in range(0, n_users, batch_size):
+    lock = threading.Lock()
+    local = threading.local()
+
+    def item_side(aug):
+        with lock:
+            if aug not in Qts:
+                if aug:
+                    d = torch.zeros(n_items, dtype=dtype, device=device) if d_off is None \
+                        else d_off
+                    Qts[aug] = torch.cat([Q, torch.ones_like(d)[:, None], d[:, None]], dim=1).T
+                else:
+                    Qts[aug] = Q.T
+            return Qts[aug]
+
+    def run(start):
         stop = min(start + batch_size, n_users)
         U, c_off = fold(start, stop)
         U = to_torch(U, device=device, dtype=dtype)
@@ -344,16 +362,12 @@ def topk_items(user_vectors, item_factors, k, *, seen=None, user_offset=None, it
             c = (torch.zeros_like(ones) if c_off is None
                  else to_torch(c_off, device=device, dtype=dtype).reshape(-1))
             U = torch.cat([U, c[:, None], ones[:, None]], dim=1)
-        if aug not in Qts:
-            if aug:
-                d = torch.zeros(n_items, dtype=dtype, device=device) if d_off is None else d_off
-                Qts[aug] = torch.cat([Q, torch.ones_like(d)[:, None], d[:, None]], dim=1).T
-            else:
-                Qts[aug] = Q.T
-        Qt = Qts[aug]
+        Qt = item_side(aug)
         if cpu:
-            if block is None:
-                block = np.empty((min(batch_size, n_users), n_items), dtype=numpy_dtype(dtype))
+            block = getattr(local, "block", None)
+            if block is None:  # one score block per worker thread, reused across its batches
+                block = local.block = np.empty((min(batch_size, n_users), n_items),
+                                               dtype=numpy_dtype(dtype))
             S_np = block[:stop - start]
             np.matmul(U.numpy(), Qt.numpy(), out=S_np)
             if seen is not None:
@@ -366,4 +380,25 @@ def topk_items(user_vectors, item_factors, k, *, seen=None, user_offset=None, it
             vals, idx = (to_numpy(a) for a in topk_rows(S, k))
         ids_out[start:stop] = idx
         scores_out[start:stop] = vals
+
+    starts = range(0, n_users, batch_size)
+    workers = min(torch.get_num_threads(), len(starts)) if cpu else 1
+    if workers < 2:
+        for start in starts:
+            run(start)
+        return ids_out, scores_out
+    # CPU: batches in parallel, one core each (a GEMM on one BLAS thread, then the
+    # single-threaded selection), so that the selection of one batch overlaps the
+    # GEMM of another instead of leaving cores idle between threaded GEMMs.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .linalg import _blas_threads
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with _blas_threads(1), ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(run, starts))
+    finally:
+        torch.set_num_threads(threads)
     return ids_out, scores_out

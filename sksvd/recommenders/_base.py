@@ -209,7 +209,7 @@ class BaseRecommender(TransformerMixin, BaseEstimator):
             Items per row, in [1, n_items].
         exclude_seen : bool, default=True
         batch_size : int, default=None
-            Rows per batch (default: score blocks of about 32 MiB, see
+            Rows per batch (default: score blocks of about 128 MiB, see
             :func:`sksvd._topk.default_batch_size`). Results do not depend
             on it: items are ranked by score, and equal scores by lowest
             item id.
