@@ -169,6 +169,8 @@ class _Operator:
         self.shape = (n, m) if self.transposed else (m, n)
         self.chunks, self.pool, self.threads = None, None, torch.get_num_threads()
         if isinstance(A, np.ndarray) or sp.issparse(A):
+            if A.dtype.kind != "f":
+                raise TypeError(f"A has dtype {A.dtype}: expected float32 or float64")
             self.backend = "numpy"
             self.device = torch.device("cpu")
             self.dtype = torch.from_numpy(np.zeros(0, dtype=A.dtype)).dtype

@@ -233,3 +233,8 @@ def test_torch_path_of_the_kernel_equals_the_numpy_path(monkeypatch, sparse):
     np.testing.assert_allclose(got[1].numpy(), ref[1].numpy(), rtol=1e-4)
     np.testing.assert_allclose(np.abs(got[0].numpy().T @ ref[0].numpy()), np.eye(6), atol=1e-3)
     np.testing.assert_allclose(np.abs(got[2].numpy() @ ref[2].numpy().T), np.eye(6), atol=1e-3)
+
+
+def test_kernel_refuses_non_float_numpy_input():
+    with pytest.raises(TypeError, match="dtype int64"):
+        randomized_svd(np.ones((5, 4), dtype=np.int64), 2)
