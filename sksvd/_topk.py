@@ -392,13 +392,8 @@ def topk_items(user_vectors, item_factors, k, *, seen=None, user_offset=None, it
     # GEMM of another instead of leaving cores idle between threaded GEMMs.
     from concurrent.futures import ThreadPoolExecutor
 
-    from .linalg import _blas_threads
+    from .linalg import _single_threaded
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with _blas_threads(1), ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(run, starts))
-    finally:
-        torch.set_num_threads(threads)
+    with _single_threaded(), ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(run, starts))
     return ids_out, scores_out

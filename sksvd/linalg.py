@@ -17,6 +17,9 @@ faster approximate singular value decomposition", NeurIPS 2015.
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -443,7 +446,6 @@ def randomized_svd(A, n_components, *, n_oversamples=10, n_iter="auto", generato
     if not 1 <= k <= min(m, n):
         raise ValueError(f"n_components={k}: expected an int in [1, {min(m, n)}]")
     op = _Operator(A, At)
-    threads = torch.get_num_threads()
     if op.backend != "numpy":
         return _block_krylov(op, A, k, n_oversamples, n_iter, generator, tol, max_iter,
                              block_size, total, compute_u, compute_v, return_info)
@@ -452,18 +454,45 @@ def randomized_svd(A, n_components, *, n_oversamples=10, n_iter="auto", generato
     # Gram-Schmidt, eigh) run on one thread, and so do torch's elementwise ops:
     # threaded small LAPACK/BLAS calls and two spinning thread pools made the
     # china.jpg fit 7-10x slower on 2 cores (measured 142 ms against 20 ms).
-    torch.set_num_threads(1)
-    op.threads = threads
     try:
-        with _blas_threads(1):
+        with _single_threaded() as threads:
+            op.threads = threads
             return _block_krylov(op, A, k, n_oversamples, n_iter, generator, tol, max_iter,
                                  block_size, total, compute_u, compute_v, return_info)
     finally:
         op.close()
-        torch.set_num_threads(threads)
 
 
 _CONTROLLER = None
+_SINGLE = {"lock": threading.Lock(), "depth": 0, "threads": 1, "blas": None}
+
+
+@contextmanager
+def _single_threaded():
+    """Torch and BLAS on one thread inside; yields the thread count from before.
+
+    Reference-counted across Python threads: the first caller to enter saves
+    and lowers the counts, the last to leave restores them, so concurrent
+    calls (e.g. ``recommend`` from several threads) cannot leave the process
+    stuck at one thread.
+    """
+    state = _SINGLE
+    with state["lock"]:
+        if state["depth"] == 0:
+            state["threads"] = torch.get_num_threads()
+            torch.set_num_threads(1)
+            state["blas"] = _blas_threads(1)
+        state["depth"] += 1
+        threads = state["threads"]
+    try:
+        yield threads
+    finally:
+        with state["lock"]:
+            state["depth"] -= 1
+            if state["depth"] == 0:
+                state["blas"].restore_original_limits()
+                state["blas"] = None
+                torch.set_num_threads(state["threads"])
 
 
 def _blas_threads(n):

@@ -238,3 +238,23 @@ def test_torch_path_of_the_kernel_equals_the_numpy_path(monkeypatch, sparse):
 def test_kernel_refuses_non_float_numpy_input():
     with pytest.raises(TypeError, match="dtype int64"):
         randomized_svd(np.ones((5, 4), dtype=np.int64), 2)
+
+
+def test_concurrent_calls_restore_the_thread_counts():
+    # The CPU kernel runs its small steps on one thread; calls overlapping from several
+    # Python threads must leave torch's and BLAS's thread counts as they found them.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_info
+
+    def blas():
+        return sorted(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+
+    before = torch.get_num_threads(), blas()
+    X = _flat(400, 150)
+    with ThreadPoolExecutor(4) as pool:
+        out = list(pool.map(lambda s: randomized_svd(
+            X, 5, generator=torch.Generator().manual_seed(s))[1], range(8)))
+    assert (torch.get_num_threads(), blas()) == before
+    ref = randomized_svd(X, 5, generator=torch.Generator().manual_seed(3))[1]
+    np.testing.assert_array_equal(out[3].numpy(), ref.numpy())
