@@ -464,7 +464,7 @@ def randomized_svd(A, n_components, *, n_oversamples=10, n_iter="auto", generato
 
 
 _CONTROLLER = None
-_SINGLE = {"lock": threading.Lock(), "depth": 0, "threads": 1, "blas": None}
+_SINGLE = {"lock": threading.Lock(), "depth": 0, "threads": 1}
 
 
 @contextmanager
@@ -481,17 +481,17 @@ def _single_threaded():
         if state["depth"] == 0:
             state["threads"] = torch.get_num_threads()
             torch.set_num_threads(1)
-            state["blas"] = _blas_threads(1)
         state["depth"] += 1
         threads = state["threads"]
     try:
-        yield threads
+        # BLAS's limit is set and restored by each call in its own thread (OpenBLAS
+        # keeps the count per calling thread).
+        with _blas_threads(1):
+            yield threads
     finally:
         with state["lock"]:
             state["depth"] -= 1
             if state["depth"] == 0:
-                state["blas"].restore_original_limits()
-                state["blas"] = None
                 torch.set_num_threads(state["threads"])
 
 
