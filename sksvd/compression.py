@@ -31,6 +31,7 @@ from .linalg import (
     exact_svd,
     randomized_svd,
     singular_values,
+    squared_frobenius_norm,
 )
 
 __all__ = ["TruncatedSVDCompressor"]
@@ -74,11 +75,7 @@ def _energy_and_variance(X):
     """
     if sp.issparse(X):
         X = sp.csr_matrix(X)
-        data = X.data
-        total = 0.0
-        for start in range(0, data.size, 1 << 19):
-            chunk = data[start:start + (1 << 19)].astype(np.float64)
-            total += float(chunk @ chunk)
+        total = squared_frobenius_norm(X)
         _, var = mean_variance_axis(X, axis=0)
         return total, float(np.sum(var, dtype=np.float64))
     total, var = _column_moments(X)
@@ -374,8 +371,7 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         """``A`` as a torch tensor on ``device`` (numpy/scipy on the CPU path)."""
         if isinstance(A, torch.Tensor):
             return A
-        return to_torch(A, device=device, dtype=dtype or torch.from_numpy(
-            np.zeros(0, dtype=A.dtype)).dtype)
+        return to_torch(A, device=device, dtype=dtype or resolve_dtype(A.dtype))
 
     def _exact(self, A, k, device):
         """Exact truncated SVD (``torch.linalg.svd``), single-threaded on the CPU."""

@@ -86,7 +86,7 @@ def svd_flip(U, Vt):
 
 
 def squared_frobenius_norm(A):
-    """Exact ``||A||_F^2`` of a dense or sparse tensor, accumulated in float64.
+    """Exact ``||A||_F^2`` of a dense or sparse tensor, ndarray or scipy matrix, in float64.
 
     Examples
     --------
@@ -95,6 +95,13 @@ def squared_frobenius_norm(A):
     >>> round(squared_frobenius_norm(torch.ones(2, 3)), 12)
     6.0
     """
+    if not isinstance(A, torch.Tensor):  # numpy / scipy: the same blocks, in numpy
+        vals = (A.data if sp.issparse(A) else np.asarray(A)).reshape(-1)
+        total = 0.0
+        for start in range(0, vals.size, _NORM_BLOCK):
+            chunk = vals[start:start + _NORM_BLOCK].astype(np.float64)
+            total += float(chunk @ chunk)
+        return total
     vals = (A.values() if _is_sparse(A) else A).reshape(-1)
     total = torch.zeros((), dtype=torch.float64, device=vals.device)
     # float64 accumulation in blocks: no float64 copy of the whole matrix.
@@ -176,7 +183,7 @@ class _Operator:
                 raise TypeError(f"A has dtype {A.dtype}: expected float32 or float64")
             self.backend = "numpy"
             self.device = torch.device("cpu")
-            self.dtype = torch.from_numpy(np.zeros(0, dtype=A.dtype)).dtype
+            self.dtype = resolve_dtype(A.dtype)
             if sp.issparse(A) and A.format != "csr":
                 A = sp.csr_matrix(A)
             self.A = A
@@ -471,10 +478,12 @@ _SINGLE = {"lock": threading.Lock(), "depth": 0, "threads": 1}
 def _single_threaded():
     """Torch and BLAS on one thread inside; yields the thread count from before.
 
-    Reference-counted across Python threads: the first caller to enter saves
-    and lowers the counts, the last to leave restores them, so concurrent
-    calls (e.g. ``recommend`` from several threads) cannot leave the process
-    stuck at one thread.
+    Torch's count is reference-counted across Python threads: the first
+    caller to enter saves and lowers it, the last to leave restores it, so
+    concurrent calls (e.g. ``recommend`` from several threads) cannot leave
+    torch stuck at one thread. BLAS's limit is set and restored by each call
+    (threadpoolctl); with OpenBLAS 0.3.31 overlapping calls from several
+    threads can still leave the main thread's BLAS count at 1 (speed only).
     """
     state = _SINGLE
     with state["lock"]:
@@ -523,7 +532,7 @@ def _block_krylov(op, A, k, n_oversamples, n_iter, generator, tol, max_iter, blo
     steps = min(int(max_iter) if auto else max(int(n_iter), min_steps), max_steps)
     dense = not (sp.issparse(A) or (isinstance(A, torch.Tensor) and _is_sparse(A)))
     if auto and total is None:
-        total = _squared_norm_any(A)
+        total = squared_frobenius_norm(A)
 
     omega = torch.randn(L, b, generator=generator, dtype=op.dtype).to(op.device)
     dim = min(s, (steps + 1) * b)
@@ -646,18 +655,6 @@ def _flip_signs(U, Vt):
     signs = torch.sign(U[U.abs().argmax(dim=0), cols])
     signs[signs == 0] = 1
     return U * signs, None
-
-
-def _squared_norm_any(A):
-    """``||A||_F^2`` in float64 for a torch tensor, ndarray or scipy sparse matrix."""
-    if isinstance(A, torch.Tensor):
-        return squared_frobenius_norm(A)
-    vals = (A.data if sp.issparse(A) else A).reshape(-1)
-    total = 0.0
-    for start in range(0, vals.size, _NORM_BLOCK):
-        chunk = vals[start:start + _NORM_BLOCK].astype(np.float64)
-        total += float(chunk @ chunk)
-    return total
 
 
 def gram_svd(A, n_components, At=None):

@@ -256,3 +256,10 @@ def test_concurrent_calls_restore_torch_thread_count_and_agree():
     assert torch.get_num_threads() == before
     ref = randomized_svd(X, 5, generator=torch.Generator().manual_seed(3))[1]
     np.testing.assert_array_equal(out[3].numpy(), ref.numpy())
+
+
+def test_squared_frobenius_norm_of_numpy_and_scipy_input():
+    X = _flat()
+    ref = float((X.toarray().astype(np.float64) ** 2).sum())
+    assert squared_frobenius_norm(X) == pytest.approx(ref, rel=1e-12)
+    assert squared_frobenius_norm(X.toarray()) == pytest.approx(ref, rel=1e-12)
