@@ -31,14 +31,15 @@ MU, LAM, SHRINK = 3.1, 0.07, 2.5
 
 
 # ----------------------------------------------------------------------------- reference
-def _ref_predict(P, D, u, i, *, biased, exclude):
-    """Koren's formula for one (user, item), written out per interaction (numpy)."""
+def _ref_predict(P, D, u, i, *, biased, exclude, weighted=False):
+    """Koren's formula for one (user, item), written out per interaction (numpy);
+    ``weighted``: the y-term sums r_uj y_j (``profile_weights="value"``)."""
     prof = [j for j in np.flatnonzero(D[u]) if not (exclude and j == i)]
     n = len(prof)
     s = n ** -0.5 if n else 0.0
     p = np.zeros(P["q"].shape[1])
     for j in prof:
-        p += s * P["y"][j]
+        p += s * (D[u, j] if weighted else 1.0) * P["y"][j]
     if not biased:
         return P["q"][i] @ p
     res = {j: D[u, j] - MU - P["b"][j] for j in prof}
@@ -48,13 +49,13 @@ def _ref_predict(P, D, u, i, *, biased, exclude):
     return MU + bu + P["b"][i] + P["q"][i] @ p
 
 
-def _ref_loss(P, D, negatives, *, loss, biased, loo, confidence=False):
+def _ref_loss(P, D, negatives, *, loss, biased, loo, confidence=False, weighted=False):
     """Sum over stored entries (CSR order) of the loss plus per-occurrence L2."""
     total = 0.0
     entries = [(u, i) for u in range(D.shape[0]) for i in np.flatnonzero(D[u])]
     for e, (u, i) in enumerate(entries):
         w = D[u, i] if confidence else 1.0
-        rhat = _ref_predict(P, D, u, i, biased=biased, exclude=loo)
+        rhat = _ref_predict(P, D, u, i, biased=biased, exclude=loo, weighted=weighted)
         total += LAM * (P["q"][i] @ P["q"][i] + P["y"][i] @ P["y"][i])
         if biased:
             total += LAM * (P["x"][i] @ P["x"][i] + P["b"][i] ** 2)
@@ -65,7 +66,7 @@ def _ref_loss(P, D, negatives, *, loss, biased, loo, confidence=False):
         for j in negatives[e]:
             if D[u, j] != 0:  # a rated item is no negative
                 continue
-            sj = _ref_predict(P, D, u, j, biased=biased, exclude=False)
+            sj = _ref_predict(P, D, u, j, biased=biased, exclude=False, weighted=weighted)
             total += w * (np.logaddexp(0.0, -(rhat - sj)) if loss == "bpr" else sj**2)
             total += LAM * (P["q"][j] @ P["q"][j] + (P["b"][j] ** 2 if biased else 0.0))
     return total
@@ -96,11 +97,16 @@ def _small_case(seed=1, m=6, n=8):
     return D.astype(np.float64)
 
 
-@pytest.mark.parametrize("loss,biased,loo,confidence", [
-    *itertools.product(["mse", "bpr", "mse_neg"], [True, False], [False, True], [False]),
-    ("mse", True, False, True), ("bpr", False, True, True), ("mse_neg", True, True, True)])
+@pytest.mark.parametrize("loss,biased,loo,confidence,weighted", [
+    *itertools.product(["mse", "bpr", "mse_neg"], [True, False], [False, True], [False],
+                       [False]),
+    ("mse", True, False, True, False), ("bpr", False, True, True, False),
+    ("mse_neg", True, True, True, False),
+    # profile_weights="value": the y-term sums r_uj y_j
+    ("bpr", False, True, True, True), ("bpr", False, False, False, True),
+    ("mse", True, False, False, True), ("bpr", True, True, False, True)])
 def test_batched_loss_and_gradient_match_per_interaction_reference(loss, biased, loo,
-                                                                   confidence):
+                                                                   confidence, weighted):
     D = _small_case()
     n, d = D.shape[1], 2
     rng = np.random.default_rng(7)
@@ -115,12 +121,13 @@ def test_batched_loss_and_gradient_match_per_interaction_reference(loss, biased,
 
     value, grads = _loss_and_grad(
         {k: torch.from_numpy(v.copy()) for k, v in P.items()},
-        _Batch(X, "cpu", torch.float64), mu=MU, regularization=LAM, shrinkage=SHRINK,
-        loss=loss, leave_one_out=loo, negatives=negatives, confidence=confidence)
+        _Batch(X, "cpu", torch.float64, weighted=weighted), mu=MU, regularization=LAM,
+        shrinkage=SHRINK, loss=loss, leave_one_out=loo, negatives=negatives,
+        confidence=confidence)
 
     def f(params):
         return _ref_loss(params, D, neg_items, loss=loss, biased=biased, loo=loo,
-                         confidence=confidence)
+                         confidence=confidence, weighted=weighted)
 
     assert value == pytest.approx(f(P), rel=1e-12, abs=1e-12)
     ref = _numeric_grad(P, f)
@@ -237,7 +244,8 @@ def _hand_fold_in(rec, row):
     n = len(prof)
     s = n ** -0.5 if n else 0.0
     W = rec.item_weights_
-    p = s * W[-1][prof].sum(0)
+    w = row[prof] if rec.profile_weights == "value" else np.ones(n)
+    p = s * (w[:, None] * W[-1][prof]).sum(0)
     if W.shape[0] == 1:
         return p, 0.0
     res = row[prof] - rec.global_mean_ - rec.item_bias_[prof]
@@ -246,9 +254,10 @@ def _hand_fold_in(rec, row):
     return p, rec.global_mean_ + bu
 
 
-@pytest.mark.parametrize("use_bias", [True, False])
-def test_transform_of_a_new_user_equals_the_formula_by_hand(use_bias):
-    rec, _ = _fit_small(use_bias=use_bias)
+@pytest.mark.parametrize("use_bias,profile_weights", [(True, "ones"), (False, "ones"),
+                                                     (True, "value"), (False, "value")])
+def test_transform_of_a_new_user_equals_the_formula_by_hand(use_bias, profile_weights):
+    rec, _ = _fit_small(use_bias=use_bias, profile_weights=profile_weights)
     new = np.array([[0, 5, 0, 1, 0, 0, 3, 0, 0, 4, 0, 0],
                     [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],   # empty profile
                     [0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0]],  # one item
@@ -293,6 +302,48 @@ def test_training_prediction_equals_predict_for_a_fitted_row():
     u, i = X.nonzero()
     pred = rec.predict(D).astype(np.float64)[u, i]
     assert value == pytest.approx(((pred - D[u, i]) ** 2).sum(), rel=1e-5)
+
+
+@pytest.mark.parametrize("use_bias,profile_weights", [(False, "ones"), (True, "ones"),
+                                                     (False, "value")])
+def test_svd_init_ranks_exactly_as_puresvd(use_bias, profile_weights):
+    # init="svd" starts from V_k of the matrix the y-term sums (the 0/1 pattern, or the
+    # values): before any step, every user's scores are a positive multiple of
+    # PureSVD's x V_k V_k^T (plus b_u with biases), so the rankings are PureSVD's.
+    from sksvd.recommenders import SVDRecommender
+
+    D = _small_case(seed=5, m=40, n=15)
+    X = sp.csr_matrix(D)
+    B = X.copy()
+    if profile_weights == "ones":
+        B.data[:] = 1.0
+    k = 4
+    rec = AsySVD(k, n_epochs=1, learning_rate=1e-12, loss="bpr", init="svd",
+                 init_std=0.1, use_bias=use_bias, profile_weights=profile_weights,
+                 random_state=0, device="cpu", dtype="float64").fit(X)
+    # independent reference: numpy's dense SVD of B
+    Vk = np.linalg.svd(B.toarray())[2][:k].T
+    ref = B.toarray() @ Vk @ Vk.T
+    pure = SVDRecommender(k, random_state=0, device="cpu", dtype="float64").fit(B)
+    np.testing.assert_allclose(pure.predict(B), ref, rtol=1e-6, atol=1e-7)
+    S = rec.transform(X) @ rec.item_factors_.T  # predict() less mu + b_u + b_i (b_i = 0)
+    n = np.diff(X.indptr)
+    scale = 0.1**2 * D.shape[1] / np.sqrt(np.maximum(n, 1))
+    np.testing.assert_allclose(S, scale[:, None] * ref, rtol=1e-7, atol=1e-9)
+    if use_bias:
+        np.testing.assert_allclose(rec.item_bias_, 0.0, atol=1e-10)
+    seen = D != 0
+    for u in np.flatnonzero(n):
+        assert list(np.argsort(-np.where(seen[u], -np.inf, S[u]), kind="stable")[:5]) == \
+            list(np.argsort(-np.where(seen[u], -np.inf, ref[u]), kind="stable")[:5])
+
+
+def test_svd_init_with_more_factors_than_the_rank_keeps_random_columns():
+    X = sp.csr_matrix(_small_case(seed=5, m=5, n=8))
+    rec = AsySVD(7, n_epochs=2, loss="bpr", init="svd", use_bias=False, random_state=0,
+                 device="cpu").fit(X)
+    assert rec.item_factors_.shape == (8, 7) and np.isfinite(rec.item_factors_).all()
+    assert np.abs(rec.item_factors_[:, 5:]).max() > 0
 
 
 # ------------------------------------------------------------------------ fit behaviour
@@ -385,7 +436,8 @@ def test_bad_input(X, match):
 
 @pytest.mark.parametrize("param,value", [
     ("batch_size", 0), ("n_components", 0), ("loss", "hinge"), ("n_negatives", 0),
-    ("learning_rate", 0.0), ("regularization", -1.0),
+    ("learning_rate", 0.0), ("regularization", -1.0), ("init", "pca"),
+    ("profile_weights", "binary"),
 ])
 def test_bad_parameters_are_named(param, value):
     with pytest.raises(ValueError, match=param):
@@ -423,7 +475,9 @@ def test_movielens_rmse_beats_the_bias_baseline(data_home):
 # --------------------------------------------------------------------- scikit-learn API
 @parametrize_with_checks([AsySVD(n_components=2, n_epochs=3, batch_size=4, device="cpu"),
                           AsySVD(n_components=2, n_epochs=2, loss="bpr", use_bias=False,
-                                 device="cpu")],
+                                 device="cpu"),
+                          AsySVD(n_components=2, n_epochs=2, loss="bpr", use_bias=False,
+                                 init="svd", profile_weights="value", device="cpu")],
                          expected_failed_checks=lambda est: est._xfail_checks)
 def test_sklearn_compatible(estimator, check):
     check(estimator)

@@ -50,12 +50,14 @@ class _Batch:
     stored entry; ``s = |R(u)|^-1/2`` per row (0 for an empty row); with
     ``local``, ``items`` (sorted) maps the batch's columns back to item ids
     and ``extra`` columns (no stored entry: the negatives' pool) follow them;
-    ``crow_t``/``col_t``/``perm_t``: the transposed
+    ``yw``: the weight of each entry in the y-term (1, or its value when
+    ``weighted``); ``crow_t``/``col_t``/``perm_t``: the transposed
     pattern (items x rows) and the permutation taking entry order to it, so
     that ``A.T @ G`` is a row-parallel sparse product too.
     """
 
-    def __init__(self, X, device, dtype, transposed=True, local=False, extra=0):
+    def __init__(self, X, device, dtype, transposed=True, local=False, extra=0,
+                 weighted=False):
         self.items = None
         if local:
             # Columns renumbered to the batch's own items (then ``extra`` spare columns,
@@ -78,6 +80,9 @@ class _Batch:
         np.divide(1.0, np.sqrt(counts), out=s, where=counts > 0)
         self.s = torch.from_numpy(s).to(device=device, dtype=dtype)
         self.ones = torch.ones(self.nnz, device=device, dtype=dtype)
+        # The weights of the y-term's sum: 1, or the stored values (``profile_weights``).
+        self.yw = self.val if weighted else self.ones
+        self.weighted = bool(weighted)
         if transposed:
             order = np.argsort(X.indices, kind="stable").astype(np.int64)
             crow_t = np.zeros(n_items + 1, dtype=np.int64)
@@ -150,13 +155,14 @@ def _user_vectors(batch, params, mu, shrinkage):
 
     With biases: ``resid_uj = r_uj - mu - b_j``, ``b_u = sum_j resid_uj /
     (shrinkage + |R(u)|)``, ``r0_uj = resid_uj - b_u``, ``U_u = sum_j r0_uj x_j
-    + sum_j y_j`` and ``p_u = |R(u)|^-1/2 U_u``; without, ``U_u = sum_j y_j``.
+    + sum_j w_uj y_j`` and ``p_u = |R(u)|^-1/2 U_u``; without, ``U_u = sum_j
+    w_uj y_j`` (``w_uj = batch.yw``: 1, or ``r_uj`` with ``profile_weights="value"``).
 
     Returns
     -------
     P, beta, U, r0 : tensors (``beta`` and ``r0`` are None without biases)
     """
-    U = _spmm(batch, batch.ones, params["y"])
+    U = _spmm(batch, batch.yw, params["y"])
     beta = r0 = None
     if "x" in params:
         resid = batch.val - mu - params["b"][batch.col]
@@ -288,7 +294,7 @@ def _loss_and_grad(params, batch, *, mu, regularization, shrinkage, loss, leave_
         gP = G_pool @ Qp
         grads["q"].index_add_(0, pool, G_pool.T @ P)
         gU.addcmul_(s[:, None], gP)
-    grads["y"] += _spmm_t(batch, batch.ones, gU, permuted=True)
+    grads["y"] += _spmm_t(batch, batch.yw, gU, permuted=not batch.weighted)
     if biased:
         # U_u = sum_j (resid_uj - b_u) x_j + Ybar_u, b_u = sum_j resid_uj / den_u
         grads["x"] += _spmm_t(batch, r0, gU)
@@ -329,7 +335,7 @@ def _loss_and_grad_loo(params, batch, *, mu, regularization, shrinkage, loss, ne
     """:func:`_loss_and_grad` with each stored entry left out of its own profile.
 
     With ``resid_uj = r_uj - mu - b_j``, ``Ru = sum_j resid_uj``, ``A_u =
-    sum_j resid_uj x_j``, ``Xbar_u = sum_j x_j``, ``Ybar_u = sum_j y_j`` over
+    sum_j resid_uj x_j``, ``Xbar_u = sum_j x_j``, ``Ybar_u = sum_j w_uj y_j`` over
     the full profile, the prediction of ``e = (u, i)`` without ``i`` is
 
     ``rhat_e = mu + beta_e + b_i + s_e q_i . (A_u + Ybar_u - beta_e Xbar_u
@@ -344,8 +350,10 @@ def _loss_and_grad_loo(params, batch, *, mu, regularization, shrinkage, loss, ne
     row, col = batch.row, batch.col
     n_row = batch.n[row]
     s_e = _safe_rsqrt(n_row - 1.0)
-    Ybar = _spmm(batch, batch.ones, Y)
+    Ybar = _spmm(batch, batch.yw, Y)
     qy_e = _row_dot(Q, Y)[col]
+    if batch.weighted:
+        qy_e = qy_e * batch.yw
     if biased:
         X, b = params["x"], params["b"]
         resid = batch.val - mu - b[col]
@@ -382,7 +390,7 @@ def _loss_and_grad_loo(params, batch, *, mu, regularization, shrinkage, loss, ne
     h = g * s_e                                   # d loss / d inner
     gAY = _spmm(batch, h, Q)                      # inner has q_i . (A_u + Ybar_u)
     gQ += _spmm_t(batch, h, AY)
-    ky = _item_sum(batch, h).neg_()               # inner has - q_i . y_i
+    ky = _item_sum(batch, h * batch.yw if batch.weighted else h).neg_()  # - w_e q_i . y_i
     gY.addcmul_(ky[:, None], Q)
     gQ.addcmul_(ky[:, None], Y)
     if G_pool is not None:
@@ -413,7 +421,7 @@ def _loss_and_grad_loo(params, batch, *, mu, regularization, shrinkage, loss, ne
         gX += _spmm_t(batch, batch.ones, gXbar, permuted=True)
         g_resid += _sddmm(batch, gAY, X).add_(gRu[row])
         g_b -= _item_sum(batch, g_resid)          # resid_uj = r_uj - mu - b_j
-    gY += _spmm_t(batch, batch.ones, gAY, permuted=True)
+    gY += _spmm_t(batch, batch.yw, gAY, permuted=not batch.weighted)
     return float(total), grads
 
 
@@ -456,6 +464,36 @@ def _allreduce_rows(rows, grads, n_items):
     allreduce_([*full.values(), mask])
     rows = torch.nonzero(mask).view(-1)
     return rows, {n: f[rows] for n, f in full.items()}
+
+
+def _svd_init(X, params, std, seed, device, dtype, values=False):
+    """Start from PureSVD of the profiles: ``q = y = c V_k``, ``x = 0``, ``b = 0``.
+
+    ``V_k`` (n_items, k) holds the top ``k = min(d, n_users, n_items)`` right
+    singular vectors of the matrix ``B`` the ``y``-term sums: the 0/1
+    pattern of ``X``, or ``X`` itself when ``values`` (``profile_weights=
+    "value"``), computed as :class:`~sksvd.recommenders.SVDRecommender`
+    computes them (the same solver; float64 on the CPU), scaled by ``c =
+    std * sqrt(n_items)`` so that its entries have the root mean square
+    ``std`` of the random initialisation. Then ``p_u = c |R(u)|^-1/2 b_u
+    V_k`` and the scores ``q_i . p_u = c^2 |R(u)|^-1/2 (b_u V_k V_k^T)_i``
+    rank every user's items as PureSVD of ``B`` does (a positive per-user
+    factor, and ``b_u + b_i`` with ``x = 0``, do not change a ranking).
+    Factors beyond ``k`` keep their random initialisation.
+    """
+    from .puresvd import SVDRecommender
+
+    B = X.astype(np.float64)  # a copy: the caller's X is left alone
+    if not values:
+        B.data = np.ones_like(B.data)
+    k = min(params["q"].shape[1], *B.shape)
+    svd = SVDRecommender(k, random_state=seed, device="cpu", dtype="float64").fit(B)
+    V = torch.from_numpy(svd.item_factors_).mul_(std * np.sqrt(B.shape[1]))
+    V = V.to(device=device, dtype=dtype)
+    params["q"][:, :k] = V
+    params["y"][:, :k] = V
+    if "x" in params:
+        params["x"].zero_()
 
 
 # ------------------------------------------------------------------------ estimator
@@ -535,17 +573,29 @@ class AsySVD(BaseRecommender):
     gradients summed (:mod:`sksvd.distributed`): the result is a
     single-process fit with the same ``batch_size``, held by every rank.
 
+    ``profile_weights="value"`` makes the y-term a weighted sum,
+    ``p_u = |R(u)|^-1/2 sum_{j in R(u)} r_uj y_j`` (the stored values, e.g.
+    ratings, as in PureSVD's fold-in ``x_u V``); the default sums the
+    ``y_j`` unweighted (Koren's ``N(u)``). ``init="svd"`` starts from
+    PureSVD (Cremonesi, Koren and Turrin 2010) of the matrix the y-term sums
+    (``X``'s 0/1 pattern, or ``X`` with ``profile_weights="value"``):
+    ``q = y = c V_k``, ``x = 0``, ``b = 0`` with ``V_k`` its top right
+    singular vectors and ``c = init_std * sqrt(n_items)``, so that before any
+    step the scores are ``c^2 |R(u)|^-1/2 x_u V_k V_k^T`` (plus ``b_u``):
+    every user's items rank exactly as PureSVD ranks them; training then
+    fine-tunes that model (Rendle et al.'s BPR from a PureSVD start).
+
     The defaults were chosen for ``loss="mse"`` on a validation split of
     MovieLens 100K ``u1.base``. For top-N ranking (validation splits of
-    ``u1.base``, and of ``u2.base`` for BPR: 20% held out, those rated >= 4
-    relevant, NDCG@10), ``loss="mse_neg", use_bias=False,
-    regularization=0.1, n_negatives=8, n_epochs=60, batch_size=64`` worked
-    best; with ``loss="bpr"``: ``use_bias=False, confidence="value"`` on a
-    matrix holding the *cubed* ratings, ``regularization=1.0,
-    n_negatives=4, n_epochs=100, batch_size=64`` (plain BPR, unweighted,
-    ranked below PureSVD there; hardest-of-n negatives, an item bias, more
-    negatives and other weights did not help: see
-    ``benchmarks/bench_asysvd.py``).
+    ``u1.base`` and ``u2.base``: 20% held out, those rated >= 4 relevant,
+    NDCG@10; and users held out of ``u1.base``), ``loss="mse_neg",
+    use_bias=False, regularization=0.1, n_negatives=8, n_epochs=60,
+    batch_size=64`` worked best for that loss; with ``loss="bpr"`` on the
+    ratings: ``n_components=20, use_bias=False, init="svd",
+    profile_weights="value", confidence="value", init_std=0.1,
+    learning_rate=3e-4, regularization=0.5, n_negatives=4, n_epochs=100,
+    batch_size=64`` (plain BPR from a random start ranked below PureSVD
+    there; see ``benchmarks/bench_asysvd.py`` for what else was tried).
 
     Parameters
     ----------
@@ -573,10 +623,24 @@ class AsySVD(BaseRecommender):
         Hu, Koren and Volinsky (ICDM 2008). With ``use_bias=False`` the values
         enter the model nowhere else, so ``X`` can carry confidences, e.g.
         1 for items rated 4 or 5 and 0.1 for the others.
+    profile_weights : {"ones", "value"}, default="ones"
+        Weights of the items in the y-term: 1 (Koren's implicit term over
+        ``N(u) = R(u)``) or the stored values ``r_uj`` (see above). The same
+        weights serve training, ``transform`` and every fold-in.
     user_bias_shrinkage : float, default=25.0
         ``lambda_u`` of the closed-form user bias.
+    init : {"random", "svd"}, default="random"
+        "random": ``q, x, y`` normal with standard deviation ``init_std``,
+        ``b = 0``. "svd": PureSVD's item factors (see above; computed as
+        :class:`~sksvd.recommenders.SVDRecommender` does, on the training
+        part when ``early_stopping``), scaled so their entries' root mean
+        square is ``init_std``; factors beyond ``min(n_users, n_items)``
+        stay random. Not available with ``distributed`` training; ignored
+        when ``warm_start`` or ``partial_fit`` continue a fitted model.
     init_std : float, default=0.05
-        Standard deviation of the normal initialisation of ``q, x, y``.
+        Standard deviation of the normal initialisation of ``q, x, y`` (the
+        root mean square of the entries of ``q`` and ``y`` with
+        ``init="svd"``).
     batch_size : int, default=128
         Users per batch (one Adam step each). Larger batches run faster per
         epoch on big data (fewer steps over the item tables) but take fewer
@@ -660,6 +724,8 @@ class AsySVD(BaseRecommender):
         "leave_one_out": ["boolean", StrOptions({"auto"})],
         "confidence": [StrOptions({"uniform", "value"})],
         "user_bias_shrinkage": [Interval(numbers.Real, 0, None, closed="left")],
+        "profile_weights": [StrOptions({"ones", "value"})],
+        "init": [StrOptions({"random", "svd"})],
         "init_std": [Interval(numbers.Real, 0, None, closed="left")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "early_stopping": ["boolean"],
@@ -676,8 +742,8 @@ class AsySVD(BaseRecommender):
 
     def __init__(self, n_components=64, *, n_epochs=20, learning_rate=0.003,
                  regularization=0.3, loss="mse", n_negatives=4, use_bias=True,
-                 leave_one_out="auto", confidence="uniform", user_bias_shrinkage=25.0,
-                 init_std=0.05, batch_size=128,
+                 leave_one_out="auto", confidence="uniform", profile_weights="ones",
+                 user_bias_shrinkage=25.0, init="random", init_std=0.05, batch_size=128,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
                  callback=None, warm_start=False, distributed="auto", device="auto",
                  dtype="float32", random_state=None, verbose=0):
@@ -690,7 +756,9 @@ class AsySVD(BaseRecommender):
         self.use_bias = use_bias
         self.leave_one_out = leave_one_out
         self.confidence = confidence
+        self.profile_weights = profile_weights
         self.user_bias_shrinkage = user_bias_shrinkage
+        self.init = init
         self.init_std = init_std
         self.batch_size = batch_size
         self.early_stopping = early_stopping
@@ -853,6 +921,12 @@ class AsySVD(BaseRecommender):
             else:
                 params[name] = t.to(device=device, dtype=dtype)
             del t
+        if self.init == "svd" and start is None:
+            if dist:
+                raise ValueError("init='svd': not available with distributed training (each "
+                                 "rank holds only its users); use init='random'")
+            _svd_init(X, params, std, seed, device, dtype,
+                      values=self.profile_weights == "value")
         opt = _Adam(params, float(self.learning_rate))
         if continued and getattr(self, "_optimizer_state", None) is not None:
             opt.load(self._optimizer_state)
@@ -868,7 +942,9 @@ class AsySVD(BaseRecommender):
         ranking = self.loss != "mse"
         n_neg, pool_size = int(self.n_negatives), min(n_items, _POOL_SIZE)
         extra = pool_size if ranking else 0
-        batches = [_Batch(X[c], device, dtype, local=True, extra=extra) for c in chunks]
+        weighted = self.profile_weights == "value"
+        batches = [_Batch(X[c], device, dtype, local=True, extra=extra, weighted=weighted)
+                   for c in chunks]
         # A step's gradient is divided by its entries over all ranks.
         step_nnz = np.array([b.nnz for b in batches], dtype=np.float64)
         if dist:
@@ -986,7 +1062,8 @@ class AsySVD(BaseRecommender):
         Data-parallel, the sums are taken over every rank's held-out entries.
         """
         rows = np.flatnonzero(np.diff(X_val.indptr))
-        train = _Batch(X[rows], device, dtype, transposed=False)
+        train = _Batch(X[rows], device, dtype, transposed=False,
+                       weighted=self.profile_weights == "value")
         val = X_val[rows].tocoo()
         r = torch.from_numpy(val.row.astype(np.int64)).to(device)
         i = torch.from_numpy(val.col.astype(np.int64)).to(device)
@@ -1029,7 +1106,8 @@ class AsySVD(BaseRecommender):
             params["x"] = weights[0]
             params["b"] = torch.as_tensor(self.item_bias_, dtype=dtype).to(device)
             mu = float(self.global_mean_)
-        batch = _Batch(X, device, dtype, transposed=False)
+        batch = _Batch(X, device, dtype, transposed=False,
+                       weighted=self.profile_weights == "value")
         P, beta, _, _ = _user_vectors(batch, params, mu, float(self.user_bias_shrinkage))
         return P, (None if beta is None else beta + mu)
 
