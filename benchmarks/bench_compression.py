@@ -42,7 +42,8 @@ defaults: n_iter=5, 10 oversamples, LU normalisation); `sklearn arpack` =
 random_state=0)` (ARPACK, tol=0); `torch.svd_lowrank` = `torch.svd_lowrank(A,
 q={K + OVERSAMPLES})` (its default niter=2) on a tensor made before the clock starts.
 Each fit runs in a fresh child process (forkserver) after a small warm-up fit of
-the same solver; **seconds** is the fit alone (best of `--repeat` runs; one run
+the same solver (on a random 140 x 600 matrix: wide enough that each solver
+takes the same algorithm as on the matrices measured); **seconds** is the fit alone (best of `--repeat` runs; one run
 for the ARPACK solvers on the sparse matrix); **peak MB** is the child's peak
 resident size beyond its size before the fit (inputs excluded). **error ratio**
 = `||X - L R||_F / e*`, computed exactly in float64 from the returned factors
@@ -53,7 +54,7 @@ power-iteration solvers (sklearn, torch), `2 m n l (2q + 2) + (q + 1)(2 s l^2 -
 2 l^3 / 3) + 4 L l^2` flops (2q+2 passes over X with l = k + {OVERSAMPLES}
 columns, q power iterations, q+1 QR/LU of the short side s, the final small SVD of
 the long side L); for sksvd's block Krylov solver (q = its Krylov steps, blocks of
-b = 40 columns) `krylov_flops`: 2q+2 passes of b columns, a pass of k columns
+b = 40 columns, 56 when the passes are dense GEMMs) `krylov_flops`: 2q+2 passes of b columns, a pass of k columns
 for the long-side factor of sparse input, the QRs and Gram-Schmidt sweeps, the
 Rayleigh-Ritz matrix and the final products; over the
 seconds (`nnz` in place of `m n` for the sparse matrix, whose products are
@@ -178,7 +179,11 @@ def run_solver(solver, X, device, repeat, threads=None):
 
     cuda = str(device).startswith("cuda")
     rng = np.random.default_rng(1)
-    small = rng.random((K + 40, K + 60)).astype(np.float32)
+    # Wide enough (600 > 500 columns) that every solver's own choice of algorithm
+    # is the one it makes on the matrices measured (sksvd's "auto" takes the exact
+    # SVD below 500): the warm-up then runs the same code, so the peak measured
+    # is the fit's memory, not the first use of library code pages.
+    small = rng.random((K + 40, 600)).astype(np.float32)
     if sp.issparse(X):
         small = sp.csr_matrix(small)
     _fit(solver, small, device, *_prepare(solver, small, device))  # load libraries, warm up
@@ -247,18 +252,28 @@ def krylov_flops(m, n, q, k=K, want=K + OVERSAMPLES, nnz=None):
     more of ``k`` columns for the long-side factor of sparse input, two
     Householder QRs and two Gram-Schmidt sweeps per block on the short side
     ``s``, the Rayleigh-Ritz matrix, and the two final ``(q+1) b x k`` products.
+    When the kernel takes its Gram path (dense, short side ``s <= 12 b``), the
+    passes are instead the Gram matrix (``s^2 L`` flops: a symmetric rank-L
+    update), ``q + 1`` products of it with ``b`` columns and the long-side
+    factor's pass of ``k`` columns.
     """
-    from sksvd.linalg import default_block_size
+    from sksvd.linalg import _GRAM_STEPS, default_block_size
 
     s, long_ = min(m, n), max(m, n)
     work = m * n if nnz is None else nnz
     b = default_block_size(want)
+    gram = nnz is None and _GRAM_STEPS * 4 * b >= s
+    if nnz is None and not gram:  # dense passes: the wider block
+        b = default_block_size(want, dense_passes=True)
     r = (q + 1) * b
     passes = 2.0 * work * b * (2 * q + 2) + (2.0 * work * k if nnz is not None else 0.0)
+    if gram:
+        passes = 1.0 * s * s * long_ + (q + 1) * 2.0 * s * s * b + 2.0 * work * k
     qr = sum(2 * (2.0 * s * b**2 - 2.0 * b**3 / 3) + 2 * 4.0 * s * (i * b) * b
              for i in range(q + 1))
-    rayleigh = sum(2.0 * long_ * b**2 + 2.0 * s * b * (i * b) for i in range(q + 1))
-    final = 2.0 * s * r * k + (2.0 * long_ * r * k if nnz is None else 0.0)
+    rayleigh = sum(2.0 * (s if gram else long_) * b**2 + 2.0 * s * b * (i * b)
+                   for i in range(q + 1))
+    final = 2.0 * s * r * k + (2.0 * long_ * r * k if nnz is None and not gram else 0.0)
     return passes + qr + rayleigh + final
 
 

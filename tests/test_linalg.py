@@ -263,3 +263,25 @@ def test_squared_frobenius_norm_of_numpy_and_scipy_input():
     ref = float((X.toarray().astype(np.float64) ** 2).sum())
     assert squared_frobenius_norm(X) == pytest.approx(ref, rel=1e-12)
     assert squared_frobenius_norm(X.toarray()) == pytest.approx(ref, rel=1e-12)
+
+
+def test_gram_path_equals_the_pass_path_and_numpy(monkeypatch):
+    # A short dense matrix takes the Gram path (F F^T formed once); forcing the
+    # pass-over-A path must give the same subspace, both within 1% of numpy's optimum.
+    import sksvd.linalg as L
+
+    for A in (_decaying(120, 900).astype(np.float32), _decaying(900, 120).astype(np.float32)):
+        opt = _optimal_error(A.astype(np.float64), 15)
+        U, S, Vt, info = randomized_svd(A, 15, generator=torch.Generator().manual_seed(0),
+                                        return_info=True)
+        assert info["gram"] and info["passes"] == 1  # the long factor's pass only
+        monkeypatch.setattr(L, "_GRAM_STEPS", 0)
+        U2, S2, Vt2, info2 = randomized_svd(A, 15, generator=torch.Generator().manual_seed(0),
+                                           return_info=True)
+        monkeypatch.undo()
+        assert not info2["gram"] and info2["passes"] > 2
+        for u, s, vt in ((U, S, Vt), (U2, S2, Vt2)):
+            assert _rank_k_error(A, u.numpy(), s.numpy(), vt.numpy()) <= 1.01 * opt
+        np.testing.assert_allclose(S.numpy(), S2.numpy(), rtol=1e-3)
+        np.testing.assert_allclose(U.numpy().T @ U.numpy(), np.eye(15), atol=1e-4)
+        np.testing.assert_allclose(Vt.numpy() @ Vt.numpy().T, np.eye(15), atol=1e-4)
