@@ -27,6 +27,14 @@ _MIN_ROWS = 16
 # Width of a group in the grouped top-k: the group maxima are taken over this many
 # strided columns at once.
 _GROUPS = 32
+# CPU: rows per batch and items per tile of the fused score-and-select loop
+# (:func:`_topk_tiled`): a (512, 4096) block of float32 scores (8 MiB per worker)
+# stays in this machine's L3 cache. Measured on a 2-core EPYC (top-10 of 40,000
+# users x 50,000 items at 100 factors, two workers): 0.69-0.72 of the 4096^3 GEMM
+# rate for (512, 4096), 0.68-0.69 for (512, 2048) and (384, 2048), 0.64-0.66 for
+# (256, 2048), against 0.61 for 128 MiB blocks scored whole then selected.
+_CPU_BATCH = 512
+_TILE_ITEMS = 4096
 
 
 def default_batch_size(n_items, block_elements=_BLOCK_ELEMENTS):
@@ -259,6 +267,127 @@ def topk_rows(S, k, groups=_GROUPS):
     return vals, ids
 
 
+def _seen_keys(seen, n_items):
+    """Sorted int64 keys ``row * n_items + item`` of the stored entries of CSR ``seen``."""
+    counts = np.diff(seen.indptr)
+    rows = np.repeat(np.arange(seen.shape[0], dtype=np.int64), counts)
+    cols = np.asarray(seen.indices[seen.indptr[0]:seen.indptr[-1]], dtype=np.int64)
+    keys = rows * n_items + cols
+    if not seen.has_sorted_indices:
+        keys.sort()
+    return keys
+
+
+def _merge(best_v, best_i, r, c, v, k):
+    """Merge candidates ``(row r, item c, value v)`` into each row's best ``k``, in place.
+
+    ``best_v``/``best_i`` hold each row's best so far, ordered by value
+    descending then id ascending; the candidates come in row-major order
+    (``r`` ascending, ``c`` ascending within a row) and have higher ids than
+    every item kept so far. So one stable sort by value of ``[best | candidates]``
+    per row ranks by (value descending, id ascending): an equal value never
+    displaces an item kept, as the lowest-id rule wants.
+    """
+    starts = np.flatnonzero(np.r_[True, r[1:] != r[:-1]])
+    counts = np.diff(np.r_[starts, r.size])
+    rows = r[starts]
+    pos = np.arange(r.size) - np.repeat(starts, counts)
+    ridx = np.repeat(np.arange(rows.size), counts)
+    width = k + int(counts.max())
+    P_v = np.full((rows.size, width), -np.inf, dtype=best_v.dtype)
+    P_i = np.full((rows.size, width), -1, dtype=best_i.dtype)
+    P_v[:, :k], P_i[:, :k] = best_v[rows], best_i[rows]
+    P_v[ridx, k + pos], P_i[ridx, k + pos] = v, c
+    order = np.argsort(-P_v, axis=1, kind="stable")[:, :k]
+    best_v[rows] = np.take_along_axis(P_v, order, axis=1)
+    best_i[rows] = np.take_along_axis(P_i, order, axis=1)
+
+
+def _above(S, thr, contiguous, groups=4):
+    """``(rows, cols)`` of the entries of ``S`` above their row's ``thr``, row-major order.
+
+    With contiguous rows the row is first reduced to the maxima of ``groups``
+    interleaved slices (one vectorised pass), and only the slots whose maximum
+    passes are looked at (then put back in row-major order): measured 25%
+    cheaper than comparing every score.
+    ``flatnonzero`` of the 1-D view is several times faster than a 2-D ``nonzero``.
+    """
+    b, w = S.shape
+    if not contiguous or w % groups or w < 8 * groups:
+        return np.divmod(np.flatnonzero(S > thr[:, None]), w)
+    wg = w // groups
+    hit = np.flatnonzero(S.reshape(b, groups, wg).max(axis=1) > thr[:, None])
+    r, t = np.divmod(hit, wg)
+    cols = t[:, None] + np.arange(groups) * wg  # the slot's members, ascending
+    keep = S[r[:, None], cols] > thr[r][:, None]
+    r, c = np.repeat(r, groups)[keep.ravel()], cols[keep]
+    order = np.argsort(r * w + c)  # back to row-major order
+    return r[order], c[order]
+
+
+def _topk_tiled(U, Qt, k, seen=None, tile=None, out=None):
+    """Exact top-``k`` of each row of ``U @ Qt`` (numpy, one thread), scored tile by tile.
+
+    The items are scored ``tile`` columns at a time into a block that stays in
+    the cache, and each block is reduced while it is there: the first block
+    by :func:`topk_rows`; every later one is compared with each row's current
+    ``k``-th best score, and only the few items above it (for scores in no
+    particular order, about ``k / j`` per row in the ``j``-th block) are merged
+    in. A block with many such items (scores rising with the item id) goes
+    through :func:`topk_rows` instead. Scoring into RAM-sized blocks and
+    reading them back doubled the memory traffic: measured on one core of a
+    2-core EPYC, a (671 x 100) @ (100 x 50,000) product ran at 109 GFLOP/s into
+    one block and 122 GFLOP/s in blocks of 2,048 items, and the selection
+    read of the large block cost 0.7 ns per score.
+
+    ``seen`` (CSR with ``U``'s rows) marks items excluded (``-inf``). Ties go
+    to the lowest item id; missing places are ``-inf`` / ``-1``, as
+    :func:`topk_rows`.
+    """
+    b, n = U.shape[0], Qt.shape[1]
+    tile = int(tile or _TILE_ITEMS)
+    kk = min(int(k), n)
+    if out is None or out.shape[0] < b or out.shape[1] < min(tile, n):
+        out = np.empty((b, min(tile, n)), dtype=np.result_type(U, Qt))
+    keys = _seen_keys(seen, n) if seen is not None and seen.nnz else None
+    if keys is not None:
+        seen_rows, seen_cols = np.divmod(keys, n)
+    best_v = best_i = thr = None
+    for j in range(0, n, tile):
+        w = min(tile, n - j)
+        S = out[:b, :w]
+        np.matmul(U, Qt[:, j:j + w], out=S)
+        if best_v is not None:
+            r, c = _above(S, thr, out.shape[1] == w)
+            if r.size <= 4 * b * kk + 64:
+                if keys is not None and r.size:
+                    ck = r * n + (c + j)
+                    pos = np.searchsorted(keys, ck)
+                    unseen = keys[np.minimum(pos, keys.size - 1)] != ck
+                    r, c = r[unseen], c[unseen]
+                if r.size:
+                    _merge(best_v, best_i, r, c + j, S[r, c], kk)
+                    thr = best_v[:, kk - 1]
+                continue
+        if keys is not None:  # the seen items of this block's columns, as -inf
+            sel = (seen_cols >= j) & (seen_cols < j + w)
+            S[seen_rows[sel], seen_cols[sel] - j] = -np.inf
+        v, i = topk_rows(S, kk)
+        i = np.where(i >= 0, i + j, -1)
+        if best_v is None:
+            best_v, best_i = v, i
+        else:  # merge two sorted lists per row (2 kk candidates)
+            vals, ids = _sort_candidates(_Numpy, np.concatenate([best_v, v], axis=1),
+                                         np.concatenate([best_i, i], axis=1), kk)
+            best_v, best_i = vals, ids
+        thr = best_v[:, kk - 1]
+    best_i[~(best_v > -np.inf)] = -1
+    if kk < k:
+        best_v = np.concatenate([best_v, np.full((b, k - kk), -np.inf, best_v.dtype)], axis=1)
+        best_i = np.concatenate([best_i, np.full((b, k - kk), -1, best_i.dtype)], axis=1)
+    return best_v, best_i
+
+
 def topk_items(user_vectors, item_factors, k, *, seen=None, user_offset=None, item_offset=None,
                n_rows=None, batch_size=None, device="cpu", dtype=torch.float32):
     r"""Top-``k`` items of ``user_vectors @ item_factors.T (+ offsets)``, in batches.
@@ -266,9 +395,11 @@ def topk_items(user_vectors, item_factors, k, *, seen=None, user_offset=None, it
     The full (n_users, n_items) score matrix is never built: rows are scored
     ``batch_size`` at a time into one score block (allocated per call, reused
     across its batches), seen items are set to ``-inf``, and
-    :func:`topk_rows` keeps the best ``k``. On the CPU the block is computed
-    by numpy's BLAS (faster than torch's for these skinny products on some
-    CPUs) on zero-copy views of the factors; on a GPU by torch. Offsets are
+    :func:`topk_rows` keeps the best ``k``. On the CPU the scores are
+    computed by numpy's BLAS (faster than torch's for these skinny products
+    on the CPUs measured) on zero-copy views of the factors, one cache-sized
+    tile of items at a time, each tile reduced while it is in the cache
+    (:func:`_topk_tiled`); on a GPU by torch, a whole batch at once. Offsets are
     folded into the product as two extra factor columns,
     ``[w_u, c_u, 1] . [q_i, 1, d_i]``, so they cost no extra pass.
 
@@ -294,10 +425,12 @@ def topk_items(user_vectors, item_factors, k, *, seen=None, user_offset=None, it
     n_rows : int, default=None
         Number of rows; needed only when ``user_vectors`` is a callable.
     batch_size : int, default=None
-        Rows per batch; default keeps each score block near 128 MiB
-        (:func:`default_batch_size`). On the CPU the batches are spread over
-        ``torch.get_num_threads()`` worker threads, each with its own block
-        and one BLAS thread.
+        Rows per batch. On a GPU the default keeps each score block near
+        128 MiB (:func:`default_batch_size`). On the CPU it is 512 rows, and
+        each batch is scored 4,096 items at a time and reduced while the
+        block is in the cache (:func:`_topk_tiled`); the batches are spread
+        over ``torch.get_num_threads()`` worker threads, each with its own
+        block and one BLAS thread.
     device : str or torch.device, default="cpu"
     dtype : torch.dtype, default=torch.float32
 
@@ -333,7 +466,7 @@ def topk_items(user_vectors, item_factors, k, *, seen=None, user_offset=None, it
 
     d_off = None if item_offset is None else to_torch(item_offset, device=device, dtype=dtype)
     if batch_size is None:
-        batch_size = default_batch_size(n_items)
+        batch_size = _CPU_BATCH if cpu else default_batch_size(n_items)
     ids_out = np.full((n_users, k), -1, dtype=np.int64)
     scores_out = np.full((n_users, k), -np.inf, dtype=np.float32)
     Qts = {}  # item side of the product, without and with the offset columns
@@ -365,14 +498,12 @@ def topk_items(user_vectors, item_factors, k, *, seen=None, user_offset=None, it
         Qt = item_side(aug)
         if cpu:
             block = getattr(local, "block", None)
-            if block is None:  # one score block per worker thread, reused across its batches
-                block = local.block = np.empty((min(batch_size, n_users), n_items),
+            if block is None:  # one score tile per worker thread, reused across its batches
+                block = local.block = np.empty((min(batch_size, n_users),
+                                                min(_TILE_ITEMS, n_items)),
                                                dtype=numpy_dtype(dtype))
-            S_np = block[:stop - start]
-            np.matmul(U.numpy(), Qt.numpy(), out=S_np)
-            if seen is not None:
-                mask_seen_(S_np, seen[start:stop], -np.inf)
-            vals, idx = topk_rows(S_np, k)
+            vals, idx = _topk_tiled(U.numpy(), Qt.numpy(), k,
+                                    None if seen is None else seen[start:stop], out=block)
         else:
             S = U @ Qt
             if seen is not None:

@@ -159,3 +159,30 @@ def test_default_batch_size_bounds_memory():
     assert default_batch_size(10**6) == 33
     # A very wide catalogue keeps a few rows per batch: 16 * n_items floats.
     assert default_batch_size(10**9) == 16
+
+
+def test_tiled_selection_equals_whole_row_selection():
+    # The CPU path scores a batch tile by tile and keeps each row's best k as it goes
+    # (threshold filter, or the grouped top-k when a tile has many candidates). With
+    # small integers the products are exact, so the result must equal the top-k of the
+    # whole masked score matrix (by a full sort) exactly: ids, values, lowest-id ties,
+    # -1 padding.
+    from sksvd._topk import _topk_tiled
+
+    rng = np.random.default_rng(0)
+    for trial in range(120):
+        b, n, d = rng.integers(1, 30), rng.integers(1, 260), rng.integers(1, 5)
+        k = int(rng.integers(1, 25))
+        U = rng.integers(-2, 3, (b, d)).astype(np.float32)  # many ties
+        Qt = rng.integers(-2, 3, (d, n)).astype(np.float32)
+        if trial % 4 == 0:
+            Qt = np.sort(Qt, axis=1)  # scores rising with the id: many candidates per tile
+        seen = sp.random(b, n, density=rng.random() * 0.9, format="csr",
+                         random_state=trial) if trial % 2 else None
+        S = U @ Qt
+        if seen is not None:
+            mask_seen_(S, seen, -np.inf)
+        ref_i, ref_v = _reference(S, k)  # a full sort of each row
+        v, i = _topk_tiled(U, Qt, k, seen, tile=int(rng.integers(1, 70)))
+        np.testing.assert_array_equal(i, ref_i)
+        np.testing.assert_array_equal(v, ref_v)
