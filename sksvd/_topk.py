@@ -267,17 +267,6 @@ def topk_rows(S, k, groups=_GROUPS):
     return vals, ids
 
 
-def _seen_keys(seen, n_items):
-    """Sorted int64 keys ``row * n_items + item`` of the stored entries of CSR ``seen``."""
-    counts = np.diff(seen.indptr)
-    rows = np.repeat(np.arange(seen.shape[0], dtype=np.int64), counts)
-    cols = np.asarray(seen.indices[seen.indptr[0]:seen.indptr[-1]], dtype=np.int64)
-    keys = rows * n_items + cols
-    if not seen.has_sorted_indices:
-        keys.sort()
-    return keys
-
-
 def _merge(best_v, best_i, r, c, v, k):
     """Merge candidates ``(row r, item c, value v)`` into each row's best ``k``, in place.
 
@@ -340,38 +329,42 @@ def _topk_tiled(U, Qt, k, seen=None, tile=None, out=None):
     one block and 122 GFLOP/s in blocks of 2,048 items, and the selection
     read of the large block cost 0.7 ns per score.
 
-    ``seen`` (CSR with ``U``'s rows) marks items excluded (``-inf``). Ties go
-    to the lowest item id; missing places are ``-inf`` / ``-1``, as
-    :func:`topk_rows`.
+    ``seen`` (CSR with ``U``'s rows) marks items excluded: each tile's seen
+    entries (grouped by tile once, by a counting sort) are set to ``-inf``
+    before it is read. Ties go to the lowest item id; missing places are
+    ``-inf`` / ``-1``, as :func:`topk_rows`.
     """
     b, n = U.shape[0], Qt.shape[1]
     tile = int(tile or _TILE_ITEMS)
     kk = min(int(k), n)
     if out is None or out.shape[0] < b or out.shape[1] < min(tile, n):
         out = np.empty((b, min(tile, n)), dtype=np.result_type(U, Qt))
-    keys = _seen_keys(seen, n) if seen is not None and seen.nnz else None
-    if keys is not None:
-        seen_rows, seen_cols = np.divmod(keys, n)
+    n_tiles = -(-n // tile)
+    if seen is not None and seen.nnz:
+        # The seen entries grouped by tile (a stable counting sort on the tile number),
+        # so that each tile masks its own before it is read.
+        seen = seen.tocoo()
+        tile_of = (seen.col // tile).astype(np.int16 if n_tiles < 2**15 else np.int64)
+        order = np.argsort(tile_of, kind="stable")  # radix sort for int16
+        seen_rows, seen_cols = seen.row[order], seen.col[order]
+        bounds = np.r_[0, np.cumsum(np.bincount(tile_of, minlength=n_tiles))]
+    else:
+        seen_rows = None
     best_v = best_i = thr = None
-    for j in range(0, n, tile):
+    for t, j in enumerate(range(0, n, tile)):
         w = min(tile, n - j)
         S = out[:b, :w]
         np.matmul(U, Qt[:, j:j + w], out=S)
+        if seen_rows is not None and bounds[t + 1] > bounds[t]:  # seen items: -inf
+            lo, hi = bounds[t], bounds[t + 1]
+            S[seen_rows[lo:hi], seen_cols[lo:hi] - j] = -np.inf
         if best_v is not None:
             r, c = _above(S, thr, out.shape[1] == w)
             if r.size <= 4 * b * kk + 64:
-                if keys is not None and r.size:
-                    ck = r * n + (c + j)
-                    pos = np.searchsorted(keys, ck)
-                    unseen = keys[np.minimum(pos, keys.size - 1)] != ck
-                    r, c = r[unseen], c[unseen]
                 if r.size:
                     _merge(best_v, best_i, r, c + j, S[r, c], kk)
                     thr = best_v[:, kk - 1]
                 continue
-        if keys is not None:  # the seen items of this block's columns, as -inf
-            sel = (seen_cols >= j) & (seen_cols < j + w)
-            S[seen_rows[sel], seen_cols[sel] - j] = -np.inf
         v, i = topk_rows(S, kk)
         i = np.where(i >= 0, i + j, -1)
         if best_v is None:
