@@ -51,18 +51,37 @@ def _column_moments(X):
     shifted-data algorithm: ``var = mean((x - c)^2) - mean(x - c)^2`` loses
     only what ``(mean - c)^2 / var`` costs, instead of ``mean^2 / var``), so
     they agree with ``np.var(X, axis=0)`` to rounding without a second pass
-    or an X-size temporary.
+    or an X-size temporary. Matrices over 16 MB are split into row ranges
+    summed on torch's thread count (the 4096 x 12288 image: 45 ms on one
+    thread).
     """
     m, n = X.shape
     block = _block_rows(X)
     shift = np.asarray(X[:1], dtype=np.float64)
-    col_sum, col_sq, total = np.zeros(n), np.zeros(n), 0.0
-    for start in range(0, m, block):
-        rows = X[start:start + block].astype(np.float64)  # a copy: X is never modified
-        total += float(np.einsum("ij,ij->", rows, rows))
-        rows -= shift
-        col_sum += rows.sum(axis=0)
-        col_sq += np.einsum("ij,ij->j", rows, rows)
+
+    def part(lo, hi):
+        col_sum, col_sq, total = np.zeros(n), np.zeros(n), 0.0
+        for start in range(lo, hi, block):
+            rows = X[start:min(start + block, hi)].astype(np.float64)  # a copy: X is kept
+            total += float(np.einsum("ij,ij->", rows, rows))
+            rows -= shift
+            col_sum += rows.sum(axis=0)
+            col_sq += np.einsum("ij,ij->j", rows, rows)
+        return total, col_sum, col_sq
+
+    # Large matrices: row ranges on torch's threads (numpy releases the GIL here);
+    # the partial sums share the shift, so they simply add up.
+    workers = min(torch.get_num_threads(), max(1, X.nbytes // (8 * 2**20)))
+    if workers > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        cuts = np.linspace(0, m, workers + 1).astype(int)
+        with ThreadPoolExecutor(workers) as pool:
+            parts = list(pool.map(part, cuts[:-1], cuts[1:]))
+    else:
+        parts = [part(0, m)]
+    total = sum(p[0] for p in parts)
+    col_sum, col_sq = sum(p[1] for p in parts), sum(p[2] for p in parts)
     mean = col_sum / m
     return total, np.maximum(col_sq / m - mean * mean, 0.0)
 
