@@ -507,17 +507,25 @@ def topk_items(user_vectors, item_factors, k, *, seen=None, user_offset=None, it
 
     starts = range(0, n_users, batch_size)
     workers = min(torch.get_num_threads(), len(starts)) if cpu else 1
-    if workers < 2:
+    if not cpu:
         for start in starts:
             run(start)
         return ids_out, scores_out
     # CPU: batches in parallel, one core each (a GEMM on one BLAS thread, then the
     # single-threaded selection), so that the selection of one batch overlaps the
-    # GEMM of another instead of leaving cores idle between threaded GEMMs.
+    # GEMM of another instead of leaving cores idle between threaded GEMMs. One
+    # BLAS thread per GEMM also when there is one worker: OpenBLAS's rounding
+    # depends on its thread count, and the scores must not depend on how many
+    # calls run at once.
     from concurrent.futures import ThreadPoolExecutor
 
     from .linalg import _single_threaded
 
-    with _single_threaded(), ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(run, starts))
+    with _single_threaded():
+        if workers < 2:
+            for start in starts:
+                run(start)
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                list(pool.map(run, starts))
     return ids_out, scores_out

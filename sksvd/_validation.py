@@ -10,7 +10,7 @@ import numbers
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.utils.validation import check_array, validate_data
+from sklearn.utils.validation import assert_all_finite, check_array, validate_data
 
 # Largest |value| accepted in a matrix: squares and sums of squares of larger values
 # overflow float32 (3.4e38) in the factorisations.
@@ -83,7 +83,8 @@ def check_float(value, name, *, low=None, high=None, closed="neither"):
 
 
 def check_matrix(X, *, name="X", estimator=None, reset=True, accept_sparse=("csr", "csc", "coo"),
-                 dtype=(np.float64, np.float32), ensure_min_samples=1, ensure_min_features=1):
+                 dtype=(np.float64, np.float32), ensure_min_samples=1, ensure_min_features=1,
+                 defer_value_checks=False):
     """Validate a 2-D numeric matrix, dense or sparse, without densifying.
 
     With an ``estimator``, this is :func:`sklearn.utils.validation.validate_data`
@@ -106,6 +107,10 @@ def check_matrix(X, *, name="X", estimator=None, reset=True, accept_sparse=("csr
     accept_sparse : tuple of str or False
     dtype : dtype or tuple of dtypes
     ensure_min_samples, ensure_min_features : int
+    defer_value_checks : bool, default=False
+        For a caller that sums ``X``'s squares in float64 anyway: the NaN/inf
+        and magnitude checks of dense input (two passes over ``X``) are left
+        to :func:`check_values_from_norm`, which needs only that sum.
 
     Returns
     -------
@@ -123,7 +128,7 @@ def check_matrix(X, *, name="X", estimator=None, reset=True, accept_sparse=("csr
     kwargs = dict(
         accept_sparse=list(accept_sparse) if accept_sparse else False,
         dtype=dtype,
-        ensure_all_finite=True,
+        ensure_all_finite=not defer_value_checks,
         ensure_2d=True,
         ensure_min_samples=ensure_min_samples,
         ensure_min_features=ensure_min_features,
@@ -142,7 +147,22 @@ def check_matrix(X, *, name="X", estimator=None, reset=True, accept_sparse=("csr
     if sp.issparse(out) and not out.has_canonical_format:
         out = out.copy() if out is X else out
         out.sum_duplicates()
-    values = out.data if sp.issparse(out) else out
+    if not defer_value_checks:
+        _check_values(out, name)
+    elif sp.issparse(out):  # cheap on the stored values: not deferred
+        _check_values(out, name, finite=True)
+    return out
+
+
+def _check_values(X, name, finite=False):
+    """Refuse values above ``MAX_ABS_VALUE`` in magnitude (and, with ``finite``, NaN/inf)."""
+    if finite:
+        try:
+            assert_all_finite(X.data if sp.issparse(X) else X, input_name=name)
+        except ValueError as exc:
+            msg = str(exc)
+            raise ValueError(msg if name in msg else f"{name}: {msg}") from exc
+    values = X.data if sp.issparse(X) else X
     if values.size:
         # max |x| from max and min: no X-size temporary (np.abs would copy X).
         peak = max(float(np.max(values)), -float(np.min(values)))
@@ -151,7 +171,27 @@ def check_matrix(X, *, name="X", estimator=None, reset=True, accept_sparse=("csr
                 f"{name}: a value of magnitude {peak:.3g} exceeds {MAX_ABS_VALUE:.0e}; products "
                 "of such values overflow float32 factorisations: rescale the data"
             )
-    return out
+
+
+def check_values_from_norm(X, squared_norm, name="X"):
+    """The value checks :func:`check_matrix` deferred, from ``||X||_F^2`` summed in float64.
+
+    A finite sum of squares means every value is finite (NaN and inf
+    propagate; float32 or float64 squares of finite values cannot overflow
+    it), and a sum below ``MAX_ABS_VALUE ** 2`` bounds every magnitude. Only
+    otherwise are the full checks run, raising their usual errors.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sksvd._validation import check_values_from_norm
+    >>> check_values_from_norm(np.ones((2, 2)), 4.0) is None
+    True
+    """
+    if np.isfinite(squared_norm) and squared_norm < MAX_ABS_VALUE**2:
+        return None
+    _check_values(X, name, finite=True)
+    return None
 
 
 def check_interactions(X, *, name="X", estimator=None, reset=True, dtype=np.float32):

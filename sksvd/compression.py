@@ -25,7 +25,7 @@ from sklearn.utils.sparsefuncs import mean_variance_axis
 from sklearn.utils.validation import check_is_fitted
 
 from ._backend import make_generator, numpy_dtype, resolve_device, resolve_dtype, to_numpy, to_torch
-from ._validation import check_matrix, check_n_components
+from ._validation import check_matrix, check_n_components, check_values_from_norm
 from .linalg import (
     choose_algorithm,
     exact_svd,
@@ -306,9 +306,13 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         array([[3.],
                [0.]])
         """
-        X = check_matrix(X, estimator=self, reset=True)
+        # NaN/inf and magnitudes are checked from ||X||_F^2 below (one pass, not three).
+        X = check_matrix(X, estimator=self, reset=True, defer_value_checks=True)
         m, n = X.shape
         n_components = check_n_components(self.n_components, n_samples=m, n_features=n)
+        with np.errstate(invalid="ignore", over="ignore"):
+            total, full_var = _energy_and_variance(X)
+        check_values_from_norm(X, total)
         device = resolve_device(self.device)
         dtype = resolve_dtype(self.dtype)
         if dtype in (torch.float16, torch.bfloat16):
@@ -321,7 +325,6 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             A = X.astype(numpy_dtype(dtype), copy=False)
         else:
             A = to_torch(X, device=device, dtype=dtype)
-        total, full_var = _energy_and_variance(X)
         self._total = total
         max_rank = min(m, n)
 
