@@ -239,3 +239,18 @@ def test_verbose_progress_bar(capsys):
     c = TruncatedSVDCompressor(0.95, algorithm="randomized", random_state=0, verbose=1).fit(X)
     assert c.energy_ratio_[-1] >= 0.95 * (1 - 1e-6)
     assert "rank" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 1e16, -1e200])
+def test_fit_refuses_nan_inf_and_huge_values_checked_from_the_norm(bad):
+    # The dense checks run from ||X||_F^2 (one pass): each bad value is still refused,
+    # with a ValueError naming X, and the caller's array is left as it was.
+    X = np.arange(12.0).reshape(4, 3)
+    X[2, 1] = bad
+    before = X.copy()
+    with pytest.raises(ValueError, match="X"):
+        TruncatedSVDCompressor(1).fit(X)
+    np.testing.assert_array_equal(X, before)
+    if bad != -1e200:  # float32 input too (1e200 is not a float32)
+        with pytest.raises(ValueError, match="X"):
+            TruncatedSVDCompressor(1).fit(X.astype(np.float32))
