@@ -29,10 +29,11 @@ _MIN_ROWS = 16
 _GROUPS = 32
 # CPU: rows per batch and items per tile of the fused score-and-select loop
 # (:func:`_topk_tiled`): a (512, 4096) block of float32 scores (8 MiB per worker)
-# stays in this machine's L3 cache. Measured on a 2-core EPYC (top-10 of 40,000
-# users x 50,000 items at 100 factors, two workers): 0.69-0.72 of the 4096^3 GEMM
-# rate for (512, 4096), 0.68-0.69 for (512, 2048) and (384, 2048), 0.64-0.66 for
-# (256, 2048), against 0.61 for 128 MiB blocks scored whole then selected.
+# stays in this machine's L3 cache. Measured on a shared 2-core EPYC (top-10 of
+# 40,000-60,000 users x 50,000 items at 100 factors, two workers, runs vary by a
+# few percent): 0.65-0.73 of the 4096^3 GEMM rate for (512, 4096), 0.68-0.71 for
+# (512, 2048) and (384, 2048), 0.64 for (256, 2048), against 0.61 for 128 MiB
+# blocks scored whole, then selected.
 _CPU_BATCH = 512
 _TILE_ITEMS = 4096
 
@@ -326,8 +327,8 @@ def _topk_tiled(U, Qt, k, seen=None, tile=None, out=None):
     through :func:`topk_rows` instead. Scoring into RAM-sized blocks and
     reading them back doubled the memory traffic: measured on one core of a
     2-core EPYC, a (671 x 100) @ (100 x 50,000) product ran at 109 GFLOP/s into
-    one block and 122 GFLOP/s in blocks of 2,048 items, and the selection
-    read of the large block cost 0.7 ns per score.
+    one block, (512 x 100) @ (100 x 4,096) tiles at 124-128 GFLOP/s, and the
+    selection's read of the large block cost 0.7 ns per score.
 
     ``seen`` (CSR with ``U``'s rows) marks items excluded: each tile's seen
     entries (grouped by tile once, by a counting sort) are set to ``-inf``
