@@ -284,9 +284,10 @@ def csr_matmul_cpu(X, V):
     p0, p1 = int(X.indptr[0]), int(X.indptr[-1])
     idx_dtype = np.int32 if X.indices.dtype == np.int32 and X.indptr.dtype == np.int32 \
         else np.int64
-    indices = torch.from_numpy(np.array(X.indices[p0:p1], dtype=idx_dtype))
-    offsets = torch.from_numpy(np.array(X.indptr - p0, dtype=idx_dtype))
-    weights = torch.from_numpy(np.array(X.data[p0:p1], dtype=V.numpy().dtype))
+    # Views of X's own arrays where their dtypes fit (copies only otherwise).
+    indices = torch.from_numpy(np.require(X.indices[p0:p1], idx_dtype, ("C", "W")))
+    offsets = torch.from_numpy(np.require(X.indptr - p0, idx_dtype, ("C", "W")))
+    weights = torch.from_numpy(np.require(X.data[p0:p1], V.numpy().dtype, ("C", "W")))
     if V.shape[0] == 0 or V.shape[1] == 0 or indices.numel() == 0:
         return torch.zeros(X.shape[0], V.shape[1], dtype=V.dtype)
     return F.embedding_bag(indices, V, offsets, mode="sum", per_sample_weights=weights,

@@ -35,6 +35,7 @@ _GROUPS = 32
 # (512, 2048) and (384, 2048), 0.64 for (256, 2048), against 0.61 for 128 MiB
 # blocks scored whole, then selected.
 _CPU_BATCH = 512
+_CPU_LOCK = threading.Lock()
 _TILE_ITEMS = 4096
 
 
@@ -507,26 +508,28 @@ def topk_items(user_vectors, item_factors, k, *, seen=None, user_offset=None, it
         scores_out[start:stop] = vals
 
     starts = range(0, n_users, batch_size)
-    workers = min(torch.get_num_threads(), len(starts)) if cpu else 1
     if not cpu:
         for start in starts:
             run(start)
         return ids_out, scores_out
     # CPU: batches in parallel, one core each (a GEMM on one BLAS thread, then the
     # single-threaded selection), so that the selection of one batch overlaps the
-    # GEMM of another instead of leaving cores idle between threaded GEMMs. One
-    # BLAS thread per GEMM also when there is one worker: OpenBLAS's rounding
-    # depends on its thread count, and the scores must not depend on how many
-    # calls run at once.
+    # GEMM of another instead of leaving cores idle between threaded GEMMs; one BLAS
+    # thread also with one worker, as OpenBLAS rounds differently on 1 and 2 threads.
+    # One CPU top-k at a time in this process: each already uses every core, and
+    # BLAS's thread count is a setting that overlapping calls would change under
+    # each other (concurrent calls then returned scores 1 ulp apart).
     from concurrent.futures import ThreadPoolExecutor
 
     from .linalg import _single_threaded
 
-    with _single_threaded():
-        if workers < 2:
-            for start in starts:
-                run(start)
-        else:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                list(pool.map(run, starts))
+    with _CPU_LOCK:
+        workers = min(torch.get_num_threads(), len(starts))
+        with _single_threaded():
+            if workers < 2:
+                for start in starts:
+                    run(start)
+            else:
+                with ThreadPoolExecutor(max_workers=workers) as pool:
+                    list(pool.map(run, starts))
     return ids_out, scores_out

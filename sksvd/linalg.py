@@ -92,6 +92,8 @@ def _row_signs(Vt, chunk=16):
     Rows are taken ``chunk`` at a time: no ``|Vt|``-size temporary.
     """
     rows = torch.arange(Vt.shape[0], device=Vt.device)
+    if Vt.shape[0] == 0 or Vt.shape[1] == 0:
+        return torch.ones(Vt.shape[0], dtype=Vt.dtype, device=Vt.device)
     idx = torch.cat([Vt[r:r + chunk].abs().argmax(dim=1) for r in range(0, Vt.shape[0], chunk)])
     signs = torch.sign(Vt[rows, idx])
     signs[signs == 0] = 1
@@ -462,8 +464,8 @@ def randomized_svd(A, n_components, *, n_oversamples=10, n_iter="auto", generato
         input. A factor not computed is returned as ``None``.
     return_info : bool, default=False
         Also return a dict with ``n_iter`` (Krylov steps ``q``), ``passes``
-        (products with ``A`` or ``A.T``), ``block_size`` and ``gram`` (whether
-        the Gram path was taken).
+        (products with ``A`` or ``A.T``; forming the Gram matrix counts as
+        one), ``block_size`` and ``gram`` (whether the Gram path was taken).
 
     Returns
     -------
@@ -587,10 +589,10 @@ def _block_krylov(op, A, k, n_oversamples, n_iter, generator, tol, max_iter, blo
         omega = torch.randn(L, b, generator=generator, dtype=op.dtype).to(op.device)
         Q[:, :b] = _orthonormalize(op.matmat(omega))
         passes = 1
-    else:  # G Omega, Omega Gaussian (s, b): F (F^T Omega), no pass over A
+    else:  # G Omega, Omega Gaussian (s, b): F (F^T Omega); G's product read A once
         omega = torch.randn(s, b, generator=generator, dtype=op.dtype).to(op.device)
         Q[:, :b] = _orthonormalize(_dot(gram, omega))
-        passes = 0
+        passes = 1
     del omega
     # T in calloc'd memory: only the blocks written become resident.
     T = torch.from_numpy(np.zeros((dim, dim)))
@@ -655,7 +657,7 @@ def _block_krylov(op, A, k, n_oversamples, n_iter, generator, tol, max_iter, blo
         U, Vt = long_, short.T
     else:
         U, Vt = short, (long_.T if long_ is not None else None)
-    U, Vt = _flip_signs(U, Vt, inplace=True)
+    U, Vt = _flip_signs(U, Vt)
     if not compute_u:
         U = None
     if not compute_v:
@@ -711,21 +713,15 @@ def _top_eigh(T, k, vectors=True):
     return torch.from_numpy(w[::-1][:k].copy()), torch.from_numpy(v[:, ::-1][:, :k].copy())
 
 
-def _flip_signs(U, Vt, inplace=False):
-    """:func:`svd_flip` when both factors exist; else fix signs on the one there is.
-
-    With ``inplace`` the factors (the caller's own) are multiplied in place.
-    """
+def _flip_signs(U, Vt):
+    """:func:`svd_flip` in place on the caller's own factors; with one factor, on that one."""
     if Vt is not None:
         signs = _row_signs(Vt)
-        if not inplace:
-            return (U * signs if U is not None else None), Vt * signs[:, None]
         if U is not None:
             U.mul_(signs)
         return U, Vt.mul_(signs[:, None])
     # Only U: largest |entry| of each column of U positive (U's own convention).
-    signs = _row_signs(U.T)
-    return (U.mul_(signs) if inplace else U * signs), None
+    return U.mul_(_row_signs(U.T)), None
 
 
 def gram_svd(A, n_components, At=None):
