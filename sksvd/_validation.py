@@ -177,9 +177,10 @@ def check_values_from_norm(X, squared_norm, name="X"):
     """The value checks :func:`check_matrix` deferred, from ``||X||_F^2`` summed in float64.
 
     A finite sum of squares means every value is finite (NaN and inf
-    propagate; float32 or float64 squares of finite values cannot overflow
-    it), and a sum below ``MAX_ABS_VALUE ** 2`` bounds every magnitude. Only
-    otherwise are the full checks run, raising their usual errors.
+    propagate into it), and a sum below ``MAX_ABS_VALUE ** 2`` bounds every
+    magnitude. Otherwise (a NaN or inf, or squares that large, which may
+    overflow to inf for float64 input) the full checks run, raising their
+    usual errors.
 
     Examples
     --------
