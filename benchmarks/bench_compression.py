@@ -257,14 +257,11 @@ def krylov_flops(m, n, q, k=K, want=K + OVERSAMPLES, nnz=None):
     update), ``q + 1`` products of it with ``b`` columns and the long-side
     factor's pass of ``k`` columns.
     """
-    from sksvd.linalg import _GRAM_STEPS, default_block_size
+    from sksvd.linalg import _krylov_plan
 
     s, long_ = min(m, n), max(m, n)
     work = m * n if nnz is None else nnz
-    b = default_block_size(want)
-    gram = nnz is None and _GRAM_STEPS * 4 * b >= s
-    if nnz is None and not gram:  # dense passes: the wider block
-        b = default_block_size(want, dense_passes=True)
+    b, gram = _krylov_plan(s, min(want, s), nnz is None)  # the kernel's own choice
     r = (q + 1) * b
     passes = 2.0 * work * b * (2 * q + 2) + (2.0 * work * k if nnz is not None else 0.0)
     if gram:

@@ -558,16 +558,7 @@ def _block_krylov(op, A, k, n_oversamples, n_iter, generator, tol, max_iter, blo
     s, L = op.shape
     want = min(k + int(n_oversamples), s)  # dimensions the space needs at least
     dense = not (sp.issparse(A) or (isinstance(A, torch.Tensor) and _is_sparse(A)))
-    b = min(int(block_size) if block_size is not None else default_block_size(want), s)
-    if b < 1:
-        raise ValueError(f"block_size={block_size}: expected an int >= 1")
-    # A short, dense F takes the Gram path (see randomized_svd): G = F F^T costs
-    # s / (4 b) steps' worth of passes, after which a step costs 2 s^2 b flops
-    # instead of 4 s L b (the same Krylov space, so the same result to rounding).
-    use_gram = dense and _GRAM_STEPS * 4 * b >= s
-    if block_size is None and dense and not use_gram:
-        # Dense passes over A are GEMMs, whose rate grows with the block's width.
-        b = min(default_block_size(want, dense_passes=True), s)
+    b, use_gram = _krylov_plan(s, want, dense, block_size)
     # The last block is cut so that the space never exceeds s, and the space is
     # capped at 4 (k + n_oversamples) dimensions: the basis is its memory.
     max_steps = -(-min(s, 4 * want) // b) - 1
@@ -602,14 +593,14 @@ def _block_krylov(op, A, k, n_oversamples, n_iter, generator, tol, max_iter, blo
         if gram is None:
             Z = op.rmatmat(Q[:, lo:hi])  # F^T Q_i, (L, b_i)
             passes += 1
-            D = _dot(Z.T, Z).to(torch.float64).cpu()
-            T[lo:hi, lo:hi] = (D + D.T) * 0.5
+            D = _dot(Z.T, Z)  # ||F^T Q_i||^2
             if keep_long:
                 Zs[:, lo:hi] = Z
         else:
             W = _dot(gram, Q[:, lo:hi])  # F F^T Q_i, from the Gram matrix
-            D = _dot(Q[:, lo:hi].T, W).to(torch.float64).cpu()
-            T[lo:hi, lo:hi] = (D + D.T) * 0.5
+            D = _dot(Q[:, lo:hi].T, W)
+        D = D.to(torch.float64).cpu()
+        T[lo:hi, lo:hi] = (D + D.T) * 0.5
         if i >= steps or hi >= s:  # done, or the space is the whole short side (exact)
             break
         if auto and i >= min_steps:
@@ -666,6 +657,24 @@ def _block_krylov(op, A, k, n_oversamples, n_iter, generator, tol, max_iter, blo
         return U, S, Vt, {"n_iter": i, "passes": passes, "block_size": b,
                           "gram": used_gram}
     return U, S, Vt
+
+
+def _krylov_plan(s, want, dense, block_size=None):
+    """``(b, use_gram)``: the block size and whether the Gram path is taken.
+
+    A short, dense ``F`` takes the Gram path (see :func:`randomized_svd`):
+    ``G = F F^T`` costs ``s / (4 b)`` steps' worth of passes, after which a step
+    costs ``2 s^2 b`` flops instead of ``4 s L b``. Without ``block_size``, dense
+    passes over ``A`` (no Gram path) take the wider block of
+    :func:`default_block_size`: they are GEMMs, whose rate grows with the width.
+    """
+    b = min(int(block_size) if block_size is not None else default_block_size(want), s)
+    if b < 1:
+        raise ValueError(f"block_size={block_size}: expected an int >= 1")
+    use_gram = dense and _GRAM_STEPS * 4 * b >= s
+    if block_size is None and dense and not use_gram:
+        b = min(default_block_size(want, dense_passes=True), s)
+    return b, use_gram
 
 
 def default_block_size(dims, dense_passes=False):
