@@ -42,6 +42,21 @@ class SVDRecommender(BaseRecommender):
     the blocks live (:func:`sksvd._dask.dask_randomized_svd`), each block's
     products in torch on the worker's device.
 
+    With ``shrinkage = lambda > 0`` the singular values are shrunk as in
+    low-rank ridge regression: the item-item weights become
+
+        W = V_k diag(s_i^2 / (s_i^2 + lambda)) V_k^T,   score(x) = x W,
+
+    the closed-form minimiser of ``||X - X W||_F^2 + lambda ||W||_F^2`` over
+    the matrices ``W`` of rank at most ``k`` (Jin, Li, Huang and Shen,
+    "Towards a better understanding of linear models for recommendation",
+    KDD 2021), exact for every ``k``: the ridge penalty of EASE (Steck 2019)
+    with a rank constraint instead of a zero diagonal. Directions with a
+    small singular value, which mostly fit noise, count less; ``lambda = 0``
+    is plain PureSVD. Folded-in users are ``w = x V_k diag(s^2 / (s^2 +
+    lambda))``, so ``transform``, ``predict``, ``recommend`` and the fitted
+    ``user_factors_`` all follow the same formula.
+
     New users need no refit: ``transform``, ``predict`` and ``recommend``
     fold any row in as ``x V_k`` with the fitted ``V_k``, exactly as the
     fitted users. There is no ``partial_fit``: new interactions or items
@@ -55,6 +70,11 @@ class SVDRecommender(BaseRecommender):
     ----------
     n_components : int, default=50
         Rank ``k``, in [1, min(n_users, n_items)].
+    shrinkage : float, default=0.0
+        ``lambda`` of the spectral shrinkage above, >= 0, in the units of
+        ``s_i^2`` (squared values of ``X``, summed over users: it grows with
+        the number of users and the scale of the values, as EASE's ``lambda``
+        does).
     popularity_scaling : float, default=0.0
         Exponent ``beta`` of the column scaling (0 = plain PureSVD).
     algorithm : {"auto", "gram", "randomized", "full"}, default="auto"
@@ -90,8 +110,11 @@ class SVDRecommender(BaseRecommender):
     item_factors_ : ndarray of shape (n_items, n_components)
         ``V_k`` (right singular vectors), orthonormal columns.
     user_factors_ : ndarray of shape (n_users, n_components)
-        ``U_k S_k = X V_k``: the fitted users' vectors.
+        ``U_k S_k diag(component_weights_) = X V_k diag(component_weights_)``:
+        the fitted users' vectors.
     singular_values_ : ndarray of shape (n_components,)
+    component_weights_ : ndarray of shape (n_components,)
+        ``s_i^2 / (s_i^2 + lambda)`` (all ones when ``shrinkage=0``).
     algorithm_ : str
         The solver used ("gram", "randomized" or "full").
     item_scale_ : ndarray of shape (n_items,)
@@ -111,6 +134,7 @@ class SVDRecommender(BaseRecommender):
 
     _parameter_constraints: dict = {
         "n_components": [Interval(numbers.Integral, 1, None, closed="left")],
+        "shrinkage": [Interval(numbers.Real, 0, None, closed="left")],
         "popularity_scaling": [Interval(numbers.Real, 0, None, closed="left")],
         "algorithm": [StrOptions({"auto", "gram", "randomized", "full"})],
         "n_oversamples": [Interval(numbers.Integral, 0, None, closed="left")],
@@ -122,10 +146,12 @@ class SVDRecommender(BaseRecommender):
         "verbose": ["verbose"],
     }
 
-    def __init__(self, n_components=50, *, popularity_scaling=0.0, algorithm="auto",
+    def __init__(self, n_components=50, *, shrinkage=0.0, popularity_scaling=0.0,
+                 algorithm="auto",
                  n_oversamples=20, n_iter="auto", tol=1.5e-3, device="auto", dtype="float32",
                  random_state=None, verbose=0):
         self.n_components = n_components
+        self.shrinkage = shrinkage
         self.popularity_scaling = popularity_scaling
         self.algorithm = algorithm
         self.n_oversamples = n_oversamples
@@ -171,9 +197,16 @@ class SVDRecommender(BaseRecommender):
             U, S, Vt = randomized_svd(A, k, n_oversamples=self.n_oversamples,
                                       n_iter=self.n_iter, tol=self.tol, At=At,
                                       generator=make_generator(self.random_state))
-        self.singular_values_ = to_numpy(S)
-        self.item_factors_ = np.ascontiguousarray(to_numpy(Vt).T)
-        self.user_factors_ = to_numpy(U * S)
+        self._set_factors(to_numpy(U), to_numpy(S), to_numpy(Vt))
+
+    def _set_factors(self, U, S, Vt):
+        self.singular_values_ = S
+        s2 = np.square(S.astype(np.float64))
+        lam = float(self.shrinkage)
+        weights = s2 / (s2 + lam) if lam > 0 else np.ones_like(s2)
+        self.component_weights_ = weights.astype(S.dtype)
+        self.item_factors_ = np.ascontiguousarray(Vt.T)
+        self.user_factors_ = U * (S * self.component_weights_)
 
     def _fit_dask(self, X):
         """Fit on a row-chunked Dask array (dense or sparse chunks), block by block."""
@@ -193,14 +226,18 @@ class SVDRecommender(BaseRecommender):
                                        n_iter=self.n_iter, tol=self.tol,
                                        random_state=self.random_state,
                                        device=self._device(), dtype=self._dtype())
-        self.singular_values_ = S
-        self.item_factors_ = np.ascontiguousarray(Vt.T)
-        self.user_factors_ = U * S
+        self._set_factors(U, S, Vt)
 
     def _fold_in(self, X, device, dtype):
         if device.type == "cpu":  # see csr_matmul_cpu: the fastest kernel measured there
-            V = self.item_factors_.astype(numpy_dtype(dtype), copy=False)
+            V = self._weighted_factors().astype(numpy_dtype(dtype), copy=False)
             return csr_matmul_cpu(self._scale(X), V), None
-        V = torch.as_tensor(self.item_factors_, dtype=dtype).to(device)
+        V = torch.as_tensor(self._weighted_factors(), dtype=dtype).to(device)
         Xs = to_torch(self._scale(X), device=device, dtype=dtype)
         return torch.sparse.mm(Xs, V), None
+
+    def _weighted_factors(self):
+        """``V_k diag(component_weights_)``: the fold-in's right factor."""
+        if self.shrinkage == 0:
+            return self.item_factors_
+        return self.item_factors_ * self.component_weights_
