@@ -106,7 +106,8 @@ def _plan_rows(lengths, block):
     return plan
 
 
-def _ridge_rows(indptr, indices, y, feats, offsets, reg, plan, out, append_one=False):
+def _ridge_rows(indptr, indices, y, feats, offsets, reg, plan, out, append_one=False,
+                gram=None, unobserved_weight=0.0):
     """Per-row ridge regressions on a CSR matrix's stored entries, batched.
 
     For each planned row ``u`` with entries ``(j, y_uj)`` this solves
@@ -116,7 +117,20 @@ def _ridge_rows(indptr, indices, y, feats, offsets, reg, plan, out, append_one=F
     (``f_j = feats[j]``, or ``[feats[j], 1]`` with ``append_one``; ``n_u``:
     the row's number of entries, so the penalty matches the per-rating
     regularisation of the training loss), by a Cholesky solve of the
-    ``K x K`` normal equations in float64. Rows are padded to the longest row
+    ``K x K`` normal equations in float64.
+
+    With ``gram = sum_j f_j f_j^T`` over *all* columns (a float64 ``K x K``
+    tensor) the row's missing entries count too, as zeros of weight
+    ``w0 = unobserved_weight`` (weighted matrix factorisation):
+
+        z_u = argmin_z  sum_{j stored} (y_uj - z . f_j)**2
+                        + w0 sum_{j not stored} (z . f_j)**2 + m_u sum_c reg[c] z_c**2,
+
+    whose normal matrix is ``(1 - w0) F_u^T F_u + w0 gram + m_u diag(reg)``,
+    with ``m_u = n_u + w0 (n_cols - n_u)`` the row's total weight (the
+    frequency-scaled penalty of Rendle et al. 2022, which reduces to the
+    ``n_u`` above when ``w0 = 0``). Rows without entries, whose solution is
+    zero, are still left untouched. Rows are padded to the longest row
     of their block (padded places are zeroed, so they add nothing); the Gram
     matrices come from one ``bmm`` per block. Only the gathered rows of
     ``feats`` are converted, so a call costs O(entries x K), not O(n_cols):
@@ -159,7 +173,13 @@ def _ridge_rows(indptr, indices, y, feats, offsets, reg, plan, out, append_one=F
         G = G.mul_(keep).view(-1, length, K)
         Gt = G.transpose(1, 2)
         A = torch.bmm(Gt, G)
-        A.diagonal(dim1=1, dim2=2).add_(count.to(f64).unsqueeze(1) * reg64)
+        if gram is None:
+            A.diagonal(dim1=1, dim2=2).add_(count.to(f64).unsqueeze(1) * reg64)
+        else:
+            w0 = unobserved_weight
+            A.mul_(1.0 - w0).add_(gram * w0)
+            weight = count.to(f64) * (1.0 - w0) + w0 * feats.shape[0]
+            A.diagonal(dim1=1, dim2=2).add_(weight.unsqueeze(1) * reg64)
         target = (y.index_select(0, pos).to(f64) - offsets.index_select(0, cols).to(f64))
         rhs = torch.bmm(Gt, target.mul_(keep.view(-1)).view(-1, length, 1))
         chol, info = torch.linalg.cholesky_ex(A)
@@ -212,7 +232,11 @@ class _Trainer:
         self.items = torch.from_numpy(coo.col).to(device=device, dtype=idx)
         self.dist = dist
         self.n = coo.nnz
-        if start is not None:
+        self.unobserved_weight = None
+        if est.loss == "mse_all":  # no mean, no biases: missing entries are zeros
+            self.unobserved_weight = float(est.unobserved_weight)
+            self.mu = 0.0
+        elif start is not None:
             self.mu = float(start[2])
         elif dist:
             total, count = allreduce_values([np.sum(coo.data, dtype=np.float64), self.n])
@@ -395,20 +419,19 @@ class _Trainer:
                 param.addcdiv_(m, denom, value=-lr / bc1)
         return self._epoch_loss(sq)
 
+    def _side(self, M):
+        """One side's CSR structure on the device, its values minus ``mu``, its row plan."""
+        dev = self.device
+        block = max(1, _RIDGE_BLOCK.get(dev.type, 2**21) // (self.k + 1))
+        return (torch.from_numpy(M.indptr.astype(np.int64)).to(dev),
+                torch.from_numpy(M.indices.astype(np.int64)).to(dev),
+                torch.from_numpy(M.data).to(device=dev, dtype=self.dtype) - self.mu,
+                _plan_rows(np.diff(M.indptr), block))
+
     def als_epoch(self, epoch):
         k, dev = self.k, self.device
         if self._als is None:
-            Xu = self._X
-            Xi = Xu.T.tocsr()
-            block = max(1, _RIDGE_BLOCK.get(dev.type, 2**21) // (k + 1))
-
-            def side(M):
-                return (torch.from_numpy(M.indptr.astype(np.int64)).to(dev),
-                        torch.from_numpy(M.indices.astype(np.int64)).to(dev),
-                        torch.from_numpy(M.data).to(device=dev, dtype=self.dtype) - self.mu,
-                        _plan_rows(np.diff(M.indptr), block))
-
-            self._als = (side(Xu), side(Xi))
+            self._als = tuple(self._side(M) for M in (self._X, self._X.T.tocsr()))
         (u_ptr, u_idx, u_y, u_plan), (i_ptr, i_idx, i_y, i_plan) = self._als
         cols_p = torch.cat([torch.arange(k, device=dev), torch.tensor([k + 1], device=dev)])
         cols_q = cols_p  # [factors, b_i] in qa and [factors, 1] in pa share positions
@@ -424,6 +447,51 @@ class _Trainer:
         self.qa[:, cols_q] = z
         sq = self._residuals_sq(self.users, self.items, self.y)
         return (sq + self.reg_term()) / self.n
+
+    def wmf_epoch(self, epoch):
+        """One sweep of weighted ALS over every entry (``loss="mse_all"``).
+
+        Users, then items, are solved in closed form with the other side
+        fixed (:func:`_ridge_rows` with the Gram matrix of all the fixed
+        side's factors): stored entries weigh 1, missing ones count as zeros
+        of weight ``w0``, and each factor vector pays ``regularization``
+        times its row's total weight (Hu, Koren and Volinsky 2008; Pan et al.
+        2008; Rendle et al. 2022). The bias columns stay zero. Returns the
+        objective per stored entry.
+        """
+        k, dev, w0 = self.k, self.device, self.unobserved_weight
+        if self._als is None:
+            self._als = tuple(self._side(M) for M in (self._X, self._X.T.tocsr()))
+        reg = self.reg_p[:k]
+        for (ptr, idx, y, plan), mine, other in ((self._als[0], self.pa, self.qa),
+                                                (self._als[1], self.qa, self.pa)):
+            F = other[:, :k]
+            gram = F.T.to(torch.float64) @ F.to(torch.float64)
+            z = mine[:, :k].clone()
+            _ridge_rows(ptr, idx, y, F, self._zeros(other.shape[0]), reg, plan, z,
+                        gram=gram, unobserved_weight=w0)
+            mine[:, :k] = z
+        P, Q = self.pa[:, :k].double(), self.qa[:, :k].double()
+        sq = self._residuals_sq(self.users, self.items, self.y)
+        pred_sq = self._predictions_sq(self.users, self.items)
+        # all entries' squared predictions: trace((P^T P)(Q^T Q))
+        zeros = float(((P.T @ P) * (Q.T @ Q)).sum()) - pred_sq
+        n_users, n_items = P.shape[0], Q.shape[0]
+        m_u = self.n_u.double() * (1.0 - w0) + w0 * n_items
+        m_i = self.n_i.double() * (1.0 - w0) + w0 * n_users
+        penalty = float((m_u @ P.square() + m_i @ Q.square()) @ reg.double())
+        return (sq + w0 * zeros + penalty) / self.n
+
+    def _zeros(self, n):
+        return torch.zeros(n, dtype=self.dtype, device=self.device)
+
+    def _predictions_sq(self, users, items, chunk=2**20):
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        for s in range(0, users.shape[0], chunk):
+            pu = self.pa.index_select(0, users[s:s + chunk])
+            qi = self.qa.index_select(0, items[s:s + chunk])
+            total += (pu * qi).sum(1).double().square().sum()
+        return float(total)
 
 
 # ----------------------------------------------------------------------------- estimator
@@ -604,7 +672,9 @@ class FunkSVD(BaseRecommender):
         "reg_bias": [Interval(numbers.Real, 0, None, closed="left"), None],
         "init_std": [Interval(numbers.Real, 0, None, closed="left")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
-        "solver": [StrOptions({"sgd", "adam", "als"})],
+        "solver": [StrOptions({"auto", "sgd", "adam", "als"})],
+        "loss": [StrOptions({"mse_all", "mse"})],
+        "unobserved_weight": [Interval(numbers.Real, 0, 1, closed="both")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -619,7 +689,8 @@ class FunkSVD(BaseRecommender):
 
     def __init__(self, n_components=32, *, n_epochs=12, learning_rate=0.03,
                  learning_rate_decay=1.0, regularization=0.06, reg_bias=None, init_std=0.02,
-                 batch_size=4096, solver="sgd", early_stopping=False, validation_fraction=0.1,
+                 batch_size=4096, solver="auto", loss="mse_all", unobserved_weight=0.5,
+                 early_stopping=False, validation_fraction=0.1,
                  n_iter_no_change=5, callback=None, warm_start=False, distributed="auto",
                  device="auto", dtype="float32", random_state=None, verbose=0):
         self.n_components = n_components
@@ -631,6 +702,8 @@ class FunkSVD(BaseRecommender):
         self.init_std = init_std
         self.batch_size = batch_size
         self.solver = solver
+        self.loss = loss
+        self.unobserved_weight = unobserved_weight
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
@@ -739,12 +812,27 @@ class FunkSVD(BaseRecommender):
             new[rows[s:e] - n_old, k] = to_numpy(c, dtype=np.float64) - mu
         return np.concatenate([pa0, new]), qa0, mu
 
+    def _solver(self):
+        """The solver that ``solver`` and ``loss`` name together."""
+        if self.loss == "mse_all":
+            if self.solver not in ("auto", "als"):
+                raise ValueError(f"solver={self.solver!r}: loss='mse_all' is solved by "
+                                 "alternating least squares; use solver='auto' or 'als', or "
+                                 "loss='mse' for SGD or Adam on the observed ratings")
+            return "als"
+        return "sgd" if self.solver == "auto" else self.solver
+
     def _fit(self, X, partial=False):
         device, dtype = self._device(), self._dtype()
         dist = resolve_distributed(self.distributed, device)
-        if dist and self.solver == "als":
-            raise ValueError("solver='als': data-parallel training (distributed) supports "
-                             "'sgd' and 'adam'")
+        solver = self._solver()
+        if dist and solver == "als":
+            raise ValueError(f"solver={solver!r}: data-parallel training (distributed) "
+                             "supports 'sgd' and 'adam' (with loss='mse')")
+        if self.early_stopping and self.loss != "mse":
+            raise ValueError(f"early_stopping=True: stops on the RMSE of held-out ratings, "
+                             f"which loss={self.loss!r} does not fit; use loss='mse', or "
+                             "choose n_epochs with sksvd.model_selection.make_topk_scorer")
         continued = (partial or self.warm_start) and hasattr(self, "item_factors_")
         start = self._start_state() if continued else None
         if continued:  # the fitted model's sizes until this call ends (fit reset them)
@@ -784,7 +872,7 @@ class FunkSVD(BaseRecommender):
                     f"validation_fraction={self.validation_fraction!r}: leaves "
                     f"{n_fit} training and {n_val} validation ratings; both must be > 0"
                 )
-        if self.solver == "als":
+        if solver == "als":
             work = _RIDGE_BLOCK["cpu"]
         else:
             work = self.batch_size * (self.n_components + 2)
@@ -793,7 +881,7 @@ class FunkSVD(BaseRecommender):
             if continued:
                 tr.adam_start = getattr(self, "_optimizer_state", None)
             epoch_fn = {"sgd": tr.sgd_epoch, "adam": tr.adam_epoch,
-                        "als": tr.als_epoch}[self.solver]
+                        "als": tr.wmf_epoch if self.loss == "mse_all" else tr.als_epoch}[solver]
             validate = tr.validate if tr.val is not None else None
             losses, scores = run_epochs(
                 epoch_fn, 1 if partial else self.n_epochs, learning_rate=self.learning_rate,
@@ -832,6 +920,8 @@ class FunkSVD(BaseRecommender):
 
     def _fold_in(self, X, device, dtype):
         """Ridge-solve each row's ``(p_u, b_u)`` with the items fixed (batched on ``device``)."""
+        if self.loss == "mse_all":
+            return self._fold_in_all(X, device, dtype)
         k = self.n_components
         reg = float(self.regularization)
         reg_b = reg if self.reg_bias is None else float(self.reg_bias)
@@ -851,6 +941,24 @@ class FunkSVD(BaseRecommender):
                             - self.global_mean_,
                             feats, offsets, reg_vec, plan, z, append_one=True)
         return z[:, :k], z[:, k] + self.global_mean_
+
+    def _fold_in_all(self, X, device, dtype):
+        """``loss="mse_all"``: each row's ``p_u`` by the weighted ridge regression of a sweep."""
+        k = self.n_components
+        feats = torch.as_tensor(self.item_factors_, dtype=dtype).to(device)
+        gram = feats.T.to(torch.float64) @ feats.to(torch.float64)
+        reg = torch.full((k,), float(self.regularization), dtype=dtype, device=device)
+        z = torch.zeros((X.shape[0], k), dtype=dtype, device=device)
+        if X.nnz:
+            block = max(1, _RIDGE_BLOCK.get(device.type, 2**21) // (k + 1))
+            with _threads_for(device, X.nnz * (k + 1)):
+                _ridge_rows(torch.from_numpy(X.indptr.astype(np.int64)).to(device),
+                            torch.from_numpy(X.indices.astype(np.int64)).to(device),
+                            torch.from_numpy(X.data).to(device=device, dtype=dtype),
+                            feats, torch.zeros(feats.shape[0], dtype=dtype, device=device),
+                            reg, _plan_rows(np.diff(X.indptr), block), z, gram=gram,
+                            unobserved_weight=float(self.unobserved_weight))
+        return z, None
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
