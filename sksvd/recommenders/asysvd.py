@@ -466,7 +466,7 @@ def _allreduce_rows(rows, grads, n_items):
     return rows, {n: f[rows] for n, f in full.items()}
 
 
-def _svd_init(X, params, std, seed, device, dtype, values=False):
+def _svd_init(X, params, std, seed, device, dtype, values=False, shrinkage=0.0):
     """Start from PureSVD of the profiles: ``q = y = c V_k``, ``x = 0``, ``b = 0``.
 
     ``V_k`` (n_items, k) holds the top ``k = min(d, n_users, n_items)`` right
@@ -480,6 +480,10 @@ def _svd_init(X, params, std, seed, device, dtype, values=False):
     rank every user's items as PureSVD of ``B`` does (a positive per-user
     factor, and ``b_u + b_i`` with ``x = 0``, do not change a ranking).
     Factors beyond ``k`` keep their random initialisation.
+
+    With ``shrinkage = lambda > 0``, ``y = c V_k diag(s^2 / (s^2 + lambda))``
+    instead: the scores then rank as PureSVD with spectral shrinkage
+    (:class:`~sksvd.recommenders.SVDRecommender` ``shrinkage``).
     """
     from .puresvd import SVDRecommender
 
@@ -487,11 +491,12 @@ def _svd_init(X, params, std, seed, device, dtype, values=False):
     if not values:
         B.data = np.ones_like(B.data)
     k = min(params["q"].shape[1], *B.shape)
-    svd = SVDRecommender(k, random_state=seed, device="cpu", dtype="float64").fit(B)
+    svd = SVDRecommender(k, shrinkage=shrinkage, random_state=seed, device="cpu",
+                         dtype="float64").fit(B)
     V = torch.from_numpy(svd.item_factors_).mul_(std * np.sqrt(B.shape[1]))
-    V = V.to(device=device, dtype=dtype)
-    params["q"][:, :k] = V
-    params["y"][:, :k] = V
+    params["q"][:, :k] = V.to(device=device, dtype=dtype)
+    params["y"][:, :k] = (V * torch.from_numpy(svd.component_weights_)).to(device=device,
+                                                                          dtype=dtype)
     if "x" in params:
         params["x"].zero_()
 
@@ -720,12 +725,13 @@ class AsySVD(BaseRecommender):
         "regularization": [Interval(numbers.Real, 0, None, closed="left")],
         "loss": [StrOptions({"mse", "bpr", "mse_neg"})],
         "n_negatives": [Interval(numbers.Integral, 1, None, closed="left")],
-        "use_bias": ["boolean"],
+        "use_bias": ["boolean", StrOptions({"auto"})],
         "leave_one_out": ["boolean", StrOptions({"auto"})],
         "confidence": [StrOptions({"uniform", "value"})],
         "user_bias_shrinkage": [Interval(numbers.Real, 0, None, closed="left")],
-        "profile_weights": [StrOptions({"ones", "value"})],
-        "init": [StrOptions({"random", "svd"})],
+        "profile_weights": [StrOptions({"auto", "ones", "value"})],
+        "init": [StrOptions({"auto", "random", "svd"})],
+        "init_shrinkage": [Interval(numbers.Real, 0, None, closed="left")],
         "init_std": [Interval(numbers.Real, 0, None, closed="left")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "early_stopping": ["boolean"],
@@ -741,9 +747,10 @@ class AsySVD(BaseRecommender):
     }
 
     def __init__(self, n_components=64, *, n_epochs=20, learning_rate=0.003,
-                 regularization=0.3, loss="mse", n_negatives=4, use_bias=True,
-                 leave_one_out="auto", confidence="uniform", profile_weights="ones",
-                 user_bias_shrinkage=25.0, init="random", init_std=0.05, batch_size=128,
+                 regularization=0.3, loss="bpr", n_negatives=4, use_bias="auto",
+                 leave_one_out="auto", confidence="uniform", profile_weights="auto",
+                 user_bias_shrinkage=25.0, init="auto", init_shrinkage=10000.0, init_std=0.05,
+                 batch_size=128,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
                  callback=None, warm_start=False, distributed="auto", device="auto",
                  dtype="float32", random_state=None, verbose=0):
@@ -759,6 +766,7 @@ class AsySVD(BaseRecommender):
         self.profile_weights = profile_weights
         self.user_bias_shrinkage = user_bias_shrinkage
         self.init = init
+        self.init_shrinkage = init_shrinkage
         self.init_std = init_std
         self.batch_size = batch_size
         self.early_stopping = early_stopping
@@ -840,7 +848,7 @@ class AsySVD(BaseRecommender):
 
     def _start_state(self):
         """The fitted item parameters (numpy, by name) and ``mu``, to continue from."""
-        d, biased = int(self.n_components), bool(self.use_bias)
+        d, biased = int(self.n_components), self._use_bias()
         weights = self.item_weights_
         if self.item_factors_.shape[1] != d:
             raise ValueError(
@@ -883,7 +891,7 @@ class AsySVD(BaseRecommender):
         rng = np.random.default_rng(seed)
         local_rng = np.random.default_rng(rank_seed(seed)) if dist else rng
         d, n_items = int(self.n_components), X.shape[1]
-        biased = bool(self.use_bias)
+        biased = self._use_bias()
 
         X_val = None
         if self.early_stopping and not partial:
@@ -921,12 +929,13 @@ class AsySVD(BaseRecommender):
             else:
                 params[name] = t.to(device=device, dtype=dtype)
             del t
-        if self.init == "svd" and start is None:
+        if self._init() == "svd" and start is None:
             if dist:
                 raise ValueError("init='svd': not available with distributed training (each "
                                  "rank holds only its users); use init='random'")
             _svd_init(X, params, std, seed, device, dtype,
-                      values=self.profile_weights == "value")
+                      values=self._profile_weights() == "value",
+                      shrinkage=float(self.init_shrinkage))
         opt = _Adam(params, float(self.learning_rate))
         if continued and getattr(self, "_optimizer_state", None) is not None:
             opt.load(self._optimizer_state)
@@ -942,7 +951,7 @@ class AsySVD(BaseRecommender):
         ranking = self.loss != "mse"
         n_neg, pool_size = int(self.n_negatives), min(n_items, _POOL_SIZE)
         extra = pool_size if ranking else 0
-        weighted = self.profile_weights == "value"
+        weighted = self._profile_weights() == "value"
         batches = [_Batch(X[c], device, dtype, local=True, extra=extra, weighted=weighted)
                    for c in chunks]
         # A step's gradient is divided by its entries over all ranks.
@@ -1063,7 +1072,7 @@ class AsySVD(BaseRecommender):
         """
         rows = np.flatnonzero(np.diff(X_val.indptr))
         train = _Batch(X[rows], device, dtype, transposed=False,
-                       weighted=self.profile_weights == "value")
+                       weighted=self._profile_weights() == "value")
         val = X_val[rows].tocoo()
         r = torch.from_numpy(val.row.astype(np.int64)).to(device)
         i = torch.from_numpy(val.col.astype(np.int64)).to(device)
@@ -1096,6 +1105,20 @@ class AsySVD(BaseRecommender):
 
         return validate
 
+    # ------------------------------------------------ loss-dependent defaults
+    def _use_bias(self):
+        return self.loss == "mse" if self.use_bias == "auto" else bool(self.use_bias)
+
+    def _init(self):
+        if self.init == "auto":
+            return "random" if self.loss == "mse" else "svd"
+        return self.init
+
+    def _profile_weights(self):
+        if self.profile_weights == "auto":
+            return "ones" if self.loss == "mse" else "value"
+        return self.profile_weights
+
     # -------------------------------------------------------------- fold-in
     def _fold_in(self, X, device, dtype):
         params = {"q": None}
@@ -1107,7 +1130,7 @@ class AsySVD(BaseRecommender):
             params["b"] = torch.as_tensor(self.item_bias_, dtype=dtype).to(device)
             mu = float(self.global_mean_)
         batch = _Batch(X, device, dtype, transposed=False,
-                       weighted=self.profile_weights == "value")
+                       weighted=self._profile_weights() == "value")
         P, beta, _, _ = _user_vectors(batch, params, mu, float(self.user_bias_shrinkage))
         return P, (None if beta is None else beta + mu)
 
