@@ -412,10 +412,11 @@ def to_device(x, device, dtype=None):
 
 
 def to_host(*tensors):
-    """numpy copies of device tensors, brought back with one wait for the device.
+    """Tensors as numpy arrays on the host, brought back with one wait for the device.
 
     GPU tensors are copied into pinned buffers asynchronously, then the host
-    waits once for all of them. Counted by :func:`count_transfers` (one
+    waits once for all of them; CPU tensors come back as views of their
+    memory (no copy), as :meth:`torch.Tensor.numpy`. Counted by :func:`count_transfers` (one
     ``"d2h"`` per tensor, one ``"host_reads"`` per call).
 
     Returns

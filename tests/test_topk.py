@@ -328,3 +328,29 @@ def test_device_batch_size():
         rows = device_batch_size(50_000, torch.device("cuda"))
         free, _ = torch.cuda.mem_get_info()
         assert rows * 50_000 * 4 <= max(min(2**30, free // 8), 16 * 50_000 * 4)
+
+
+def test_device_path_callable_mixing_offsets_and_ties(monkeypatch):
+    # A callable that gives offsets for some batches only (two item sides), tied rows in
+    # every batch, and checkpoints every few batches: each row still equals a full sort.
+    from sksvd import _topk
+
+    monkeypatch.setattr(_topk, "_DEVICE_PATH_ON_CPU", True)
+    monkeypatch.setattr(_topk, "_PENDING_BYTES", 2000)
+    rng = np.random.default_rng(15)
+    U = rng.integers(-1, 2, (230, 2)).astype(np.float32)
+    Q = rng.integers(-1, 2, (500, 2)).astype(np.float32)
+    c = rng.integers(-2, 3, 230).astype(np.float32)
+    seen = sp.random(230, 500, density=0.1, format="csr", random_state=8)
+
+    def fold(start, stop):
+        off = torch.from_numpy(c[start:stop]) if (start // 20) % 2 else None
+        return torch.from_numpy(U[start:stop]), off
+
+    S = _scores(U, Q, seen)
+    with_off = (np.arange(230) // 20) % 2 == 1
+    S[with_off] += c[with_off, None]
+    ref_ids, ref_vals = _reference(S, 6)
+    ids, scores = topk_items(fold, Q, 6, n_rows=230, seen=seen, batch_size=20, device="cpu")
+    np.testing.assert_array_equal(ids, ref_ids)
+    np.testing.assert_array_equal(scores, ref_vals.astype(np.float32))
