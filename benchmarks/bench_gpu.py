@@ -1,8 +1,9 @@
 """GPU speed of sksvd beside plain torch doing the same work, in the same process.
 
-Run ``python -m benchmarks.bench_gpu --device cuda [--quick]`` (``--device cpu
---quick`` runs the same code on small sizes on the CPU). Writes
-``results/gpu_cuda.{json,md}`` (``results/gpu.{json,md}`` on the CPU).
+Run ``python -m benchmarks.bench_gpu --device cuda [--quick]``. ``--device cpu``
+runs the same code on the small sizes of ``--quick`` (``--full`` for the full
+ones: tens of minutes on a small CPU). Writes ``results/gpu_cuda.{json,md}``
+(``results/gpu.{json,md}`` on the CPU).
 
 Rows, each sksvd call beside plain torch (the reference code is written here,
 the obvious way: one upload, then device work):
@@ -419,7 +420,7 @@ COLUMNS = ["part", "impl", "seconds", "err_ratio", "energy_ratio", "same_lists_f
            "setup_s", "launches", "syncs", "memcpy_async", "h2d", "h2d_pageable", "d2h"]
 
 
-def main(device="cuda", quick=False, log=print):
+def main(device="cuda", quick=False, full=False, log=print):
     import torch
 
     from sksvd._backend import resolve_device
@@ -427,7 +428,9 @@ def main(device="cuda", quick=False, log=print):
     dev = resolve_device(device)
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", torch.cuda.current_device())
-    sz = QUICK if quick else FULL
+    # On the CPU the small sizes unless asked (the full ones take tens of minutes there).
+    small = quick or (dev.type == "cpu" and not full)
+    sz = QUICK if small else FULL
     t_start = time.perf_counter()
     sections = {}
     torch.ones(1, device=dev).sum().item()  # start-up out of the timings
@@ -450,21 +453,23 @@ def main(device="cuda", quick=False, log=print):
     for r in rows:
         if "runs" in r:
             r["runs"] = " / ".join(f"{x:.4f}" for x in r["runs"])
-    ratios = []
-    for a, b in ((0, 1), (2, 3)):
-        ratios.append({"row": svd_rows[a]["impl"], "vs": svd_rows[b]["impl"],
-                       "time_ratio": svd_rows[a]["seconds"] / svd_rows[b]["seconds"]})
-    for rs in (pure_rows[0:2], pure_rows[2:4], funk_rows):
-        ratios.append({"row": rs[0]["impl"] + " / " + rs[0]["part"], "vs": rs[1]["impl"],
-                       "time_ratio": rs[0]["seconds"] / rs[1]["seconds"]})
+    # "ours / peer" time ratios measured in this run (the regression guard's format).
+    ratios = {}
+    pairs = [(svd_rows[0], svd_rows[1]), (svd_rows[2], svd_rows[3]), tuple(pure_rows[0:2]),
+             tuple(pure_rows[2:4]), tuple(funk_rows)]
+    for ours, peer in pairs:
+        name = f"{dev.type}: {ours['part']}: {ours['impl']} / {peer['impl']}"
+        ratios[name] = {"value": ours["seconds"] / peer["seconds"], "better": "lower",
+                        "ours": ours["seconds"], "peer": peer["seconds"]}
     gpu = torch.cuda.get_device_name(dev) if dev.type == "cuda" else None
     notes = (__doc__.split("\n\n", 2)[2].strip() + "\n\n"
-             + f"Sizes: {'quick' if quick else 'full'} {sz}. Device: {dev}"
+             + f"Sizes: {'small' if small else 'full'} {sz}. Device: {dev}"
              + (f" ({gpu})" if gpu else "") + f", torch {torch.__version__}"
              + (f", CUDA {torch.version.cuda}" if dev.type == "cuda" else "")
              + f". Total {time.perf_counter() - t_start:.1f} s.")
     h.write_results(NAME, rows, device=dev.type, notes=notes, columns=COLUMNS,
-                    tables={"sksvd time / plain torch time": ratios},
+                    tables={"sksvd time / plain torch time": [
+                        {"ratio": k, **v} for k, v in ratios.items()]},
                     extra={"ratios": ratios, "sections_s": sections, "quick": quick,
                            "sizes": sz, "gpu": gpu, **svd_extra})
     log(f"[{NAME}] done in {time.perf_counter() - t_start:.1f} s")
@@ -474,10 +479,12 @@ def main(device="cuda", quick=False, log=print):
 def _parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda", help="cuda (default) or cpu")
-    p.add_argument("--quick", action="store_true", help="small sizes (a minute on a CPU)")
+    p.add_argument("--quick", action="store_true", help="small sizes (seconds on a CPU)")
+    p.add_argument("--full", action="store_true",
+                   help="the full sizes on the CPU too (default there: the small ones)")
     return p.parse_args(argv)
 
 
 if __name__ == "__main__":
     args = _parse()
-    main(args.device, args.quick)
+    main(args.device, args.quick, args.full)
