@@ -405,9 +405,10 @@ def to_device(x, device, dtype=None):
         t = t.to(dtype)
     if device.type == "cpu":
         return t
-    nbytes = t.numel() * t.element_size()
-    if nbytes <= _PIN_MAX_BYTES:
-        t = t.pin_memory()
+    if t is x and t.is_pinned():  # the caller's own pinned memory: no copy of it to wait on
+        return t.to(device)
+    if t.numel() * t.element_size() <= _PIN_MAX_BYTES:
+        t = t.pin_memory()  # the copy's own buffer: the host need not wait for the copy
     return t.to(device, non_blocking=True)
 
 
