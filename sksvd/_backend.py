@@ -7,8 +7,11 @@ overriding ``"auto"``, sparse input staying sparse) live in one place.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import warnings
+import weakref
 
 import numpy as np
 import scipy.sparse as sp
@@ -25,6 +28,12 @@ __all__ = [
     "seed_from_random_state",
     "sparse_matmul",
     "csr_matmul_cpu",
+    "to_device",
+    "to_host",
+    "host_read",
+    "count_transfers",
+    "device_array",
+    "clear_device_cache",
 ]
 
 _DTYPES = {
@@ -60,30 +69,34 @@ def resolve_device(device="auto"):
     >>> resolve_device("cpu")
     device(type='cpu')
     """
+    env = None
     if isinstance(device, torch.device):
         dev = device
     elif isinstance(device, str):
         name = device
         if name == "auto":
-            name = os.environ.get("SKSVD_DEVICE", "").strip() or (
-                "cuda" if torch.cuda.is_available() else "cpu"
-            )
+            env = os.environ.get("SKSVD_DEVICE", "").strip() or None
+            name = env or ("cuda" if torch.cuda.is_available() else "cpu")
         try:
             dev = torch.device(name)
         except (RuntimeError, ValueError) as exc:
+            where = f" (from SKSVD_DEVICE={env!r})" if env else ""
             raise ValueError(
-                f"device={device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'"
+                f"device={device!r}{where}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'"
             ) from exc
     else:
         raise TypeError(f"device={device!r}: expected a str or torch.device")
+    where = f" (from SKSVD_DEVICE={env!r})" if env else ""
     if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device={device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        raise ValueError(
+            f"device={device!r}{where}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device={device!r}: CUDA is not available on this machine")
+            raise ValueError(f"device={device!r}{where}: CUDA is not available on this machine")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ValueError(
-                f"device={device!r}: only {torch.cuda.device_count()} CUDA device(s) present"
+                f"device={device!r}{where}: only {torch.cuda.device_count()} CUDA device(s) "
+                "present"
             )
     return dev
 
@@ -139,6 +152,9 @@ def numpy_dtype(dtype):
 def to_torch(X, device="cpu", dtype=torch.float32):
     """Move a numpy array or scipy sparse matrix to torch, keeping sparsity.
 
+    Host arrays go to the device through :func:`to_device` (counted by
+    :func:`count_transfers`).
+
     Parameters
     ----------
     X : ndarray, scipy.sparse matrix/array or torch.Tensor
@@ -166,20 +182,17 @@ def to_torch(X, device="cpu", dtype=torch.float32):
         X = X.tocsr()
         if not X.has_sorted_indices:
             X = X.sorted_indices()
+        # The three arrays go up as they are stored (int32 indices stay int32 on the
+        # way: half the bytes) and are widened on the device.
+        crow = to_device(X.indptr, device).to(torch.int64)
+        col = to_device(X.indices, device).to(torch.int64)
+        val = to_device(X.data, device, dtype)
         with warnings.catch_warnings():
             # torch flags sparse CSR as "beta"; the operations used here are stable.
             warnings.simplefilter("ignore", UserWarning)
-            t = torch.sparse_csr_tensor(
-                torch.from_numpy(np.asarray(X.indptr, dtype=np.int64)),
-                torch.from_numpy(np.asarray(X.indices, dtype=np.int64)),
-                torch.from_numpy(np.asarray(X.data)).to(dtype),
-                size=X.shape,
-                check_invariants=False,
-            )
-        return t.to(device)
-    # Contiguous copy only when needed (negative strides, Fortran order).
-    arr = np.ascontiguousarray(X)
-    return torch.as_tensor(arr, dtype=dtype).to(device)
+            return torch.sparse_csr_tensor(crow, col, val, size=X.shape,
+                                           check_invariants=False)
+    return to_device(X, device, dtype)
 
 
 def to_numpy(t, dtype=None):
@@ -292,3 +305,245 @@ def csr_matmul_cpu(X, V):
         return torch.zeros(X.shape[0], V.shape[1], dtype=V.dtype)
     return F.embedding_bag(indices, V, offsets, mode="sum", per_sample_weights=weights,
                            include_last_offset=True)
+
+
+# ----------------------------------------------------------------- transfers
+# Host-to-device copies up to this size go through pinned (page-locked) memory and
+# return at once (non_blocking); larger ones are copied straight from the pageable
+# array: for a one-off large array, staging it into a pinned buffer first costs a
+# host copy of the same size (plus page-locking a fresh buffer), so it saves nothing.
+_PIN_MAX_BYTES = 32 * 2**20
+_COUNTERS = []
+_COUNT_LOCK = threading.Lock()
+
+
+def _count(kind, n=1):
+    if _COUNTERS:
+        with _COUNT_LOCK:
+            for c in _COUNTERS:
+                c[kind] += n
+
+
+@contextlib.contextmanager
+def count_transfers():
+    """Count the transfers made through :func:`to_device`, :func:`to_host` and :func:`host_read`.
+
+    Yields a dict, updated while the block runs, with ``"h2d"`` (arrays
+    taken from the host to a device: on the CPU, numpy arrays wrapped as
+    tensors), ``"d2h"`` (tensors brought back to the host) and
+    ``"host_reads"`` (points where the host waits for the device's values).
+    Counters nest; every active one counts (from every thread).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sksvd._backend import count_transfers, to_device, to_host
+    >>> with count_transfers() as c:
+    ...     _ = to_host(to_device(np.ones(3), "cpu") * 2)
+    >>> c
+    {'h2d': 1, 'd2h': 1, 'host_reads': 1}
+    """
+    c = {"h2d": 0, "d2h": 0, "host_reads": 0}
+    with _COUNT_LOCK:
+        _COUNTERS.append(c)
+    try:
+        yield c
+    finally:
+        with _COUNT_LOCK:
+            for i, other in enumerate(_COUNTERS):
+                if other is c:
+                    del _COUNTERS[i]
+                    break
+
+
+def to_device(x, device, dtype=None):
+    """A dense array on ``device`` (one host-to-device copy at most), without blocking the host.
+
+    numpy input (and CPU tensors bound for a GPU) is copied once; a tensor
+    already on ``device`` with the dtype asked for is returned as is. For a
+    GPU, arrays up to 32 MiB are staged in pinned memory and copied
+    asynchronously (the host goes on while the copy runs; the pinned buffer
+    is the copy's own, so the caller may change ``x`` at once); larger ones
+    are copied from ``x`` directly. The dtype is changed on the host (a
+    narrower type then crosses as fewer bytes). On the CPU a numpy array is
+    wrapped without a copy where its dtype and layout allow.
+
+    Parameters
+    ----------
+    x : ndarray or torch.Tensor
+    device : str or torch.device
+    dtype : torch.dtype, default=None
+        None keeps ``x``'s dtype.
+
+    Returns
+    -------
+    torch.Tensor
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from sksvd._backend import to_device
+    >>> to_device(np.arange(3), "cpu", torch.float32)
+    tensor([0., 1., 2.])
+    """
+    device = torch.device(device)
+    if isinstance(x, torch.Tensor):
+        if x.device == device or (device.type == x.device.type == "cuda"
+                                  and device.index is None
+                                  and x.device.index == torch.cuda.current_device()):
+            return x if dtype is None or x.dtype == dtype else x.to(dtype)
+        if x.device.type != "cpu":  # device to device (or back to the host)
+            if device.type == "cpu":
+                _count("d2h")
+            return x.to(device=device, dtype=dtype)
+        t = x
+    else:
+        # Contiguous copy only when needed (negative strides, Fortran order).
+        t = torch.as_tensor(np.ascontiguousarray(x))
+    _count("h2d")
+    if dtype is not None and t.dtype != dtype:
+        t = t.to(dtype)
+    if device.type == "cpu":
+        return t
+    if t is x and t.is_pinned():  # the caller's own pinned memory: no copy of it to wait on
+        return t.to(device)
+    if t.numel() * t.element_size() <= _PIN_MAX_BYTES:
+        t = t.pin_memory()  # the copy's own buffer: the host need not wait for the copy
+    return t.to(device, non_blocking=True)
+
+
+def to_host(*tensors):
+    """Tensors as numpy arrays on the host, brought back with one wait for the device.
+
+    GPU tensors are copied into pinned buffers asynchronously, then the host
+    waits once for all of them; CPU tensors come back as views of their
+    memory (no copy), as :meth:`torch.Tensor.numpy`. Counted by :func:`count_transfers` (one
+    ``"d2h"`` per tensor, one ``"host_reads"`` per call).
+
+    Returns
+    -------
+    ndarray, or a tuple of ndarrays when given several tensors
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sksvd._backend import to_host
+    >>> to_host(torch.arange(2), torch.ones(1))
+    (array([0, 1]), array([1.], dtype=float32))
+    """
+    out, cuda = [], set()
+    for t in tensors:
+        t = t.detach()
+        if t.device.type == "cuda":
+            buf = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+            buf.copy_(t, non_blocking=True)
+            cuda.add(t.device)
+            t = buf
+        elif t.device.type != "cpu":
+            t = t.cpu()
+        out.append(t)
+    for dev in cuda:
+        torch.cuda.current_stream(dev).synchronize()
+    _count("d2h", len(tensors))
+    _count("host_reads")
+    arrays = tuple(t.numpy() for t in out)
+    return arrays[0] if len(arrays) == 1 else arrays
+
+
+def host_read(t):
+    """A device tensor's values as Python numbers (a host read: the host waits for the device).
+
+    Counted by :func:`count_transfers`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sksvd._backend import host_read
+    >>> host_read(torch.tensor([1, 2]).sum())
+    3
+    """
+    return to_host(t).tolist()
+
+
+# ----------------------------------------------------- device copies of fitted arrays
+# estimator -> {(attribute, device, dtype): (the array, its device copy)}. Held beside
+# the estimator, not on it: clone, pickle and deepcopy never carry device tensors, and
+# the entries go with the estimator.
+_DEVICE_CACHE = weakref.WeakKeyDictionary()
+_CACHE_LOCK = threading.Lock()
+
+
+def _device_key(device):
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return str(device)
+
+
+def device_array(est, name, device, dtype=torch.float32):
+    """``getattr(est, name)`` on ``device``, copied there once and then reused.
+
+    The copy is kept beside the estimator (in a table keyed weakly on it,
+    not in its ``__dict__``: ``clone``, ``pickle`` and ``copy.deepcopy`` never
+    carry it) and is reused while the attribute is the same object. ``fit``
+    assigns new arrays to fitted attributes, so a refit is picked up; a new
+    ``device`` or ``dtype`` (``set_params``) is another entry. An array
+    changed in place is not detected: call :func:`clear_device_cache` after
+    writing into a fitted attribute.
+
+    Parameters
+    ----------
+    est : object
+        Any object that supports weak references (every estimator); others
+        get a fresh copy each call.
+    name : str
+        Attribute name, e.g. ``"item_factors_"``.
+    device : str or torch.device
+    dtype : torch.dtype, default=torch.float32
+
+    Returns
+    -------
+    torch.Tensor
+        Shared between calls: do not modify it in place.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from sksvd._backend import device_array
+    >>> class Est:
+    ...     item_factors_ = np.eye(2)
+    >>> est = Est()
+    >>> device_array(est, "item_factors_", "cpu") is device_array(est, "item_factors_", "cpu")
+    True
+    """
+    arr = getattr(est, name)
+    key = (name, _device_key(device), dtype)
+    try:
+        with _CACHE_LOCK:
+            hit = _DEVICE_CACHE.get(est, {}).get(key)
+    except TypeError:  # no weak references to est: no cache
+        return to_device(arr, device, dtype)
+    if hit is not None and hit[0] is arr:
+        return hit[1]
+    t = to_device(arr, device, dtype)
+    with _CACHE_LOCK:
+        _DEVICE_CACHE.setdefault(est, {})[key] = (arr, t)
+    return t
+
+
+def clear_device_cache(est=None):
+    """Drop the device copies made by :func:`device_array` for ``est`` (all when None).
+
+    Examples
+    --------
+    >>> from sksvd._backend import clear_device_cache
+    >>> clear_device_cache()
+    """
+    with _CACHE_LOCK:
+        if est is None:
+            _DEVICE_CACHE.clear()
+        else:
+            try:
+                _DEVICE_CACHE.pop(est, None)
+            except TypeError:
+                pass

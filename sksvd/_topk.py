@@ -13,9 +13,10 @@ import threading
 import numpy as np
 import torch
 
-from ._backend import numpy_dtype, resolve_device, to_numpy, to_torch
+from ._backend import numpy_dtype, resolve_device, to_device, to_host, to_torch
 
-__all__ = ["topk_items", "topk_rows", "default_batch_size", "mask_seen_"]
+__all__ = ["topk_items", "topk_rows", "default_batch_size", "device_batch_size",
+           "mask_seen_"]
 
 # Elements of each worker's (batch, n_items) score block: 2**25 floats = 128 MiB in
 # float32. With the batches spread over the cores (one BLAS thread each), larger blocks
@@ -194,6 +195,41 @@ def _exact_rows(xp, S, k, kth):
     return _sort_candidates(xp, vals, ids, k)
 
 
+def _grouped_topk(xp, S, k, groups):
+    """The grouped selection of :func:`topk_rows`, without its fix of tied rows.
+
+    Returns ``(vals, ids, kk, unsafe)``: each row's best ``kk = min(k, n)``
+    candidates, sorted, and a boolean per row (or None when every row is
+    exact) marking the rows to redo with :func:`_exact_rows`. Reads nothing
+    back to the host, so on a GPU it queues work without waiting.
+    """
+    b, n = S.shape
+    kk = min(int(k), n)
+    width = n // max(1, int(groups))
+    if b == 0 or n == 0:
+        return S[:, :0] * 1, xp.row_ids(0, 0, b, S) * 1, 0, None
+    if groups <= 1 or width <= 2 * kk:
+        # Narrow rows: the whole row is the candidate set.
+        vals, ids = _sort_candidates(xp, S, xp.row_ids(0, n, b, S), kk)
+        return vals, ids, kk, None
+    n0 = groups * width
+    gmax = xp.group_max(S, groups, width)
+    gidx = xp.argtopk(gmax, kk)
+    offs = xp.arange(0, groups, S) * width
+    cand = (gidx[:, :, None] + offs).reshape(b, kk * groups)
+    if n0 < n:
+        cand = xp.cat([cand, xp.row_ids(n0, n, b, S)])
+    cvals = xp.take(S, cand)
+    best = xp.argtopk(cvals, kk)
+    vals, ids = _sort_candidates(xp, xp.take(cvals, best), xp.take(cand, best), kk)
+    kth = vals[:, kk - 1:]
+    # More than k groups, or candidates, reaching the k-th score: a tie there, which
+    # the lowest ids must win (the group selection does not see ids).
+    unsafe = (((gmax >= kth).sum(1) > kk) | ((cvals >= kth).sum(1) > kk)) \
+        & (kth[:, 0] > -xp.inf)
+    return vals, ids, kk, unsafe
+
+
 def topk_rows(S, k, groups=_GROUPS):
     """Exact top-``k`` of each row of a score matrix, best first, ties by lowest id.
 
@@ -234,34 +270,11 @@ def topk_rows(S, k, groups=_GROUPS):
     array([[ 1,  2,  0, -1]])
     """
     xp = _Numpy if isinstance(S, np.ndarray) else _Torch
-    b, n = S.shape
-    kk = min(int(k), n)
-    width = n // max(1, int(groups))
-    if b == 0 or n == 0:
-        kk = 0
-        vals, ids = S[:, :0] * 1, xp.row_ids(0, 0, b, S) * 1
-    elif groups <= 1 or width <= 2 * kk:
-        # Narrow rows: the whole row is the candidate set.
-        vals, ids = _sort_candidates(xp, S, xp.row_ids(0, n, b, S), kk)
-    else:
-        n0 = groups * width
-        gmax = xp.group_max(S, groups, width)
-        gidx = xp.argtopk(gmax, kk)
-        offs = xp.arange(0, groups, S) * width
-        cand = (gidx[:, :, None] + offs).reshape(b, kk * groups)
-        if n0 < n:
-            cand = xp.cat([cand, xp.row_ids(n0, n, b, S)])
-        cvals = xp.take(S, cand)
-        best = xp.argtopk(cvals, kk)
-        vals, ids = _sort_candidates(xp, xp.take(cvals, best), xp.take(cand, best), kk)
-        kth = vals[:, kk - 1:]
-        # More than k groups, or candidates, reaching the k-th score: a tie there, which
-        # the lowest ids must win (the group selection does not see ids).
-        unsafe = (((gmax >= kth).sum(1) > kk) | ((cvals >= kth).sum(1) > kk)) \
-            & (kth[:, 0] > -xp.inf)
-        if xp.any(unsafe):
-            rows = xp.nonzero(unsafe)
-            vals[rows], ids[rows] = _exact_rows(xp, S[rows], kk, kth[rows, 0])
+    b = S.shape[0]
+    vals, ids, kk, unsafe = _grouped_topk(xp, S, k, groups)
+    if unsafe is not None and xp.any(unsafe):
+        rows = xp.nonzero(unsafe)
+        vals[rows], ids[rows] = _exact_rows(xp, S[rows], kk, vals[rows, kk - 1])
     ids[~(vals > -xp.inf)] = -1
     if kk < k:
         vals = xp.cat([vals, xp.full((b, k - kk), -xp.inf, vals)])
@@ -388,44 +401,49 @@ def topk_items(user_vectors, item_factors, k, *, seen=None, user_offset=None, it
     r"""Top-``k`` items of ``user_vectors @ item_factors.T (+ offsets)``, in batches.
 
     The full (n_users, n_items) score matrix is never built: rows are scored
-    ``batch_size`` at a time into one score block (allocated per call, reused
-    across its batches), seen items are set to ``-inf``, and
-    :func:`topk_rows` keeps the best ``k``. On the CPU the scores are
+    ``batch_size`` at a time, seen items are set to ``-inf``, and the best
+    ``k`` of each row are kept (:func:`topk_rows`). On the CPU the scores are
     computed by numpy's BLAS (faster than torch's for these skinny products
     on the CPUs measured) on zero-copy views of the factors, one cache-sized
     tile of items at a time, each tile reduced while it is in the cache
-    (:func:`_topk_tiled`); on a GPU by torch, a whole batch at once. Offsets are
-    folded into the product as two extra factor columns,
-    ``[w_u, c_u, 1] . [q_i, 1, d_i]``, so they cost no extra pass.
+    (:func:`_topk_tiled`). On a GPU (:func:`_topk_device`) the factors, the
+    offsets, the seen matrix and array user vectors go to the device once
+    per call, every batch is scored and selected there, and the results come
+    back once at the end: the host waits for the device only at a bounded
+    number of checkpoints, not per batch. Offsets are folded into the
+    product as two extra factor columns, ``[w_u, c_u, 1] . [q_i, 1, d_i]``,
+    so they cost no extra pass.
 
     Ranking: by score, highest first; among equal scores, lowest item id
-    first. Each row's result depends only on that row, so it does not depend
-    on ``batch_size``. Where a row has fewer than ``k`` unseen items, the
-    missing places are padded with id ``-1`` and score ``-inf``.
+    first. Each row's result depends only on that row's scores. Where a row
+    has fewer than ``k`` unseen items, the missing places are padded with id
+    ``-1`` and score ``-inf``.
 
     Parameters
     ----------
     user_vectors : ndarray or torch.Tensor of shape (n_users, d), or a callable
         A callable ``f(start, stop) -> (vectors, offset)`` produces the rows'
         vectors (and optional per-row offsets) batch by batch, so that
-        fold-in is also done per batch.
+        fold-in is also done per batch (on a GPU it should return tensors on
+        the device: what it returns on the host is copied per batch).
     item_factors : ndarray or torch.Tensor of shape (n_items, d)
     k : int
-    seen : scipy.sparse.csr_matrix of shape (n_users, n_items), default=None
-        Items to exclude per row.
+    seen : scipy.sparse matrix of shape (n_users, n_items), default=None
+        Items to exclude per row (the stored entries).
     user_offset : array of shape (n_users,), default=None
         Added to each row's scores (does not change the ranking).
     item_offset : array of shape (n_items,), default=None
         Added to each column's scores (e.g. item biases).
     n_rows : int, default=None
         Number of rows; needed only when ``user_vectors`` is a callable.
-    batch_size : int, default=None
-        Rows per batch. On a GPU the default keeps each score block near
-        128 MiB (:func:`default_batch_size`). On the CPU it is 512 rows, and
-        each batch is scored 4,096 items at a time and reduced while the
-        block is in the cache (:func:`_topk_tiled`); the batches are spread
-        over ``torch.get_num_threads()`` worker threads, each with its own
-        block and one BLAS thread.
+    batch_size : int or "auto", default=None
+        Rows per batch; None and ``"auto"`` choose for the device. On the CPU
+        512 rows, each batch scored 4,096 items at a time and reduced while
+        the block is in the cache (:func:`_topk_tiled`); the batches are
+        spread over ``torch.get_num_threads()`` worker threads, each with its
+        own block and one BLAS thread. On a GPU score blocks of up to 1 GiB,
+        and at most an eighth of the free device memory
+        (:func:`device_batch_size`).
     device : str or torch.device, default="cpu"
     dtype : torch.dtype, default=torch.float32
 
@@ -443,17 +461,212 @@ def topk_items(user_vectors, item_factors, k, *, seen=None, user_offset=None, it
     array([[0, 2]])
     """
     device = resolve_device(device)
-    cpu = device.type == "cpu"
-    Q = to_torch(item_factors, device=device, dtype=dtype)
-    n_items = Q.shape[0]
+    if isinstance(batch_size, str):
+        if batch_size != "auto":
+            raise ValueError(f"batch_size={batch_size!r}: expected an int >= 1 or 'auto'")
+        batch_size = None
     if callable(user_vectors):
         if n_rows is None:
             raise ValueError("n_rows: required when user_vectors is a callable")
         n_users = int(n_rows)
+    else:
+        n_users = user_vectors.shape[0]
+    if seen is not None and seen.shape[0] != n_users:
+        raise ValueError(f"seen: expected {n_users} rows, got {seen.shape[0]}")
+    if device.type == "cpu" and not _DEVICE_PATH_ON_CPU:
+        return _topk_cpu(user_vectors, item_factors, k, seen, user_offset, item_offset,
+                         n_users, batch_size, device, dtype)
+    return _topk_device(user_vectors, item_factors, k, seen=seen, user_offset=user_offset,
+                        item_offset=item_offset, n_rows=n_users, batch_size=batch_size,
+                        device=device, dtype=dtype)
+
+
+# The device path on the CPU too (tests: torch's CPU kernels run the GPU's code).
+_DEVICE_PATH_ON_CPU = False
+# GPU score blocks: at most this many bytes, and at most 1 / _FREE_SHARE of the free
+# device memory (the block, the selection's temporaries and the caller's own work).
+_DEVICE_BLOCK_BYTES = 2**30
+_FREE_SHARE = 8
+# Device memory held by the user vectors of batches not yet checked for ties
+# (:func:`_topk_device`): the host reads the batches' tie flags once per this much.
+_PENDING_BYTES = 2**28
+
+
+def device_batch_size(n_items, device, dtype=torch.float32):
+    """Rows per batch of the device top-k: score blocks of up to 1 GiB and 1/8 of free memory.
+
+    On the CPU (the device path run there) :func:`default_batch_size`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sksvd._topk import device_batch_size
+    >>> device_batch_size(50_000, torch.device("cpu"))
+    671
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        return default_batch_size(n_items)
+    free, _ = torch.cuda.mem_get_info(device)
+    item = torch.empty((), dtype=dtype).element_size()
+    budget = min(_DEVICE_BLOCK_BYTES, free // _FREE_SHARE)
+    return default_batch_size(n_items, block_elements=budget // item)
+
+
+def _topk_device(user_vectors, item_factors, k, *, seen=None, user_offset=None,
+                 item_offset=None, n_rows=None, batch_size=None, device="cpu",
+                 dtype=torch.float32):
+    """:func:`topk_items` on a torch device, the host waiting only at checkpoints.
+
+    Once per call: the item factors and offsets, array user vectors and
+    offsets, and the seen matrix (its column indices and row lengths: the
+    flat positions ``row * n_items + col`` of the seen entries are built on
+    the device) go to the device (:func:`sksvd._backend.to_device`). Per
+    batch, all on the device: the scores, ``-inf`` at the batch's seen
+    entries (a slice of the flat positions, bounds read from the host's copy
+    of ``indptr``), the grouped selection (:func:`_grouped_topk`), and the
+    result written into (n_users, k) device arrays. The rows whose ``k``-th
+    score ties across groups need the exact pass; their flags are read back
+    at checkpoints (once per :data:`_PENDING_BYTES` of user vectors kept for
+    them, and at the end): those rows are scored again and redone exactly
+    (the seen entries of those rows uploaded once per chunk of rows, chunks
+    of the default batch size whatever ``batch_size``). The
+    results come back in one transfer each at the end. So the transfers and
+    host reads per call do not grow with the number of batches
+    (:func:`sksvd._backend.count_transfers` counts them).
+    """
+    device = resolve_device(device)
+    n_users = int(n_rows) if n_rows is not None else user_vectors.shape[0]
+    Q = to_device(item_factors, device, dtype)
+    n_items = Q.shape[0]
+    d_off = None if item_offset is None else to_device(item_offset, device, dtype).reshape(-1)
+    if callable(user_vectors):
+        fold = user_vectors
+    else:
+        U_all = to_device(user_vectors, device, dtype)
+        c_all = None if user_offset is None else \
+            to_device(user_offset, device, dtype).reshape(-1)
+
+        def fold(start, stop):
+            return U_all[start:stop], None if c_all is None else c_all[start:stop]
+
+    batch_size = int(batch_size or device_batch_size(n_items, device, dtype))
+    ids_out = torch.full((n_users, k), -1, dtype=torch.int64, device=device)
+    vals_out = torch.full((n_users, k), -torch.inf, dtype=torch.float32, device=device)
+    if n_users == 0 or n_items == 0:
+        return to_host(ids_out, vals_out)
+
+    # The seen entries as flat positions row * n_items + col, built on the device.
+    flat_seen = indptr = None
+    if seen is not None:
+        seen = seen.tocsr() if seen.format != "csr" else seen
+        indptr = np.asarray(seen.indptr, dtype=np.int64)
+        p0, nnz = int(indptr[0]), int(indptr[-1] - indptr[0])
+        indptr = indptr - p0
+        if nnz:
+            counts = to_device(np.diff(indptr), device)
+            cols = to_device(seen.indices[p0:p0 + nnz], device).to(torch.int64)
+            rows = torch.repeat_interleave(torch.arange(n_users, device=device), counts,
+                                           output_size=nnz)
+            flat_seen = rows.mul_(n_items).add_(cols)
+            del rows, cols, counts
+
+    Qts = {}  # item side of the product, without and with the offset columns
+
+    def item_side(aug):
+        if aug not in Qts:
+            if aug:
+                d = torch.zeros(n_items, dtype=dtype, device=device) if d_off is None \
+                    else d_off
+                Qts[aug] = torch.cat([Q, torch.ones_like(d)[:, None], d[:, None]], dim=1).T
+            else:
+                Qts[aug] = Q.T
+        return Qts[aug]
+
+    def mask(S, start, stop):
+        if flat_seen is not None and indptr[stop] > indptr[start]:
+            pos = flat_seen[indptr[start]:indptr[stop]] - start * n_items
+            S.view(-1).index_fill_(0, pos, -torch.inf)
+
+    unsafe_out = torch.zeros(n_users, dtype=torch.bool, device=device)
+    pending, held = [], 0  # batches whose tie flags the host has not read yet
+
+    def checkpoint():
+        if not pending:
+            return
+        lo, hi = pending[0][0], pending[-1][1]
+        bad_dev = torch.nonzero(unsafe_out[lo:hi])[:, 0] + lo
+        bad = to_host(bad_dev)  # the one host read of the checkpoint
+        for aug in (False, True) if bad.size else ():
+            rows, rows_dev, U_rows = [], [], []
+            for start, stop, U, a in pending:
+                i0, i1 = np.searchsorted(bad, [start, stop])
+                if a == aug and i1 > i0:
+                    rows.append(bad[i0:i1])
+                    rows_dev.append(bad_dev[i0:i1])
+                    U_rows.append(U[bad_dev[i0:i1] - start])
+            if rows:
+                redo_exact(np.concatenate(rows), torch.cat(rows_dev), torch.cat(U_rows),
+                           item_side(aug))
+        pending.clear()
+
+    def redo_exact(rows, rows_dev, U, Qt):
+        # Rows with a tie at the k-th score across groups: scored again and selected
+        # exactly from their own scores (the k-th value, then _exact_rows).
+        kk = min(k, n_items)
+        chunk = max(batch_size, device_batch_size(n_items, device, dtype))
+        for j in range(0, rows.size, chunk):
+            r = rows[j:j + chunk]
+            S = U[j:j + chunk] @ Qt
+            if seen is not None:
+                sub = seen[r]
+                if sub.nnz:
+                    pos = np.repeat(np.arange(r.size, dtype=np.int64) * n_items,
+                                    np.diff(sub.indptr)) + sub.indices
+                    S.view(-1).index_fill_(0, to_device(pos, device), -torch.inf)
+            kth = torch.topk(S, kk, dim=1).values[:, kk - 1]
+            vals, ids = _exact_rows(_Torch, S, kk, kth)
+            r_dev = rows_dev[j:j + chunk]
+            vals_out[r_dev, :kk] = vals.to(torch.float32)
+            ids_out[r_dev, :kk] = ids.masked_fill(~(vals > -torch.inf), -1)
+
+    for start in range(0, n_users, batch_size):
+        stop = min(start + batch_size, n_users)
+        U, c_off = fold(start, stop)
+        U = to_device(U, device, dtype)
+        aug = c_off is not None or d_off is not None
+        if aug:
+            # Offsets as two extra factor columns: [w, c, 1] . [q, 1, d].
+            ones = torch.ones(stop - start, dtype=dtype, device=device)
+            c = (torch.zeros_like(ones) if c_off is None
+                 else to_device(c_off, device, dtype).reshape(-1))
+            U = torch.cat([U, c[:, None], ones[:, None]], dim=1)
+        S = U @ item_side(aug)
+        mask(S, start, stop)
+        vals, ids, kk, unsafe = _grouped_topk(_Torch, S, k, _GROUPS)
+        del S
+        vals_out[start:stop, :kk] = vals.to(torch.float32)
+        ids_out[start:stop, :kk] = ids.masked_fill(~(vals > -torch.inf), -1)
+        if unsafe is not None:
+            unsafe_out[start:stop] = unsafe
+            pending.append((start, stop, U, aug))
+            held += U.numel() * U.element_size()
+            if held >= _PENDING_BYTES:
+                checkpoint()
+                held = 0
+    checkpoint()
+    return to_host(ids_out, vals_out)
+
+
+def _topk_cpu(user_vectors, item_factors, k, seen, user_offset, item_offset, n_users,
+              batch_size, device, dtype):
+    """:func:`topk_items` on the CPU: batches over worker threads, each by :func:`_topk_tiled`."""
+    Q = to_torch(item_factors, device=device, dtype=dtype)
+    n_items = Q.shape[0]
+    if callable(user_vectors):
         fold = user_vectors
     else:
         U_all = user_vectors
-        n_users = U_all.shape[0]
 
         def fold(start, stop):
             off = None if user_offset is None else user_offset[start:stop]
@@ -461,7 +674,7 @@ def topk_items(user_vectors, item_factors, k, *, seen=None, user_offset=None, it
 
     d_off = None if item_offset is None else to_torch(item_offset, device=device, dtype=dtype)
     if batch_size is None:
-        batch_size = _CPU_BATCH if cpu else default_batch_size(n_items)
+        batch_size = _CPU_BATCH
     ids_out = np.full((n_users, k), -1, dtype=np.int64)
     scores_out = np.full((n_users, k), -np.inf, dtype=np.float32)
     Qts = {}  # item side of the product, without and with the offset columns
@@ -491,28 +704,18 @@ def topk_items(user_vectors, item_factors, k, *, seen=None, user_offset=None, it
                  else to_torch(c_off, device=device, dtype=dtype).reshape(-1))
             U = torch.cat([U, c[:, None], ones[:, None]], dim=1)
         Qt = item_side(aug)
-        if cpu:
-            block = getattr(local, "block", None)
-            if block is None:  # one score tile per worker thread, reused across its batches
-                block = local.block = np.empty((min(batch_size, n_users),
-                                                min(_TILE_ITEMS, n_items)),
-                                               dtype=numpy_dtype(dtype))
-            vals, idx = _topk_tiled(U.numpy(), Qt.numpy(), k,
-                                    None if seen is None else seen[start:stop], out=block)
-        else:
-            S = U @ Qt
-            if seen is not None:
-                mask_seen_(S, seen[start:stop])
-            vals, idx = (to_numpy(a) for a in topk_rows(S, k))
+        block = getattr(local, "block", None)
+        if block is None:  # one score tile per worker thread, reused across its batches
+            block = local.block = np.empty((min(batch_size, n_users),
+                                            min(_TILE_ITEMS, n_items)),
+                                           dtype=numpy_dtype(dtype))
+        vals, idx = _topk_tiled(U.numpy(), Qt.numpy(), k,
+                                None if seen is None else seen[start:stop], out=block)
         ids_out[start:stop] = idx
         scores_out[start:stop] = vals
 
     starts = range(0, n_users, batch_size)
-    if not cpu:
-        for start in starts:
-            run(start)
-        return ids_out, scores_out
-    # CPU: batches in parallel, one core each (a GEMM on one BLAS thread, then the
+    # Batches in parallel, one core each (a GEMM on one BLAS thread, then the
     # single-threaded selection), so that the selection of one batch overlaps the
     # GEMM of another instead of leaving cores idle between threaded GEMMs; one BLAS
     # thread also with one worker, as OpenBLAS rounds differently on 1 and 2 threads.

@@ -33,3 +33,16 @@ def ml100k(data_home):
     from sksvd.datasets import load_movielens
 
     return load_movielens("100k", data_home=data_home)
+
+
+def _devices():
+    """``cpu`` always, ``cuda`` when torch sees a CUDA GPU."""
+    import torch
+
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(params=_devices())
+def device(request):
+    """Each device this machine has (``"cpu"``; ``"cuda"`` when available), as a string."""
+    return request.param

@@ -186,3 +186,171 @@ def test_tiled_selection_equals_whole_row_selection():
         v, i = _topk_tiled(U, Qt, k, seen, tile=int(rng.integers(1, 70)))
         np.testing.assert_array_equal(i, ref_i)
         np.testing.assert_array_equal(v, ref_v)
+
+
+# ------------------------------------------------------------------ the device path
+@pytest.fixture(params=["tiled", "device"])
+def topk_device(device, request, monkeypatch):
+    """Each device, and on the CPU both paths: the tiled CPU path and the device path
+    (the GPU's code, on torch's CPU kernels)."""
+    from sksvd import _topk
+
+    if request.param == "tiled" and device != "cpu":
+        pytest.skip("the tiled path is the CPU's")
+    monkeypatch.setattr(_topk, "_DEVICE_PATH_ON_CPU", request.param == "device")
+    return device
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_topk_items_every_device_matches_full_sort(topk_device, dtype):
+    rng = np.random.default_rng(10)
+    U, Q = rng.standard_normal((83, 6)), rng.standard_normal((1531, 6))
+    seen = sp.random(83, 1531, density=0.2, format="csr", random_state=3)
+    ref_ids, ref_vals = _reference(_scores(U, Q, seen), 7)
+    for bs in (1, 10, 83, 500, None, "auto"):
+        ids, scores = topk_items(U, Q, 7, seen=seen, batch_size=bs, device=topk_device,
+                                 dtype=dtype)
+        np.testing.assert_array_equal(ids, ref_ids)
+        np.testing.assert_allclose(scores, ref_vals, rtol=1e-5)
+        assert ids.dtype == np.int64 and scores.dtype == np.float32
+
+
+def test_topk_items_every_device_ties_lowest_id(topk_device):
+    # Integer factors: exact float32 scores, ties everywhere; zero rows tie on every
+    # item (the grouped selection flags them and the exact pass redoes them).
+    rng = np.random.default_rng(11)
+    U = rng.integers(-2, 3, (70, 3)).astype(np.float32)
+    U[[0, 33, 69]] = 0
+    Q = rng.integers(-2, 3, (2100, 3)).astype(np.float32)
+    seen = sp.random(70, 2100, density=0.05, format="lil", random_state=4)
+    seen[5, :40] = 0  # every item seen but the first 40
+    seen[5, 40:] = 1
+    seen = seen.tocsr()
+    seen.eliminate_zeros()
+    for k in (1, 10, 45):
+        ref_ids, ref_vals = _reference(_scores(U, Q, seen), k)
+        for bs in (1, 8, 70):
+            ids, scores = topk_items(U, Q, k, seen=seen, batch_size=bs, device=topk_device)
+            np.testing.assert_array_equal(ids, ref_ids)
+            np.testing.assert_array_equal(scores, ref_vals.astype(np.float32))
+
+
+def test_topk_items_every_device_offsets_callable_padding(topk_device):
+    rng = np.random.default_rng(12)
+    U, Q = rng.standard_normal((25, 4)), rng.standard_normal((9, 4))
+    c, d = rng.standard_normal(25), rng.standard_normal(9)
+    seen = sp.random(25, 9, density=0.5, format="csr", random_state=5)
+    ref_ids, ref_vals = _reference(_scores(U, Q, seen) + c[:, None] + d[None, :], 12)
+    ids, scores = topk_items(U, Q, 12, seen=seen, user_offset=c, item_offset=d, batch_size=4,
+                             device=topk_device, dtype=torch.float64)
+    np.testing.assert_array_equal(ids, ref_ids)  # k > n_items: padded with -1 / -inf
+    np.testing.assert_allclose(scores, ref_vals, rtol=1e-6)
+
+    dev = torch.device(topk_device)
+
+    def fold(start, stop):  # vectors made on the device, batch by batch
+        return (torch.from_numpy(U[start:stop]).to(dev),
+                torch.from_numpy(c[start:stop]).to(dev))
+
+    got = topk_items(fold, Q, 12, n_rows=25, seen=seen, item_offset=d, batch_size=6,
+                     device=topk_device, dtype=torch.float64)
+    np.testing.assert_array_equal(got[0], ref_ids)
+    np.testing.assert_allclose(got[1], ref_vals, rtol=1e-6)
+
+
+def test_topk_items_every_device_empty_inputs(topk_device):
+    ids, scores = topk_items(np.zeros((0, 3)), np.ones((5, 3)), 2, device=topk_device)
+    assert ids.shape == (0, 2) and scores.shape == (0, 2)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_device_path_transfers_do_not_grow_with_batches(monkeypatch, ties):
+    # The device path run on the CPU: every transfer goes through sksvd._backend's
+    # helpers, which count them. The counts must not depend on the number of batches.
+    from sksvd import _topk
+    from sksvd._backend import count_transfers
+
+    monkeypatch.setattr(_topk, "_DEVICE_PATH_ON_CPU", True)
+    rng = np.random.default_rng(13)
+    if ties:
+        U = rng.integers(-1, 2, (600, 2)).astype(np.float32)
+        Q = rng.integers(-1, 2, (900, 2)).astype(np.float32)
+    else:
+        U, Q = rng.standard_normal((600, 8)), rng.standard_normal((900, 8))
+    seen = sp.random(600, 900, density=0.05, format="csr", random_state=6)
+    c, d = rng.standard_normal(600), rng.standard_normal(900)
+    ref_ids, _ = _reference(_scores(U, Q, seen) + c[:, None] + d[None, :], 10)
+    counts = []
+    for bs in (600, 97, 7):  # 1, 7 and 86 batches
+        with count_transfers() as n:
+            ids, _ = topk_items(U, Q, 10, seen=seen, user_offset=c, item_offset=d,
+                                batch_size=bs, device="cpu", dtype=torch.float64)
+        np.testing.assert_array_equal(ids, ref_ids)
+        counts.append(n)
+    assert counts[0] == counts[1] == counts[2], counts
+    # Factors, offsets, user vectors, the seen matrix (2 arrays) up; results (2) down.
+    assert counts[0]["h2d"] <= 6 + 2 * ties and counts[0]["d2h"] <= 3
+    assert counts[0]["host_reads"] <= 2
+
+
+def test_device_path_checkpoints_bound_held_vectors(monkeypatch):
+    # With a tiny budget for the vectors kept for the tie check, the host reads the
+    # tie flags at several checkpoints: results unchanged.
+    from sksvd import _topk
+    from sksvd._backend import count_transfers
+
+    monkeypatch.setattr(_topk, "_DEVICE_PATH_ON_CPU", True)
+    monkeypatch.setattr(_topk, "_PENDING_BYTES", 1000)
+    rng = np.random.default_rng(14)
+    U = rng.integers(-1, 2, (300, 2)).astype(np.float32)
+    Q = rng.integers(-1, 2, (700, 2)).astype(np.float32)
+    seen = sp.random(300, 700, density=0.05, format="csr", random_state=7)
+    ref_ids, _ = _reference(_scores(U, Q, seen), 5)
+    with count_transfers() as n:
+        ids, _ = topk_items(U, Q, 5, seen=seen, batch_size=50, device="cpu")
+    np.testing.assert_array_equal(ids, ref_ids)
+    assert n["host_reads"] > 2  # 50 rows x 2 floats = 400 bytes: a checkpoint every 3 batches
+
+
+def test_topk_items_rejects_bad_batch_size_and_seen_shape():
+    U, Q = np.ones((3, 2)), np.ones((4, 2))
+    with pytest.raises(ValueError, match="batch_size='big'"):
+        topk_items(U, Q, 2, batch_size="big")
+    with pytest.raises(ValueError, match="seen: expected 3 rows"):
+        topk_items(U, Q, 2, seen=sp.csr_matrix((2, 4)))
+
+
+def test_device_batch_size():
+    from sksvd._topk import device_batch_size
+
+    assert device_batch_size(50_000, torch.device("cpu")) == default_batch_size(50_000)
+    if torch.cuda.is_available():
+        rows = device_batch_size(50_000, torch.device("cuda"))
+        free, _ = torch.cuda.mem_get_info()
+        assert rows * 50_000 * 4 <= max(min(2**30, free // 8), 16 * 50_000 * 4)
+
+
+def test_device_path_callable_mixing_offsets_and_ties(monkeypatch):
+    # A callable that gives offsets for some batches only (two item sides), tied rows in
+    # every batch, and checkpoints every few batches: each row still equals a full sort.
+    from sksvd import _topk
+
+    monkeypatch.setattr(_topk, "_DEVICE_PATH_ON_CPU", True)
+    monkeypatch.setattr(_topk, "_PENDING_BYTES", 2000)
+    rng = np.random.default_rng(15)
+    U = rng.integers(-1, 2, (230, 2)).astype(np.float32)
+    Q = rng.integers(-1, 2, (500, 2)).astype(np.float32)
+    c = rng.integers(-2, 3, 230).astype(np.float32)
+    seen = sp.random(230, 500, density=0.1, format="csr", random_state=8)
+
+    def fold(start, stop):
+        off = torch.from_numpy(c[start:stop]) if (start // 20) % 2 else None
+        return torch.from_numpy(U[start:stop]), off
+
+    S = _scores(U, Q, seen)
+    with_off = (np.arange(230) // 20) % 2 == 1
+    S[with_off] += c[with_off, None]
+    ref_ids, ref_vals = _reference(S, 6)
+    ids, scores = topk_items(fold, Q, 6, n_rows=230, seen=seen, batch_size=20, device="cpu")
+    np.testing.assert_array_equal(ids, ref_ids)
+    np.testing.assert_array_equal(scores, ref_vals.astype(np.float32))
