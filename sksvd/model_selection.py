@@ -21,7 +21,6 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 from sklearn.exceptions import NotFittedError, UndefinedMetricWarning
-from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
@@ -315,16 +314,9 @@ def _check_sklearn_scoring(estimator, max_depth=40):
 # --------------------------------------------------------------------------- model calls
 def _recommend(estimator, X, k, exclude_seen=True):
     """``estimator.recommend(X, k, exclude_seen)[0]``; a Pipeline transforms X, then its last step."""
-    if hasattr(estimator, "recommend"):
-        return np.asarray(estimator.recommend(X, k=k, exclude_seen=exclude_seen)[0])
-    if isinstance(estimator, Pipeline):
-        if len(estimator.steps) > 1:
-            X = estimator[:-1].transform(X)
-        return _recommend(estimator[-1], X, k, exclude_seen)
-    raise TypeError(
-        f"estimator={type(estimator).__name__}: expected a recommender with a recommend "
-        "method, or a Pipeline ending in one"
-    )
+    from .pipeline import recommend
+
+    return np.asarray(recommend(estimator, X, k=k, exclude_seen=exclude_seen)[0])
 
 
 def _predict_entries(estimator, X_in, X_target, batch_size=None):
