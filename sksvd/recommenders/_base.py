@@ -372,23 +372,23 @@ class BaseRecommender(TransformerMixin, BaseEstimator):
             raise TypeError(f"exclude_seen={exclude_seen!r}: expected a bool")
         if batch_size is not None:
             batch_size = check_int(batch_size, "batch_size", min_val=1)
-        candidates = filtered = None
+        # Filtered items are removed from the candidates (all items by default): the
+        # scores are then computed for the candidate columns only, and mapped back.
+        candidates = None
         if items is not None:
             candidates = np.unique(self._check_index(np.atleast_1d(np.asarray(items)), "items",
                                                      self.n_items_))
         if filter_items is not None:
             filtered = np.unique(self._check_index(np.atleast_1d(np.asarray(filter_items)),
                                                    "filter_items", self.n_items_))
-            if candidates is not None:
-                candidates, filtered = np.setdiff1d(candidates, filtered,
-                                                    assume_unique=True), None
+            if filtered.size:
+                candidates = np.setdiff1d(np.arange(self.n_items_) if candidates is None
+                                          else candidates, filtered, assume_unique=True)
+        if candidates is not None and candidates.size == 0:
+            return (np.full((n_rows, k), -1, dtype=np.int64),
+                    np.full((n_rows, k), -np.inf, dtype=np.float32))
         device, dtype = self._device(), self._dtype()
         Q, d = self.item_factors_, self._item_offset()
-        if filtered is not None and filtered.size:
-            # A filtered item's offset is -inf: its score is -inf, as a seen item's.
-            d = np.zeros(self.n_items_, dtype=np.float64) if d is None \
-                else np.array(d, dtype=np.float64)
-            d[filtered] = -np.inf
         seen = X if (exclude_seen and X is not None) else None
         if candidates is not None:
             Q = Q[candidates]
@@ -410,8 +410,7 @@ class BaseRecommender(TransformerMixin, BaseEstimator):
         ids, scores = topk_items(fold, Q, k, seen=seen, n_rows=n_rows, item_offset=d,
                                  batch_size=batch_size, device=device, dtype=dtype)
         if candidates is not None:
-            ids = np.where(ids >= 0, candidates[np.maximum(ids, 0)] if candidates.size
-                           else -1, -1)
+            ids = np.where(ids >= 0, candidates[np.maximum(ids, 0)], -1)
         return ids, scores
 
     def predict_ratings(self, users, items):
