@@ -583,9 +583,9 @@ class _DataBunch(Bunch):
             if raw is not None:
                 raw = np.atleast_1d(np.asarray(raw, dtype=object))
                 if raw.shape[0] != ids.shape[0]:
-                    raise ValueError(f"{name[:-3] if name == 'user_id' else 'items'}: "
-                                     f"expected {ids.shape[0]} ids (one per list), got "
-                                     f"{raw.shape[0]}")
+                    arg = "users" if name == "user_id" else "items"
+                    raise ValueError(f"{arg}: expected {ids.shape[0]} ids (one per list), "
+                                     f"got {raw.shape[0]}")
                 out[name] = pd.array(raw[rows].tolist())
         out["rank"] = ranks + 1
         out["item_id"] = pd.array(self["item_ids"][cols].tolist())
