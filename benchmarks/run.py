@@ -59,8 +59,9 @@ def default_out(quick):
     return root / ("quick" if quick else "full")
 
 
-def missing_requirements(names, find_spec=importlib.util.find_spec):
+def missing_requirements(names, find_spec=None):
     """``{benchmark: [pip requirement, ...]}`` of the optional packages not installed."""
+    find_spec = find_spec or importlib.util.find_spec
     out = {}
     for name in names:
         missing = [req for module, req in REQUIRES.get(name, {}).items()
