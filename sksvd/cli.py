@@ -416,7 +416,8 @@ def _model_options(p):
     p.add_argument("--epochs", type=_positive_int, default=None, metavar="N",
                    help="most training epochs of FunkSVD and AsySVD, which stop early when "
                         "their validation score on 10%% of the training ratings stops "
-                        f"improving (default: {_defaults_text('n_epochs')})")
+                        "improving (FunkSVD: with loss mse only) "
+                        f"(default: {_defaults_text('n_epochs')})")
     losses = [f"{MODELS[n][0]} {{{','.join(_class_info(MODELS[n][0])[1]['loss'])}}}"
               for n in MODELS if "loss" in _class_info(MODELS[n][0])[1]]
     p.add_argument("--loss", default=None, metavar="LOSS",
@@ -846,6 +847,9 @@ def _make_model(name, args):
         params["loss"] = args.loss
     if getattr(args, "shrinkage", None) is not None and "shrinkage" in accepted:
         params["shrinkage"] = args.shrinkage
+    if name == "funksvd" and params.get("loss", accepted.get("loss", "mse")) != "mse":
+        # FunkSVD stops early on the RMSE of held-out ratings: with loss="mse" only.
+        params.pop("early_stopping", None)
     params.update(device=args.device, random_state=args.seed, verbose=int(args.verbose > 0))
     return cls(**params)
 

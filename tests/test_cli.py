@@ -207,8 +207,11 @@ def test_evaluate_uses_the_library_metrics(data_home):
     from sksvd.datasets import load_movielens
     from sksvd.model_selection import evaluate
 
+    # FunkSVD trained on the ratings (loss="mse", where the class has a loss parameter).
+    has_loss = "loss" in FunkSVD().get_params()
     proc = run("evaluate", "--models", "puresvd,funksvd", "--metrics", "ndcg,recall,rmse",
                "--folds", "u1,u2", "--components", 8, "--epochs", 2, "--json",
+               *(["--loss", "mse"] if has_loss else []),
                env={"SKSVD_DATA_HOME": str(data_home)})
     assert proc.returncode == 0, proc.stderr
     res = json.loads(proc.stdout)
@@ -219,7 +222,8 @@ def test_evaluate_uses_the_library_metrics(data_home):
     try:
         pure = evaluate(SVDRecommender(8, random_state=0, device="cpu"), ds.X_train,
                         ds.X_test, metrics=("ndcg", "recall"))
-        funk = FunkSVD(8, n_epochs=2, early_stopping=True, random_state=0, device="cpu")
+        funk = FunkSVD(8, n_epochs=2, early_stopping=True, random_state=0, device="cpu",
+                       **({"loss": "mse"} if has_loss else {}))
         ref = evaluate(funk, ds.X_train, ds.X_test, metrics=("rmse",))
     finally:
         torch.set_num_threads(threads)
