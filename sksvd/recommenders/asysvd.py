@@ -1127,7 +1127,9 @@ class AsySVD(BaseRecommender):
         n = cols.size
         weights = np.asarray(self.item_weights_, dtype=np.float64)
         s = 1.0 / np.sqrt(n) if n else 0.0
-        w = r if self.profile_weights == "value" else np.ones(n)
+        # the y-term weights the fold-in uses (a "auto" setting resolved as there)
+        weighting = getattr(self, "_profile_weights", lambda: self.profile_weights)()
+        w = r if weighting == "value" else np.ones(n)
         terms = s * w[:, None] * weights[-1][cols]
         W0 = np.zeros(weights.shape[2])
         if weights.shape[0] == 1:
