@@ -221,13 +221,16 @@ def _asy_score(rec, x, i):
 
 @FAST
 @given(seed=st.integers(0, 2**16), model=st.sampled_from(
-    ["pure", "pure_scaled", "asy", "asy_nobias", "asy_value", "asy_value_nobias"]))
+    ["pure", "pure_scaled", "asy", "asy_nobias", "asy_value", "asy_value_nobias",
+     "asy_defaults"]))
 def test_explain_contributions_sum_to_the_score(seed, model):
     rng = np.random.default_rng(seed)
     X = _ratings(seed % 5, n_users=20, n_items=12, density=0.4)
     if model.startswith("pure"):
         rec = SVDRecommender(3, device="cpu", random_state=0,
                              popularity_scaling=0.5 if model == "pure_scaled" else 0.0).fit(X)
+    elif model == "asy_defaults":
+        rec = AsySVD(3, n_epochs=2, random_state=seed % 3, device="cpu").fit(X)
     else:
         rec = AsySVD(3, n_epochs=2, random_state=seed % 3, device="cpu",
                      use_bias="nobias" not in model,
@@ -246,7 +249,7 @@ def test_explain_contributions_sum_to_the_score(seed, model):
         V = rec.item_factors_.astype(np.float64)
         np.testing.assert_allclose(e.contributions, x[e.items] * (V[e.items] @ V[i]),
                                    atol=1e-9)
-    elif model.startswith("asy"):
+    elif model.startswith("asy") and model != "asy_defaults":
         assert e.score == pytest.approx(_asy_score(rec, x, i), abs=1e-6)
     # the model's own (float32) score, unclipped
     got = rec.recommend(x[None, :], k=1, items=[i], exclude_seen=False)[1][0, 0]
