@@ -47,9 +47,14 @@ $(VENV)/.docs: $(VENV)/.core
 	$(PIP) install -q -e ".[plot,image,dev,docs]"
 	touch $@
 
-# The HTML documentation, warnings as errors (docs/_build/html/index.html).
+# The HTML documentation, warnings as errors (docs/_build/html/index.html). Writes only
+# under docs/_build: the table of docs/errors.md is regenerated there and compared with the
+# committed page, which `$(PY) docs/gen_errors.py` rewrites when the code's messages change.
 docs: $(VENV)/.docs
-	$(PY) docs/gen_errors.py docs/errors.md
+	mkdir -p docs/_build
+	$(PY) docs/gen_errors.py docs/_build/errors.md
+	@cmp -s docs/_build/errors.md docs/errors.md || { diff docs/errors.md docs/_build/errors.md | head -20; \
+		echo "docs/errors.md is stale: run $(PY) docs/gen_errors.py (it rewrites docs/errors.md)"; exit 1; }
 	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
 
 clean:

@@ -6,17 +6,24 @@
 Each ``benchmarks/bench_<name>.py`` runs in its own process (one at a time:
 heavy benchmarks never overlap) as ``python -m benchmarks.bench_<name>
 [--quick] --device D`` plus the flags of :data:`FULL_FLAGS` for a full run.
-Results go to ``benchmarks/results/`` (full run) or
-``benchmarks/results/quick/`` (``--quick``, so that a reduced run never
-overwrites the recorded full one; its ratios are the baseline of
-:mod:`benchmarks.check`); ``--out`` sends them elsewhere. Then
-:func:`benchmarks.report.build_report` writes ``REPORT.md`` and
-``REPORT.json`` in that folder.
+Results go to a folder outside the source tree, ``$SKSVD_BENCH_OUT`` or
+``~/.cache/sksvd/bench/`` (``full/`` or ``quick/``), so that running the
+suite never rewrites the tracked files; ``--out`` names another folder, e.g.
+``--out benchmarks/results`` (full run) or ``--out benchmarks/results/quick``
+to update the recorded results (the latter's ratios are the baseline of
+:mod:`benchmarks.check`). Then :func:`benchmarks.report.build_report` writes
+``REPORT.md`` and ``REPORT.json`` in that folder.
+
+Before anything runs, the optional packages each chosen benchmark needs
+(:data:`REQUIRES`: the ``[bench]`` extra, matplotlib) are looked up; when one
+is missing the suite stops at once and names them (``--skip-missing`` runs
+the other benchmarks instead).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import signal
@@ -31,6 +38,37 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 # Flags some benchmarks need to include their heavy part in a full run.
 FULL_FLAGS = {"rating": ["--scale"], "asysvd": ["--speed"]}
+# Optional packages (import name -> pip requirement) each benchmark compares against or draws
+# with; the [bench] extra holds the peers.
+REQUIRES = {
+    "asysvd": {"surprise": "scikit-surprise"},
+    "rating": {"surprise": "scikit-surprise"},
+    "topn": {"implicit": "implicit"},
+    "growth": {"implicit": "implicit", "matplotlib": "matplotlib"},
+}
+
+
+def default_out(quick):
+    """The results folder when ``--out`` is not given: outside the source tree."""
+    base = os.environ.get("SKSVD_BENCH_OUT")
+    if base:
+        root = Path(base).expanduser()
+    else:
+        cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        root = Path(cache) / "sksvd" / "bench"
+    return root / ("quick" if quick else "full")
+
+
+def missing_requirements(names, find_spec=None):
+    """``{benchmark: [pip requirement, ...]}`` of the optional packages not installed."""
+    find_spec = find_spec or importlib.util.find_spec
+    out = {}
+    for name in names:
+        missing = [req for module, req in REQUIRES.get(name, {}).items()
+                   if find_spec(module) is None]
+        if missing:
+            out[name] = missing
+    return out
 
 
 def discover():
@@ -92,11 +130,17 @@ def run_one(name, quick, device, out, timeout=None, log=print):
 def main(argv=None):
     p = argparse.ArgumentParser(description="Run the sksvd benchmark suite, write REPORT.md.")
     p.add_argument("--quick", action="store_true",
-                   help="reduced run (minutes): results in benchmarks/results/quick/")
+                   help="reduced run (minutes)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--only", default=None,
                    help="comma-separated benchmark names, among: " + ", ".join(discover()))
-    p.add_argument("--out", default=None, help="results folder (default: see above)")
+    p.add_argument("--out", default=None,
+                   help="results folder (default: $SKSVD_BENCH_OUT/{full,quick}, else "
+                        "~/.cache/sksvd/bench/{full,quick}, outside the source tree; "
+                        "benchmarks/results[/quick] updates the recorded results)")
+    p.add_argument("--skip-missing", action="store_true",
+                   help="skip the benchmarks whose optional packages are not installed "
+                        "instead of stopping")
     p.add_argument("--timeout", type=float, default=None,
                    help="seconds per benchmark (default: 600 with --quick, none otherwise)")
     p.add_argument("--report-only", action="store_true",
@@ -110,7 +154,17 @@ def main(argv=None):
             p.error(f"--only: unknown benchmark(s) {', '.join(unknown)}; "
                     f"expected some of {', '.join(names)}")
         names = wanted
-    out = Path(args.out) if args.out else HERE / "results" / ("quick" if args.quick else "")
+    missing = {} if args.report_only else missing_requirements(names)
+    if missing:
+        needed = sorted({r for reqs in missing.values() for r in reqs})
+        what = "; ".join(f"{n} needs {', '.join(r)}" for n, r in missing.items())
+        if not args.skip_missing:
+            p.error(f"missing optional packages: {what}. Install them (pip install "
+                    f"'sksvd[bench]' or pip install {' '.join(needed)}), or pass --only "
+                    "without those benchmarks, or --skip-missing")
+        print(f"== skipped ({what})")
+        names = [n for n in names if n not in missing]
+    out = Path(args.out) if args.out else default_out(args.quick)
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     timeout = args.timeout if args.timeout is not None else (600.0 if args.quick else None)

@@ -1,9 +1,12 @@
 """Write docs/errors.md: what every public function does with bad input, by calling it.
 
-Usage: ``python docs/gen_errors.py [OUT.md]`` (``make docs`` runs it first, so the
-table always shows what the code of the checkout does). Each row is one call
-made here, on small data, and the exception it raised (type and message) or,
-when it raised nothing, what it returned.
+Usage: ``python docs/gen_errors.py [OUT.md]`` (default: docs/errors.md). ``make docs``
+writes it into docs/_build/errors.md and fails when that differs from the committed
+docs/errors.md, and tests/test_docs.py does the same, so the committed page always
+shows what the code of the checkout does (run this script to rewrite it). Each row
+is one call made here, on small data, and the exception it raised (type and
+message) or, when it raised nothing, what it returned. The output is
+deterministic (fixed data, hash seed 0, temporary paths shown as <tmp>).
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.model_selection import cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import Normalizer
 
 import sksvd
 from sksvd import (
@@ -35,6 +41,7 @@ from sksvd import (
     plotting,
 )
 from sksvd import io as sio
+from sksvd import pipeline as spipeline
 
 os.environ.setdefault("SKSVD_DEVICE", "cpu")  # read when an estimator resolves "auto"
 TMP = Path(tempfile.mkdtemp(prefix="sksvd_errors_"))
@@ -121,6 +128,19 @@ def recommender_cases(cls):
            lambda: _fitted(cls(**kw)).predict_ratings([0.5], [0]))
     yield (name, "predict_ratings(users=[0, 1], items=[0])",
            lambda: _fitted(cls(**kw)).predict_ratings([0, 1], [0]))
+    yield (name, "recommend(X, filter_items=[12]) with 12 items",
+           lambda: _fitted(cls(**kw)).recommend(X[:2], filter_items=[12]))
+    yield (name, "recommend(X, items=[-1])",
+           lambda: _fitted(cls(**kw)).recommend(X[:2], items=[-1]))
+    yield (name, "recommend(X[:3], users=[0, 1])",
+           lambda: _fitted(cls(**kw)).recommend(X[:3], users=[0, 1]))
+    yield (name, "similar_items([12]) with 12 items",
+           lambda: _fitted(cls(**kw)).similar_items([12]))
+    yield (name, "similar_users([0], k=0)",
+           lambda: _fitted(cls(**kw)).similar_users([0], k=0))
+    yield (name, "explain(X[:2], item=0)", lambda: _fitted(cls(**kw)).explain(X[:2], 0))
+    yield (name, "explain(X[:1], item=[0, 1])",
+           lambda: _fitted(cls(**kw)).explain(X[:1], [0, 1]))
     if name != "SVDRecommender":
         yield name, "learning_rate=-1", lambda: cls(**{**kw, "learning_rate": -1}).fit(X)
         yield name, "n_epochs=0", lambda: cls(**{**kw, "n_epochs": 0}).fit(X)
@@ -224,6 +244,12 @@ def cases():
         SVDRecommender(2), X, X, metrics=("auc",))
     yield "model_selection.evaluate", "X_test of another shape", lambda: ms.evaluate(
         SVDRecommender(2), X, X[:, :5])
+    yield ("sklearn cross_val_score(FunkSVD(), X)",
+           "scoring='neg_root_mean_squared_error' (error_score='raise')",
+           lambda: cross_val_score(FunkSVD(2, n_epochs=1), X, cv=2, error_score="raise",
+                                   scoring="neg_root_mean_squared_error"))
+    yield "pipeline.recommend", "a Pipeline ending in Normalizer", lambda: spipeline.recommend(
+        make_pipeline(Normalizer()).fit(X), X)
 
     ds = datasets
     yield "datasets.load_movielens", "name='999k'", lambda: ds.load_movielens("999k")
@@ -235,6 +261,10 @@ def cases():
     yield "datasets.load_ratings", "no column 'itemId'", lambda: ds.load_ratings(
         df, item_col="itemId")
     yield "datasets.load_ratings", "a duplicate (user, item)", lambda: ds.load_ratings(df)
+    small = ds.load_ratings(df.drop_duplicates(["userId", "movieId"]))
+    yield "datasets Bunch.user_rows", "an unknown user id 99", lambda: small.user_rows([1, 99])
+    yield "datasets Bunch.item_columns", "an unknown item id 'x'", lambda: small.item_columns("x")
+    yield "datasets Bunch.find_items", "data without titles", lambda: small.find_items("Star")
     yield "datasets.load_ratings", "a rating 'five'", lambda: ds.load_ratings(
         df.assign(rating=["five", 4, 3], movieId=[10, 11, 12]))
     yield "datasets.load_ratings", "a missing user id", lambda: ds.load_ratings(
@@ -289,6 +319,11 @@ def cases():
                                                                "--user", "1")
     yield "sksvd recommend (CLI)", "MovieLens absent, --no-download", lambda: _cli(
         "recommend", "--user", "1", "--no-download", "--data-home", str(TMP))
+    yield "sksvd recommend (CLI)", "--ratd 50:5 (misspelt)", lambda: _cli(
+        "recommend", "--ratd", "50:5")
+    yield "sksvd recommend (CLI)", "-o /nonexistent/dir/top.csv", lambda: _cli(
+        "recommend", "--user", "1", "-o", "/nonexistent/dir/top.csv")
+    yield "sksvd similar (CLI)", "no --item", lambda: _cli("similar")
     yield "sksvd evaluate (CLI)", "--models puresvd,nope", lambda: _cli(
         "evaluate", "--models", "puresvd,nope")
 
@@ -342,7 +377,7 @@ def main(out):
     lines = [
         "# Bad input: what each public function does with it",
         "",
-        "Generated by `docs/gen_errors.py` (run by `make docs`) from calls made on small",
+        "Generated by `docs/gen_errors.py` (checked by `make docs`) from calls made on small",
         f"data: every row is a real call of this version of sksvd ({sksvd.__version__}) and",
         "what it raised, or what it returned when it raised nothing (marked —).",
         "`InvalidParameterError` is scikit-learn's parameter check; it is a subclass of both",

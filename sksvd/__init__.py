@@ -7,8 +7,11 @@ TruncatedSVDCompressor
 SVDRecommender, FunkSVD, AsySVD
     PureSVD, Funk's biased matrix factorisation and Koren's asymmetric SVD.
 
+Explanation
+    What a recommender's ``explain`` returns.
+
 Submodules: ``image``, ``plotting``, ``metrics``, ``model_selection``,
-``datasets``, ``io``, ``linalg``.
+``pipeline``, ``datasets``, ``io``, ``linalg``.
 """
 
 import importlib
@@ -20,9 +23,10 @@ _LAZY = {
     "SVDRecommender": "sksvd.recommenders.puresvd",
     "FunkSVD": "sksvd.recommenders.funksvd",
     "AsySVD": "sksvd.recommenders.asysvd",
+    "Explanation": "sksvd.recommenders._base",
 }
 _SUBMODULES = {"image", "plotting", "metrics", "model_selection", "datasets", "io", "linalg",
-               "distributed",
+               "distributed", "pipeline",
                "compression", "recommenders"}
 
 __all__ = sorted(_LAZY) + sorted(_SUBMODULES)

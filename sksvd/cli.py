@@ -1,4 +1,4 @@
-"""The ``sksvd`` command line: ``compress``, ``recommend``, ``evaluate``, ``bench``.
+"""The ``sksvd`` command line: ``compress``, ``recommend``, ``similar``, ``evaluate``, ``bench``.
 
 Each subcommand has ``--help`` with an example, ``--device``, ``--verbose``
 (progress bars and status lines on standard error) and ``--json`` (one JSON
@@ -14,6 +14,8 @@ Examples
     $ sksvd compress photo.png --psnr 32 -o photo_svd.png --plot profile.png
     $ sksvd recommend --data ml-100k --model asysvd --rated 50:5,172:5,181:4 -k 10
     $ sksvd recommend --data ml-100k --model puresvd --user 196
+    $ sksvd recommend --data ml-latest-small/ratings.csv --rated 260:5,1196:5
+    $ sksvd similar --data ml-100k --item "Star Wars"
     $ sksvd evaluate --data ml-100k --models puresvd,funksvd,asysvd --folds u1,u2
     $ sksvd bench --quick
 
@@ -34,18 +36,20 @@ import time
 import warnings
 from pathlib import Path
 
-__all__ = ["main", "build_parser", "find_data_home", "format_table", "MODELS"]
+__all__ = ["main", "build_parser", "find_data_home", "format_table", "check_output_path",
+           "MODELS"]
 
 PROG = "sksvd"
 
-#: The recommenders the command line knows: name -> (class name, default parameters).
+#: The recommenders the command line knows: name -> (class name, the command line's own
+#: parameters, over the class's defaults).
 MODELS = {
     "puresvd": ("SVDRecommender", {"n_components": 50}),
     "funksvd": ("FunkSVD", {"early_stopping": True}),
     "asysvd": ("AsySVD", {"early_stopping": True}),
 }
-# Models whose ``predict`` gives ratings (RMSE and MAE mean something for them).
-_RATING_MODELS = ("funksvd", "asysvd")
+# The module of each recommender class (its defaults are read from the source for --help).
+_MODEL_FILES = {"SVDRecommender": "puresvd.py", "FunkSVD": "funksvd.py", "AsySVD": "asysvd.py"}
 _TOPK_METRICS = ("ndcg", "recall", "precision", "map", "hit_rate", "mrr", "coverage")
 _RATING_METRICS = ("rmse", "mae")
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -183,6 +187,119 @@ def _status(args, message):
         print(f"[sksvd] {message}", file=sys.stderr, flush=True)
 
 
+def _class_info(cls_name):
+    """``(defaults, options)`` of a recommender class, read from its source file.
+
+    ``defaults``: the ``__init__`` keyword defaults; ``options``: for each
+    parameter constrained by ``StrOptions({...})`` in ``_parameter_constraints``,
+    its sorted options. Read with :mod:`ast` rather than by importing the
+    class, so that ``--help`` answers without loading torch; the values used
+    to run are checked against the imported class (:func:`_param_options`).
+    """
+    import ast
+
+    defaults, options = {}, {}
+    try:
+        tree = ast.parse((Path(__file__).parent / "recommenders"
+                          / _MODEL_FILES[cls_name]).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, KeyError):  # pragma: no cover - a broken install
+        return defaults, options
+    cls = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls_name),
+               None)
+    for node in [] if cls is None else cls.body:
+        if isinstance(node, ast.FunctionDef) and node.name == "__init__":
+            a = node.args
+            pos = a.args[1:]
+            pairs = list(zip(pos[len(pos) - len(a.defaults):], a.defaults, strict=True))
+            pairs += [(arg, d) for arg, d in zip(a.kwonlyargs, a.kw_defaults, strict=True)
+                      if d is not None]
+            for arg, d in pairs:
+                try:
+                    defaults[arg.arg] = ast.literal_eval(d)
+                except ValueError:
+                    pass
+        target = getattr(node, "target", None) or (node.targets[0] if isinstance(
+            node, ast.Assign) else None)
+        if getattr(target, "id", None) == "_parameter_constraints" and \
+                isinstance(node.value, ast.Dict):
+            for key, value in zip(node.value.keys, node.value.values, strict=True):
+                for call in ast.walk(value):
+                    if isinstance(call, ast.Call) and getattr(call.func, "id", "") == \
+                            "StrOptions" and call.args and isinstance(call.args[0], ast.Set):
+                        try:
+                            options[key.value] = sorted(ast.literal_eval(call.args[0]))
+                        except ValueError:
+                            pass
+    return defaults, options
+
+
+def _cli_default(name, param):
+    """The value the command line gives ``param`` of model ``name`` unless told otherwise."""
+    cls_name, params = MODELS[name]
+    return params.get(param, _class_info(cls_name)[0].get(param))
+
+
+def _defaults_text(param, names=tuple(MODELS)):
+    parts = []
+    for name in names:
+        cls_name = MODELS[name][0]
+        if param in _class_info(cls_name)[0]:
+            parts.append(f"{cls_name} {_cli_default(name, param)}")
+    return ", ".join(parts) or "none"
+
+
+def _param_options(cls, param):
+    """The string options of ``param`` in the (imported) class's constraints, or None."""
+    for c in cls._parameter_constraints.get(param, []):
+        if hasattr(c, "options"):
+            return sorted(c.options)
+    return None
+
+
+def check_output_path(path, option="--output", suffixes=None):
+    """Check that a file can be written at ``path`` before any work starts.
+
+    Parameters
+    ----------
+    path : str or path-like
+    option : str, default="--output"
+        The option named in the message.
+    suffixes : sequence of str, default=None
+        Accepted file endings (e.g. ``(".csv", ".json")``), any when None.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    UsageError
+        The folder does not exist or is not writable, the path is a folder,
+        or the ending is not among ``suffixes``: one line naming the option
+        and the path.
+
+    Examples
+    --------
+    >>> from sksvd.cli import check_output_path
+    >>> check_output_path("/nonexistent/dir/x.png")
+    Traceback (most recent call last):
+    ...
+    sksvd.cli.UsageError: --output '/nonexistent/dir/x.png': the folder /nonexistent/dir does not exist
+    """
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise UsageError(f"{option} {str(path)!r}: is a folder; expected a file name")
+    parent = p.parent
+    if not parent.is_dir():
+        raise UsageError(f"{option} {str(path)!r}: the folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"{option} {str(path)!r}: the folder {parent} is not writable")
+    if suffixes and p.suffix.lower() not in suffixes:
+        raise UsageError(f"{option} {str(path)!r}: expected a file ending in "
+                         f"{', '.join(suffixes)}")
+    return p
+
+
 # --------------------------------------------------------------------------- argument types
 def _positive_int(text):
     try:
@@ -275,8 +392,17 @@ def _common(p, json_flag=True):
 def _data_options(p):
     p.add_argument("--data", default="ml-100k", metavar="NAME|CSV",
                    help="a MovieLens release (ml-100k, ml-latest-small, ml-1m, ml-10m, ml-20m, "
-                        "ml-25m) or a CSV file with columns userId,movieId,rating "
-                        "(default: ml-100k)")
+                        "ml-25m) or any ratings file: separator (, tab ; :: |) and columns "
+                        "guessed (userId/user_id/user..., movieId/item_id/item..., "
+                        "rating/score...; a file without a header: user, item, rating), or "
+                        "named with --columns (default: ml-100k)")
+    p.add_argument("--columns", metavar="USER,ITEM[,RATING]", default=None,
+                   help="the columns of a ratings file holding the user ids, the item ids and "
+                        "the ratings (no RATING: implicit data, every row counts 1)")
+    p.add_argument("--items", metavar="CSV", default=None,
+                   help="item titles for a ratings file: a table with an id column and a "
+                        "'title' column, e.g. MovieLens' movies.csv (default: movies.csv or "
+                        "items.csv beside the ratings file, when there is one)")
     p.add_argument("--data-home", default=None, metavar="DIR",
                    help="folder holding the MovieLens folders (default: $SKSVD_DATA_HOME, else "
                         "../shared/data beside a checkout, else ~/sksvd_data)")
@@ -286,11 +412,22 @@ def _data_options(p):
 
 def _model_options(p):
     p.add_argument("--components", type=_positive_int, default=None, metavar="D",
-                   help="number of factors (default: PureSVD 50, FunkSVD 64, AsySVD 64)")
+                   help=f"number of factors (default: {_defaults_text('n_components')})")
     p.add_argument("--epochs", type=_positive_int, default=None, metavar="N",
                    help="most training epochs of FunkSVD and AsySVD, which stop early when "
-                        "the RMSE on 10%% of the training ratings stops improving "
-                        "(default: the estimators' n_epochs)")
+                        "their validation score on 10%% of the training ratings stops "
+                        "improving (FunkSVD: with loss mse only) "
+                        f"(default: {_defaults_text('n_epochs')})")
+    losses = [f"{MODELS[n][0]} {{{','.join(_class_info(MODELS[n][0])[1]['loss'])}}}"
+              for n in MODELS if "loss" in _class_info(MODELS[n][0])[1]]
+    p.add_argument("--loss", default=None, metavar="LOSS",
+                   help="training loss of the models that have one, passed as loss=: "
+                        + ("; ".join(losses) or "none has")
+                        + f" (default: {_defaults_text('loss')})")
+    p.add_argument("--shrinkage", type=_finite_float, default=None, metavar="FLOAT",
+                   help="spectrum shrinkage lambda of PureSVD, passed as shrinkage= (item-item "
+                        "weights V diag(s^2/(s^2+lambda)) V^T; default: "
+                        f"{_defaults_text('shrinkage', ('puresvd',))})")
     p.add_argument("--seed", type=int, default=0, help="random_state (default: 0)")
 
 
@@ -312,9 +449,24 @@ as in the data, MovieLens movie ids) and folded into the fitted model: no
 refit. A user of the data (--user ID) gets recommendations from their own
 ratings, folded in the same way. Items the user rated are never recommended.
 
+A user of the data is scored with the vector the model learned for them (as
+implicit's recalculate_user=False); scores are the model's own (not clipped).
+
 examples:
   sksvd recommend --data ml-100k --model asysvd --rated 50:5,172:5,181:4 -k 10
   sksvd recommend --data ml-100k --model puresvd --user 196 -k 5 --json
+  sksvd recommend --data ml-latest-small/ratings.csv --rated 260:5,1196:5
+  sksvd recommend --data ratings.csv --columns user_id,item_id,score --user 42 -o top.csv
+"""
+
+_SIMILAR_EXAMPLES = """\
+The item is given by its id, or by words of its title (the most rated item
+whose title contains them). Similarity is the cosine of the fitted item
+factors; the item itself is left out.
+
+examples:
+  sksvd similar --data ml-100k --item "Star Wars" -k 5
+  sksvd similar --data ml-latest-small/ratings.csv --item 260 --model asysvd --json
 """
 
 _EVALUATE_EXAMPLES = """\
@@ -336,7 +488,11 @@ examples:
 _BENCH_EXAMPLES = """\
 Runs `python -m benchmarks.run` of a source checkout of sksvd (the benchmarks/
 folder is not part of the installed package) and passes every other argument
-to it; the results go to benchmarks/results/ (REPORT.md, JSON, figures).
+to it. It first checks the optional packages the chosen benchmarks need (the
+[bench] extra: implicit, scikit-surprise) and stops, naming them, when one is
+missing. The results (REPORT.md, JSON, figures) go to a folder outside the
+source tree (~/.cache/sksvd/bench/, or $SKSVD_BENCH_OUT) unless --out names
+one, e.g. --out benchmarks/results to update the recorded results.
 
 examples:
   sksvd bench --quick
@@ -363,10 +519,11 @@ def build_parser():
     parser = _Parser(
         prog=PROG, formatter_class=_Formatter,
         description="scikit-learn compatible SVD estimators: compress images, recommend, "
-                    "evaluate, benchmark.",
+                    "find similar items, evaluate, benchmark.",
         epilog="examples:\n"
                "  sksvd compress photo.png --psnr 32 -o photo_svd.png\n"
                "  sksvd recommend --data ml-100k --model asysvd --rated 50:5,172:5,181:4\n"
+               "  sksvd similar --data ml-100k --item \"Star Wars\"\n"
                "  sksvd evaluate --data ml-100k --models puresvd,funksvd,asysvd\n"
                "  sksvd bench --quick\n\n"
                "`sksvd COMMAND --help` describes each command.")
@@ -408,6 +565,24 @@ def build_parser():
     who.add_argument("--rated", metavar="ITEM:RATING,...",
                      help="a new user's ratings, e.g. 50:5,172:5,181:4")
     p.add_argument("-k", type=_positive_int, default=10, help="items to recommend (default: 10)")
+    p.add_argument("-o", "--output", metavar="FILE", default=None,
+                   help="also write the list to FILE (.csv or .json)")
+    _model_options(p)
+    _common(p)
+
+    p = sub.add_parser("similar", help="the items most similar to an item",
+                       description="Fit a recommender and print the items whose factors are "
+                                   "most similar (cosine) to an item's, with titles.",
+                       epilog=_SIMILAR_EXAMPLES, formatter_class=_Formatter)
+    _data_options(p)
+    p.add_argument("--model", choices=tuple(MODELS), default="puresvd",
+                   help="the recommender (default: puresvd)")
+    p.add_argument("--item", required=True, metavar="ID|TITLE",
+                   help="an item id, or words of its title, e.g. \"Star Wars\"")
+    p.add_argument("-k", type=_positive_int, default=10,
+                   help="similar items to list (default: 10)")
+    p.add_argument("-o", "--output", metavar="FILE", default=None,
+                   help="also write the list to FILE (.csv or .json)")
     _model_options(p)
     _common(p)
 
@@ -591,19 +766,56 @@ def _cmd_compress(args):
 
 
 # --------------------------------------------------------------------------- data and models
+_RATINGS_SUFFIXES = (".csv", ".tsv", ".txt", ".data", ".dat")
+
+
+def _guess_sep(path):
+    """The separator of a ratings file, from its first line (, tab ; :: |)."""
+    if Path(path).suffix.lower() == ".tsv":
+        return "\t"
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            head = fh.readline()
+    except OSError:
+        return ","
+    for sep in ("::", "\t", ",", ";", "|"):
+        if sep in head:
+            return sep
+    return ","
+
+
 def _load_data(args, fold=None):
     from .datasets import load_movielens, load_ratings
 
     home = Path(args.data_home).expanduser() if args.data_home else find_data_home()
-    path = Path(args.data)
-    if path.suffix.lower() in (".csv", ".tsv", ".txt") or path.is_file():
+    path = Path(args.data).expanduser()
+    if path.suffix.lower() in _RATINGS_SUFFIXES or path.is_file():
         if not path.is_file():
             raise UsageError(f"--data {args.data!r}: no such file")
         if fold:
             raise UsageError("--folds: only the ml-100k release has official folds")
-        sep = "\t" if path.suffix.lower() == ".tsv" else ","
-        _status(args, f"reading {path}")
-        return load_ratings(path, sep=sep)
+        columns = {}
+        if args.columns:
+            names = [c.strip() for c in args.columns.split(",")]
+            if len(names) not in (2, 3) or not all(names):
+                raise UsageError(f"--columns {args.columns!r}: expected USER,ITEM or "
+                                 "USER,ITEM,RATING")
+            columns = {"user_col": names[0], "item_col": names[1],
+                       "rating_col": names[2] if len(names) == 3 else None}
+        items = args.items
+        if items is not None and not Path(items).expanduser().is_file():
+            raise UsageError(f"--items {items!r}: no such file")
+        if items is None:
+            items = next((path.parent / n for n in ("movies.csv", "items.csv")
+                          if (path.parent / n).is_file() and (path.parent / n) != path), None)
+        _status(args, f"reading {path}" + (f" (titles from {items})" if items else ""))
+        try:
+            return load_ratings(path, sep=_guess_sep(path), **columns,
+                                items=None if items is None else Path(items).expanduser())
+        except ValueError as exc:
+            what = "--items" if items is not None and str(items) in str(exc) \
+                and str(path) not in str(exc) else "--data"
+            raise UsageError(f"{what}: {exc}") from None
     name = args.data[3:] if args.data.startswith("ml-") else args.data
     _status(args, f"loading MovieLens {name} from {home}")
     try:
@@ -620,13 +832,38 @@ def _make_model(name, args):
     import sksvd
 
     cls_name, params = MODELS[name]
+    cls = getattr(sksvd, cls_name)
+    accepted = cls().get_params()
     params = dict(params)
     if args.components is not None:
         params["n_components"] = args.components
-    if args.epochs is not None and name != "puresvd":
+    if args.epochs is not None and "n_epochs" in accepted:
         params["n_epochs"] = args.epochs
+    if getattr(args, "loss", None) is not None and "loss" in accepted:
+        options = _param_options(cls, "loss")
+        if options is not None and args.loss not in options:
+            raise UsageError(f"--loss {args.loss!r}: {cls_name} takes one of "
+                             f"{', '.join(options)}")
+        params["loss"] = args.loss
+    if getattr(args, "shrinkage", None) is not None and "shrinkage" in accepted:
+        params["shrinkage"] = args.shrinkage
+    if name == "funksvd" and params.get("loss", accepted.get("loss", "mse")) != "mse":
+        # FunkSVD stops early on the RMSE of held-out ratings: with loss="mse" only.
+        params.pop("early_stopping", None)
     params.update(device=args.device, random_state=args.seed, verbose=int(args.verbose > 0))
-    return getattr(sksvd, cls_name)(**params)
+    return cls(**params)
+
+
+def _check_model_options(args, names):
+    """--loss and --shrinkage must apply to at least one of the chosen models."""
+    import sksvd
+
+    for option, param in (("--loss", "loss"), ("--shrinkage", "shrinkage")):
+        if getattr(args, param, None) is None:
+            continue
+        if not any(param in getattr(sksvd, MODELS[n][0])().get_params() for n in names):
+            raise UsageError(f"{option}: none of {', '.join(MODELS[n][0] for n in names)} "
+                             f"has a {param} parameter")
 
 
 def _check_rank(name, n_components, X):
@@ -637,9 +874,11 @@ def _check_rank(name, n_components, X):
 
 
 def _title(ds, col):
-    items = getattr(ds, "items", None)
-    if items is not None and "title" in items:
-        return str(items["title"].iloc[col])
+    items = dict.get(ds, "items")  # the item table, when the data have one
+    if items is not None and hasattr(items, "columns") and "title" in items.columns:
+        title = items["title"].iloc[col]
+        if isinstance(title, str) and title:
+            return title
     return str(ds.item_ids[col])
 
 
@@ -691,16 +930,58 @@ def _parse_rated(spec, ds):
 
 def _ds_name(ds):
     """Short name of a loaded data set, for messages."""
-    name = getattr(ds, "name", None)
+    name = dict.get(ds, "name")
     return f"ml-{name}" if name and not str(name).startswith("ml-") else (name or "data")
 
 
-def _cmd_recommend(args):
+def _plain(value):
     import numpy as np
 
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _output_path(args):
+    return None if args.output is None else check_output_path(
+        args.output, "--output", (".csv", ".json"))
+
+
+def _write_frame(path, frame):
+    try:
+        if path.suffix.lower() == ".json":
+            frame.to_json(path, orient="records", indent=2)
+        else:
+            frame.to_csv(path, index=False)
+    except OSError as exc:
+        raise UsageError(f"--output {str(path)!r}: cannot write there ({exc})") from None
+
+
+def _list_rows(frame, score_label, bounds=None):
+    """Table rows of a to_frame result: rank, id, title, score (and predicted rating)."""
+    rows = []
+    for rec in frame.to_dict("records"):
+        row = {"rank": rec["rank"], "id": str(rec["item_id"]),
+               "title": rec.get("title") or str(rec["item_id"]), score_label: rec["score"]}
+        if bounds is not None:
+            row["predicted rating"] = min(max(rec["score"], bounds[0]), bounds[1])
+        rows.append(row)
+    return rows
+
+
+def _fit(args, model, ds):
+    _check_rank(args.model, model.n_components, ds.X)
+    _status(args, f"fitting {type(model).__name__} on {ds.X.shape[0]:,} users x "
+                  f"{ds.X.shape[1]:,} items, {ds.X.nnz:,} ratings")
+    t0 = time.perf_counter()
+    model.fit(ds.X)
+    return time.perf_counter() - t0
+
+
+def _cmd_recommend(args):
+    out = _output_path(args)
     ds = _load_data(args)
     if args.k > ds.X.shape[1]:
         raise UsageError(f"-k {args.k}: expected at most the number of items, {ds.X.shape[1]}")
+    row = None
     if args.user is not None:
         key = _parse_id(args.user, ds.user_ids, "--user")
         if key not in ds.user_index:
@@ -712,37 +993,87 @@ def _cmd_recommend(args):
         x = _parse_rated(args.rated, ds)
         who = "a new user who rated " + ", ".join(
             f"{_title(ds, c)} {v:g}" for c, v in zip(x.indices, x.data, strict=True))
+    _check_model_options(args, [args.model])
     model = _make_model(args.model, args)
-    _check_rank(args.model, model.n_components, ds.X)
-    _status(args, f"fitting {type(model).__name__} on {ds.X.shape[0]:,} users x "
-                  f"{ds.X.shape[1]:,} items, {ds.X.nnz:,} ratings")
-    t0 = time.perf_counter()
-    model.fit(ds.X)
-    fit_s = time.perf_counter() - t0
-    ids, scores = model.recommend(x, k=args.k, exclude_seen=True)
-    ids, scores = ids[0], scores[0]
-    keep = ids >= 0
-    recs = []
-    for rank, (col, score) in enumerate(zip(ids[keep], scores[keep], strict=True), start=1):
-        entry = {"rank": rank, "item_id": ds.item_ids[col].item()
-                 if isinstance(ds.item_ids[col], np.generic) else ds.item_ids[col],
-                 "title": _title(ds, col), "score": float(score)}
-        items = getattr(ds, "items", None)
-        if items is not None and "genres" in items:
-            entry["genres"] = str(items["genres"].iloc[col])
-        recs.append(entry)
+    fit_s = _fit(args, model, ds)
+    if row is not None:  # a fitted user: the vector the model learned for them
+        ids, scores = model.recommend(x, k=args.k, users=[row])
+    else:
+        ids, scores = model.recommend(x, k=args.k)
+    frame = ds.to_frame(ids, scores)
+    bounds = model._rating_bounds()
+    if out is not None:
+        _write_frame(out, frame)
+    recs = [{k: _plain(v) for k, v in r.items()} for r in frame.to_dict("records")]
     payload = {"data": args.data, "model": type(model).__name__, "params": {
         k: v for k, v in model.get_params().items() if isinstance(v, (int, float, str))},
         "fit_seconds": round(fit_s, 3), "who": who,
-        "rated": [{"item_id": ds.item_ids[c].item() if isinstance(ds.item_ids[c], np.generic)
-                   else ds.item_ids[c], "title": _title(ds, c), "rating": float(v)}
-                  for c, v in zip(x.indices, x.data, strict=True)],
+        "rated": [{"item_id": _plain(ds.item_ids[c]), "title": _title(ds, c),
+                   "rating": float(v)} for c, v in zip(x.indices, x.data, strict=True)],
         "recommendations": recs}
-    label = "predicted rating" if args.model in _RATING_MODELS else "score"
+    if bounds is not None:
+        payload["rating_range"] = list(bounds)
     text = (f"{type(model).__name__} ({model.n_components} factors, fitted on {args.data} in "
             f"{fit_s:.1f} s), top {len(recs)} for {who}:\n"
-            + format_table([{"rank": r["rank"], "id": str(r["item_id"]), "title": r["title"],
-                             label: r["score"]} for r in recs], digits=3))
+            + format_table(_list_rows(frame, "score", bounds), digits=3))
+    if out is not None:
+        text += f"\nwritten: {out}"
+    _emit(args, payload, text)
+    return 0
+
+
+def _find_item(text, ds):
+    """(column, note) of the item named by ``--item``: an id, else words of a title."""
+    import numpy as np
+
+    if np.issubdtype(np.asarray(ds.item_ids).dtype, np.integer):
+        try:
+            key = int(text)
+        except ValueError:
+            key = None
+    else:
+        key = text
+    if key is not None and key in ds.item_index:
+        return int(ds.item_index[key]), ""
+    try:
+        hits = ds.find_items(text)
+    except ValueError:
+        raise UsageError(f"--item {text!r}: not an item id of --data {_ds_name(ds)}, which "
+                         "has no titles to search (give --items FILE)") from None
+    if hits.size == 0:
+        raise UsageError(f"--item {text!r}: no item id or title of --data {_ds_name(ds)} "
+                         "matches")
+    note = "" if hits.size == 1 else f" (the most rated of {hits.size} titles matching " \
+                                     f"{text!r})"
+    return int(hits[0]), note
+
+
+def _cmd_similar(args):
+    out = _output_path(args)
+    ds = _load_data(args)
+    if args.k >= ds.X.shape[1]:
+        raise UsageError(f"-k {args.k}: expected at most the number of items less one, "
+                         f"{ds.X.shape[1] - 1}")
+    col, note = _find_item(args.item, ds)
+    _check_model_options(args, [args.model])
+    model = _make_model(args.model, args)
+    fit_s = _fit(args, model, ds)
+    ids, scores = model.similar_items([col], k=args.k)
+    frame = ds.to_frame(ids, scores)
+    if out is not None:
+        _write_frame(out, frame)
+    item = {"item_id": _plain(ds.item_ids[col]), "title": _title(ds, col),
+            "ratings": int((ds.X.indices == col).sum())}
+    payload = {"data": args.data, "model": type(model).__name__, "item": item,
+               "fit_seconds": round(fit_s, 3),
+               "similar": [{k: _plain(v) for k, v in r.items()}
+                           for r in frame.to_dict("records")]}
+    text = (f"{type(model).__name__} ({model.n_components} factors, fitted on {args.data} in "
+            f"{fit_s:.1f} s): the {len(frame)} items most similar to {item['title']} "
+            f"(id {item['item_id']}, {item['ratings']} ratings){note}:\n"
+            + format_table(_list_rows(frame, "similarity"), digits=3))
+    if out is not None:
+        text += f"\nwritten: {out}"
     _emit(args, payload, text)
     return 0
 
@@ -778,6 +1109,7 @@ def _cmd_evaluate(args):
             ds = _load_data(args, fold=fold)
             splits.append((fold, ds.X_train, ds.X_test))
     topk = [m for m in args.metrics if m in _TOPK_METRICS]
+    _check_model_options(args, args.models)
     per_model = {}
     for name in args.models:
         runs = []
@@ -788,8 +1120,8 @@ def _cmd_evaluate(args):
             t0 = time.perf_counter()
             model.fit(X_train)
             fit_s = time.perf_counter() - t0
-            metrics = [m for m in args.metrics
-                       if m in topk or name in _RATING_MODELS]
+            # RMSE and MAE only for models whose predictions are ratings.
+            metrics = [m for m in args.metrics if m in topk or model._predicts_ratings()]
             t0 = time.perf_counter()
             res = evaluate(model, X_train, X_test, metrics=tuple(metrics), k=args.k,
                            relevance_threshold=args.relevance_threshold, fit=False)
@@ -852,8 +1184,37 @@ def _cmd_bench(args, extra):
 
 
 # --------------------------------------------------------------------------- entry point
-_COMMANDS = {"compress": _cmd_compress, "recommend": _cmd_recommend,
+_COMMANDS = {"compress": _cmd_compress, "recommend": _cmd_recommend, "similar": _cmd_similar,
              "evaluate": _cmd_evaluate}
+
+
+def _check_unknown_options(parser, argv):
+    """Name an unknown ``--option`` of a subcommand before argparse checks anything else.
+
+    argparse reports a missing required option (``one of --user --rated is
+    required``) before the unknown ones, so a misspelt ``--ratd`` would read
+    as a missing ``--rated``; this names it, with the closest known option.
+    ``bench`` passes unknown options on to the suite and is left alone.
+    """
+    import difflib
+
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    pos = next((i for i, t in enumerate(argv) if not t.startswith("-")), None)
+    if pos is None or argv[pos] not in sub.choices or argv[pos] == "bench":
+        return
+    p = sub.choices[argv[pos]]
+    known = [o for o in p._option_string_actions if o.startswith("--")]
+    for token in argv[pos + 1:]:
+        if token == "--":
+            return
+        if not token.startswith("--"):
+            continue
+        name = token.split("=", 1)[0]
+        if name in known or sum(o.startswith(name) for o in known) == 1:
+            continue  # an option, or an abbreviation argparse accepts
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        p.error(f"unrecognized argument: {name}{hint}")
 
 
 def main(argv=None):
@@ -878,6 +1239,7 @@ def main(argv=None):
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        _check_unknown_options(parser, argv)
         args, extra = parser.parse_known_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)

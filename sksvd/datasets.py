@@ -31,6 +31,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import warnings
+import weakref
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -355,26 +356,259 @@ def _read_release(name, folder):
 
 
 # --------------------------------------------------------------------------- building
-class _DataBunch(Bunch):
-    """A :class:`~sklearn.utils.Bunch` in which ``data.items`` is the item table.
+class _ItemTable(pd.DataFrame):
+    """The item table of a data Bunch: a DataFrame which, called, gives ``dict.items``.
 
-    ``Bunch`` is a dict, so ``data.items`` would otherwise be the dict method;
-    when an ``"items"`` key is stored the attribute returns it (``dict.items(data)``
-    still gives the dict view), and without one it is the dict method as usual.
+    A Bunch is a dict, so ``data.items`` is both the table of the data's
+    contract and the dict method: ``data.items`` is this DataFrame, and
+    ``data.items()`` (a call) is the Bunch's ``dict.items()`` view, so code
+    that treats the Bunch as a dict keeps working. Frames derived from it
+    (selections, copies) are plain DataFrames.
+    """
+
+    _metadata: list = []
+
+    @property
+    def _constructor(self):
+        return pd.DataFrame
+
+    def __call__(self):
+        ref = self.__dict__.get("_sksvd_owner")
+        owner = ref() if ref is not None else None
+        if owner is None:
+            raise TypeError("'DataFrame' object is not callable")
+        return dict.items(owner)
+
+
+class _DataBunch(Bunch):
+    """A :class:`~sklearn.utils.Bunch` of ratings, with the item table and an id layer.
+
+    ``data.items`` is the item table (a DataFrame: ``id``, ``title``,
+    ``genres``) when the data have one, and ``data.items()`` is the dict's
+    items view as on any dict (see :class:`_ItemTable`); without a table,
+    ``data.items`` is the dict method. The methods map raw ids to rows and
+    columns of ``X`` and back (:meth:`user_rows`, :meth:`item_columns`,
+    :meth:`find_items`, :meth:`make_row`, :meth:`to_frame`).
     """
 
     @property
     def items(self):
-        if dict.__contains__(self, "items"):
-            return dict.__getitem__(self, "items")
-        return dict.items.__get__(self)
+        table = dict.get(self, "items")
+        if not isinstance(table, pd.DataFrame):
+            return dict.items.__get__(self)
+        if not isinstance(table, _ItemTable):
+            table = _ItemTable(table)
+            dict.__setitem__(self, "items", table)
+        object.__setattr__(table, "_sksvd_owner", weakref.ref(self))
+        return table
 
     def __reduce__(self):
-        return (_rebuild_bunch, (dict.copy(self),))
+        return (_rebuild_bunch, (type(self), dict.copy(self)))
+
+    # ------------------------------------------------------------ id layer
+    @staticmethod
+    def _lookup(ids, known, what):
+        scalar = np.ndim(ids) == 0
+        values = np.atleast_1d(np.asarray(ids, dtype=object if known.dtype == object else None))
+        pos = pd.Index(known).get_indexer(values.ravel())
+        if (pos < 0).any():
+            bad = values.ravel()[int(np.flatnonzero(pos < 0)[0])]
+            span = f"{_show(known[0])} to {_show(known[-1])}" if len(known) else "none"
+            raise KeyError(f"{what} id {_show(bad)} is not in the data ({len(known):,} "
+                           f"{what} ids, {span})")
+        pos = pos.astype(np.int64).reshape(values.shape)
+        return int(pos[0]) if scalar else pos
+
+    def user_rows(self, user_ids):
+        """Rows of ``X`` of raw user ids (an int for one id, else an int64 array).
+
+        Raises :class:`KeyError` naming the first id not in the data.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> from sksvd.datasets import load_ratings
+        >>> ds = load_ratings(pd.DataFrame({"userId": [10, 30], "movieId": [7, 5],
+        ...                                 "rating": [4.0, 5.0]}))
+        >>> ds.user_rows(30), ds.user_rows([30, 10]).tolist()
+        (1, [1, 0])
+        """
+        return self._lookup(user_ids, self["user_ids"], "user")
+
+    def item_columns(self, item_ids):
+        """Columns of ``X`` of raw item ids (an int for one id, else an int64 array).
+
+        Raises :class:`KeyError` naming the first id not in the data.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> from sksvd.datasets import load_ratings
+        >>> ds = load_ratings(pd.DataFrame({"userId": [10, 30], "movieId": [7, 5],
+        ...                                 "rating": [4.0, 5.0]}))
+        >>> ds.item_columns([7, 5]).tolist()
+        [1, 0]
+        """
+        return self._lookup(item_ids, self["item_ids"], "item")
+
+    def find_items(self, text):
+        """Columns of the items whose title contains ``text`` (any case), most rated first.
+
+        Parameters
+        ----------
+        text : str
+
+        Returns
+        -------
+        columns : ndarray of int64 (empty when nothing matches)
+
+        Raises
+        ------
+        ValueError
+            The data have no item titles (pass ``items=`` to
+            :func:`load_ratings`).
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> from sksvd.datasets import load_ratings
+        >>> ds = load_ratings(
+        ...     pd.DataFrame({"userId": [1, 2, 2], "movieId": [50, 50, 181],
+        ...                   "rating": [5.0, 4.0, 5.0]}),
+        ...     items=pd.DataFrame({"movieId": [50, 181], "title": [
+        ...         "Star Wars (1977)", "Return of the Jedi (1983)"]}))
+        >>> ds.find_items("star wars").tolist()
+        [0]
+        """
+        table = dict.get(self, "items")
+        if not isinstance(table, pd.DataFrame) or "title" not in table:
+            raise ValueError("the data have no item titles; pass items= (a table with the "
+                             "items' titles, e.g. movies.csv) to load_ratings")
+        hit = np.flatnonzero(table["title"].astype(str).str.contains(
+            str(text), case=False, regex=False).to_numpy())
+        counts = np.bincount(self["X"].indices, minlength=self["X"].shape[1])
+        return hit[np.argsort(-counts[hit], kind="stable")].astype(np.int64)
+
+    def make_row(self, ratings):
+        """A new user's row of ``X``, from ``{item_id: rating}`` (or item ids, rating 1).
+
+        Parameters
+        ----------
+        ratings : dict or iterable of item ids
+
+        Returns
+        -------
+        x : scipy.sparse.csr_matrix of shape (1, n_items), float32
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> from sksvd.datasets import load_ratings
+        >>> ds = load_ratings(pd.DataFrame({"userId": [10, 30], "movieId": [7, 5],
+        ...                                 "rating": [4.0, 5.0]}))
+        >>> ds.make_row({7: 5.0}).toarray()
+        array([[0., 5.]], dtype=float32)
+        """
+        if isinstance(ratings, dict):
+            keys, values = list(ratings.keys()), list(ratings.values())
+        else:
+            keys = list(ratings)
+            values = [1.0] * len(keys)
+        cols = self.item_columns(keys) if keys else np.zeros(0, dtype=np.int64)
+        values = np.asarray(values, dtype=np.float64)
+        if values.size and not np.isfinite(values).all():
+            raise ValueError(f"ratings: expected finite values, got {values.tolist()}")
+        if len(np.unique(cols)) != len(cols):
+            raise ValueError("ratings: an item is given twice")
+        n_items = self["X"].shape[1]
+        x = sp.csr_matrix((values.astype(np.float32), (np.zeros(len(cols), dtype=np.int64),
+                                                        np.asarray(cols, dtype=np.int64))),
+                          shape=(1, n_items))
+        x.eliminate_zeros()
+        return x
+
+    def to_frame(self, ids, scores=None, *, users=None, items=None):
+        """Top-k lists (columns of ``X``) as a DataFrame of raw ids and titles.
+
+        One row per recommended item, best first within each list; padding
+        (id ``-1``) is left out.
+
+        Parameters
+        ----------
+        ids : array-like of int, shape (n_lists, k) or (k,)
+            Columns of ``X``, as ``recommend`` or ``similar_items`` return.
+        scores : array-like of float, same shape, default=None
+        users : array-like, default=None
+            Raw ids of the users the lists are for (a ``user_id`` column).
+        items : array-like, default=None
+            Raw ids of the items the lists are similar to (a ``similar_to``
+            column).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``user_id`` / ``similar_to`` (when given), ``rank``
+            (from 1), ``item_id``, ``title`` and ``genres`` (when the data
+            have them), ``score`` (when given).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import pandas as pd
+        >>> from sksvd.datasets import load_ratings
+        >>> ds = load_ratings(
+        ...     pd.DataFrame({"userId": [1, 2, 2], "movieId": [50, 50, 181],
+        ...                   "rating": [5.0, 4.0, 5.0]}),
+        ...     items=pd.DataFrame({"movieId": [50, 181], "title": [
+        ...         "Star Wars (1977)", "Return of the Jedi (1983)"]}))
+        >>> ds.to_frame(np.array([[1, 0]]), np.array([[0.9, 0.5]]), users=[1])
+           user_id  rank  item_id                      title  score
+        0        1     1      181  Return of the Jedi (1983)    0.9
+        1        1     2       50           Star Wars (1977)    0.5
+        """
+        ids = np.asarray(ids)
+        if ids.ndim == 1:
+            ids = ids[None, :]
+        if ids.ndim != 2 or (ids.size and not np.issubdtype(ids.dtype, np.integer)):
+            raise ValueError(f"ids: expected a 2-D array of column indices, got shape "
+                             f"{ids.shape} and dtype {ids.dtype}")
+        n_items = self["X"].shape[1]
+        if ids.size and ids.max() >= n_items:
+            raise ValueError(f"ids: column {int(ids.max())} out of range [0, {n_items})")
+        keep = ids >= 0
+        rows, ranks = np.nonzero(keep)
+        cols = ids[keep]
+        out = {}
+        for name, raw in (("user_id", users), ("similar_to", items)):
+            if raw is not None:
+                raw = np.atleast_1d(np.asarray(raw, dtype=object))
+                if raw.shape[0] != ids.shape[0]:
+                    arg = "users" if name == "user_id" else "items"
+                    raise ValueError(f"{arg}: expected {ids.shape[0]} ids (one per list), "
+                                     f"got {raw.shape[0]}")
+                out[name] = pd.array(raw[rows].tolist())
+        out["rank"] = ranks + 1
+        out["item_id"] = pd.array(self["item_ids"][cols].tolist())
+        table = dict.get(self, "items")
+        if isinstance(table, pd.DataFrame):
+            for col in ("title", "genres"):
+                if col in table:
+                    out[col] = table[col].to_numpy(dtype=object)[cols]
+        if scores is not None:
+            scores = np.asarray(scores, dtype=np.float64)
+            if scores.ndim == 1:
+                scores = scores[None, :]
+            if scores.shape != ids.shape:
+                raise ValueError(f"scores: expected shape {ids.shape} (as ids), got "
+                                 f"{scores.shape}")
+            out["score"] = scores[keep]
+        return pd.DataFrame(out)
 
 
-def _rebuild_bunch(content):
-    b = _DataBunch()
+def _rebuild_bunch(cls, content=None):
+    if content is None:  # pickles of (content,) only
+        cls, content = _DataBunch, cls
+    b = cls()
     b.update(content)
     return b
 
@@ -688,8 +922,75 @@ def load_movielens(name="100k", *, fold=None, data_home=None, download_if_missin
 
 
 # --------------------------------------------------------------------------- any table
+# Column names tried, in order, when a default name of load_ratings is not a column
+# (compared in lower case without "_", "-" and spaces).
+_GUESSES = {
+    "user_col": ("userid", "user", "uid", "customerid", "customer", "visitorid", "reviewerid"),
+    "item_col": ("movieid", "itemid", "item", "iid", "movie", "productid", "product", "asin",
+                 "bookid", "isbn", "trackid", "track", "artistid", "artist"),
+    "rating_col": ("rating", "ratings", "score", "stars", "value", "weight", "count",
+                   "playcount", "plays"),
+}
+_DEFAULT_COLUMNS = {"user_col": "userId", "item_col": "movieId", "rating_col": "rating"}
+
+
+def _norm(name):
+    return str(name).lower().replace("_", "").replace("-", "").replace(" ", "")
+
+
+def _guess_column(columns, arg, taken=()):
+    by_norm = {}
+    for c in columns:
+        if c not in taken:
+            by_norm.setdefault(_norm(c), c)
+    for cand in _GUESSES[arg]:
+        if cand in by_norm:
+            return by_norm[cand]
+    return None
+
+
+def _numeric_header(columns):
+    """True when every column name reads as a number (a file without a header line)."""
+    try:
+        [float(str(c)) for c in columns]
+    except ValueError:
+        return False
+    return True
+
+
+def _item_table(items, item_ids, item_col, sep):
+    """The ``items`` argument of load_ratings as a table aligned with ``item_ids``."""
+    if isinstance(items, pd.DataFrame):
+        df, source = items, "items"
+    else:
+        source = os.fspath(items) if isinstance(items, (str, os.PathLike)) \
+            else getattr(items, "name", "items")
+        df = _read_text_table(items, sep=sep, header=0, source=str(source))
+    cols = list(df.columns)
+    id_col = item_col if item_col in cols else _guess_column(cols, "item_col") or \
+        _guess_column(cols, "item_col") or (cols[0] if cols else None)
+    by_norm = {_norm(c): c for c in cols}
+    title_col = by_norm.get("title") or by_norm.get("name")
+    if id_col is None or title_col is None:
+        raise ValueError(f"items={source!s}: expected an id column ({item_col!r} or the first) "
+                         f"and a 'title' column; columns are {[str(c) for c in cols]}")
+    ids = df[id_col]
+    if np.asarray(item_ids).dtype.kind in "iu" and not pd.api.types.is_integer_dtype(ids):
+        ids = pd.to_numeric(ids, errors="coerce")
+    table = df.assign(_id=ids.to_numpy()).drop_duplicates("_id").set_index("_id")
+    table = table.reindex(pd.Index(item_ids))
+    out = {"id": item_ids,
+           "title": table[title_col].astype(object).where(table[title_col].notna(), "")
+           .to_numpy(dtype=object)}
+    genres_col = by_norm.get("genres") or by_norm.get("genre")
+    if genres_col is not None:
+        out["genres"] = table[genres_col].astype(object).where(
+            table[genres_col].notna(), "").to_numpy(dtype=object)
+    return pd.DataFrame(out)
+
+
 def load_ratings(path_or_dataframe, user_col="userId", item_col="movieId", rating_col="rating",
-                 timestamp_col=None, sep=",", *, duplicates="error"):
+                 timestamp_col=None, sep=",", *, duplicates="error", items=None):
     """Load a ``user, item, rating`` table as a users x items rating matrix.
 
     Parameters
@@ -703,6 +1004,16 @@ def load_ratings(path_or_dataframe, user_col="userId", item_col="movieId", ratin
     rating_col : str or None, default="rating"
         Column of numeric ratings; ``None`` for implicit data (every
         interaction gets 1.0).
+
+        When a column is left at its default name and the table has no
+        such column, it is guessed from common names (compared in any case,
+        without ``_``): users ``user_id``, ``user``, ``uid``, ``customer``,
+        ...; items ``item_id``, ``item``, ``movie``, ``product``, ``isbn``,
+        ...; ratings ``score``, ``stars``, ``value``, ``count``, ... (no
+        rating column found: implicit data). A file whose first line is all
+        numbers has no header: its columns are then user, item and (when
+        there is a third) rating, as MovieLens' ``u.data``. A name given
+        explicitly is never guessed.
     timestamp_col : str, default=None
         Optional numeric column kept in ``ratings.timestamp`` (and used by
         ``duplicates="last"``).
@@ -712,6 +1023,11 @@ def load_ratings(path_or_dataframe, user_col="userId", item_col="movieId", ratin
         What to do with a (user, item) pair seen more than once: raise,
         add the ratings (implicit counts), or keep the last one (latest
         ``timestamp_col`` when given, else the last row).
+    items : str, path-like, file-like or pandas.DataFrame, default=None
+        Item metadata, e.g. MovieLens' ``movies.csv``: an id column
+        (``item_col``'s name, a guessed one, else the first column), a
+        ``title`` column and optionally ``genres``. Adds ``items`` (see
+        below); items without a row get an empty title.
 
     Returns
     -------
@@ -724,6 +1040,13 @@ def load_ratings(path_or_dataframe, user_col="userId", item_col="movieId", ratin
         ratings : pandas.DataFrame
             ``user``, ``item`` (row and column indices), ``rating`` and,
             with ``timestamp_col``, ``timestamp``.
+        items : pandas.DataFrame, only with ``items``
+            ``id``, ``title`` (and ``genres``), row ``i`` describing column
+            ``i`` of ``X``.
+
+        The Bunch also maps ids: ``user_rows``, ``item_columns``,
+        ``find_items``, ``make_row`` and ``to_frame`` (see
+        :func:`load_movielens`).
 
     Raises
     ------
@@ -761,6 +1084,30 @@ def load_ratings(path_or_dataframe, user_col="userId", item_col="movieId", ratin
     header = 0 if from_file else None
     wanted = {"user_col": user_col, "item_col": item_col, "rating_col": rating_col,
               "timestamp_col": timestamp_col}
+    defaults = [a for a, c in _DEFAULT_COLUMNS.items() if wanted[a] == c
+                and c not in df.columns]
+    if from_file and defaults and _numeric_header(df.columns) \
+            and (not hasattr(path_or_dataframe, "read") or hasattr(path_or_dataframe, "seek")):
+        # No header line: read again, the columns being positions.
+        if hasattr(path_or_dataframe, "seek"):
+            path_or_dataframe.seek(0)
+        df = _read_text_table(path_or_dataframe, sep=sep, header=None, source=str(source))
+        header = None
+        positions = {"user_col": 0, "item_col": 1, "rating_col": 2 if df.shape[1] > 2 else None}
+        for arg in defaults:
+            wanted[arg] = positions[arg]
+    elif defaults:
+        taken = {c for c in wanted.values() if c is not None and c in df.columns}
+        for arg in defaults:
+            guess = _guess_column(df.columns, arg, taken)
+            if guess is not None:
+                wanted[arg] = guess
+                taken.add(guess)
+            elif arg == "rating_col" and wanted["user_col"] in df.columns \
+                    and wanted["item_col"] in df.columns:
+                wanted[arg] = None  # two id columns and no rating column: implicit data
+    user_col, item_col, rating_col = (wanted["user_col"], wanted["item_col"],
+                                      wanted["rating_col"])
     for arg, col in wanted.items():
         if col is not None and col not in df.columns:
             raise ValueError(f"{source}: no column {col!r} ({arg}); columns are "
@@ -786,5 +1133,8 @@ def load_ratings(path_or_dataframe, user_col="userId", item_col="movieId", ratin
                                      header=header, from_file=from_file, what="timestamp")
         if (timestamps == np.floor(timestamps)).all():
             timestamps = timestamps.astype(np.int64)
-    return _build(ids[user_col], ids[item_col], ratings, timestamps, source=source,
-                  duplicates=duplicates)
+    ds = _build(ids[user_col], ids[item_col], ratings, timestamps, source=source,
+                duplicates=duplicates)
+    if items is not None:
+        ds["items"] = _item_table(items, ds.item_ids, item_col, sep)
+    return ds

@@ -21,7 +21,6 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 from sklearn.exceptions import NotFittedError, UndefinedMetricWarning
-from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
@@ -263,19 +262,61 @@ def leave_k_out(X, k=1, random_state=0):
                                          mode="per_user")
 
 
+# --------------------------------------------------------------------------- sklearn scorers
+def _sklearn_scorers(scorer):
+    """The scikit-learn ``_BaseScorer`` objects inside ``scorer`` (one, or a multi-metric)."""
+    from sklearn.metrics._scorer import _BaseScorer, _MultimetricScorer
+
+    if isinstance(scorer, _MultimetricScorer):
+        return [s for v in scorer._scorers.values() for s in _sklearn_scorers(v)]
+    if isinstance(scorer, dict):
+        return [s for v in scorer.values() for s in _sklearn_scorers(v)]
+    return [scorer] if isinstance(scorer, _BaseScorer) else []
+
+
+def _check_sklearn_scoring(estimator, max_depth=40):
+    """Raise when ``estimator`` is being fitted by scikit-learn's cross-validation with a
+    scikit-learn scorer, which cannot score a recommender.
+
+    scikit-learn's scorers (``scoring="neg_root_mean_squared_error"``, any
+    ``make_scorer``) call ``scorer(estimator, X_test, y_test)`` and compare
+    ``predict(X_test)`` with ``y_test``; a recommender has no ``y`` (its rows
+    are users), so every such score fails, and ``cross_val_score`` would
+    return NaN with a warning per fold. The only moment sksvd's code runs
+    with the scorer in reach is the ``fit`` that scikit-learn's
+    ``_fit_and_score`` makes, so ``fit`` looks for that frame on the call
+    stack and fails with a message naming the sksvd scorers (scikit-learn
+    then reports the failed fits as an error).
+    """
+    import sys
+
+    frame = sys._getframe(1)
+    for _ in range(max_depth):
+        frame = frame.f_back
+        if frame is None:
+            return
+        code = frame.f_code
+        if code.co_name == "_fit_and_score" and \
+                frame.f_globals.get("__name__", "").startswith("sklearn.model_selection"):
+            bad = _sklearn_scorers(frame.f_locals.get("scorer"))
+            if bad:
+                raise ValueError(
+                    f"scoring={bad[0]!r}: scikit-learn's scorers compare predict(X) with a "
+                    f"target y, which {type(estimator).__name__} does not have (its rows are "
+                    "users, predict gives a score per item); use "
+                    "sksvd.model_selection.make_topk_scorer('ndcg', k=10) for top-k lists or "
+                    "make_rating_scorer('rmse') for ratings (their scores are higher-is-better, "
+                    "as scikit-learn's neg_ scorers)"
+                )
+            return
+
+
 # --------------------------------------------------------------------------- model calls
 def _recommend(estimator, X, k, exclude_seen=True):
     """``estimator.recommend(X, k, exclude_seen)[0]``; a Pipeline transforms X, then its last step."""
-    if hasattr(estimator, "recommend"):
-        return np.asarray(estimator.recommend(X, k=k, exclude_seen=exclude_seen)[0])
-    if isinstance(estimator, Pipeline):
-        if len(estimator.steps) > 1:
-            X = estimator[:-1].transform(X)
-        return _recommend(estimator[-1], X, k, exclude_seen)
-    raise TypeError(
-        f"estimator={type(estimator).__name__}: expected a recommender with a recommend "
-        "method, or a Pipeline ending in one"
-    )
+    from .pipeline import recommend
+
+    return np.asarray(recommend(estimator, X, k=k, exclude_seen=exclude_seen)[0])
 
 
 def _predict_entries(estimator, X_in, X_target, batch_size=None):

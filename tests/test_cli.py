@@ -207,8 +207,11 @@ def test_evaluate_uses_the_library_metrics(data_home):
     from sksvd.datasets import load_movielens
     from sksvd.model_selection import evaluate
 
+    # FunkSVD trained on the ratings (loss="mse", where the class has a loss parameter).
+    has_loss = "loss" in FunkSVD().get_params()
     proc = run("evaluate", "--models", "puresvd,funksvd", "--metrics", "ndcg,recall,rmse",
                "--folds", "u1,u2", "--components", 8, "--epochs", 2, "--json",
+               *(["--loss", "mse"] if has_loss else []),
                env={"SKSVD_DATA_HOME": str(data_home)})
     assert proc.returncode == 0, proc.stderr
     res = json.loads(proc.stdout)
@@ -219,7 +222,8 @@ def test_evaluate_uses_the_library_metrics(data_home):
     try:
         pure = evaluate(SVDRecommender(8, random_state=0, device="cpu"), ds.X_train,
                         ds.X_test, metrics=("ndcg", "recall"))
-        funk = FunkSVD(8, n_epochs=2, early_stopping=True, random_state=0, device="cpu")
+        funk = FunkSVD(8, n_epochs=2, early_stopping=True, random_state=0, device="cpu",
+                       **({"loss": "mse"} if has_loss else {}))
         ref = evaluate(funk, ds.X_train, ds.X_test, metrics=("rmse",))
     finally:
         torch.set_num_threads(threads)
@@ -251,3 +255,164 @@ def test_bench_passes_arguments_to_the_suite():
     proc = run("bench", "--", "--help", cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert "usage" in proc.stdout.lower()
+
+
+# --------------------------------------------------------------------------- any ratings CSV
+@pytest.fixture(scope="module")
+def small_files(data_home):
+    folder = data_home / "ml-latest-small"
+    if not (folder / "ratings.csv").exists():
+        pytest.skip("ml-latest-small not found")
+    movies = pd.read_csv(folder / "movies.csv")
+    return folder, dict(zip(movies.movieId, movies.title, strict=True)), \
+        pd.read_csv(folder / "ratings.csv")
+
+
+def test_ratings_csv_recommend_evaluate_similar_print_titles(small_files):
+    folder, titles, ratings = small_files
+    csv = folder / "ratings.csv"
+    proc = run("recommend", "--data", csv, "--rated", "260:5,1196:5", "--components", 20)
+    assert proc.returncode == 0, proc.stderr
+    rows = [ln.split(None, 2) for ln in proc.stdout.splitlines() if ln.strip()[:1].isdigit()]
+    assert [int(r[0]) for r in rows] == list(range(1, 11))
+    for _, item, rest in rows:
+        assert rest.startswith(titles[int(item)])
+    assert titles[260] in proc.stdout.splitlines()[0]
+
+    proc = run("recommend", "--data", csv, "--user", 1, "-k", 5, "--json")
+    assert proc.returncode == 0, proc.stderr
+    recs = json.loads(proc.stdout)["recommendations"]
+    assert [r["title"] for r in recs] == [titles[r["item_id"]] for r in recs]
+    assert not {r["item_id"] for r in recs} & set(ratings.movieId[ratings.userId == 1])
+
+    proc = run("similar", "--data", csv, "--item", "Star Wars", "-k", 5, "--json")
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(proc.stdout)
+    assert res["item"]["item_id"] == 260  # the most rated "Star Wars" title
+    assert [r["title"] for r in res["similar"]] == [titles[r["item_id"]]
+                                                   for r in res["similar"]]
+    assert 260 not in {r["item_id"] for r in res["similar"]}
+
+    proc = run("evaluate", "--data", csv, "--models", "puresvd", "--metrics", "ndcg,recall",
+               "--components", 10)
+    assert proc.returncode == 0, proc.stderr
+    assert "SVDRecommender" in proc.stdout and "ndcg@10" in proc.stdout
+
+
+def test_similar_star_wars_on_ml100k_by_title(data_home):
+    proc = run("similar", "--item", "Star Wars", "-k", 5, "--json",
+               env={"SKSVD_DATA_HOME": str(data_home)})
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(proc.stdout)
+    assert res["item"]["item_id"] == 50
+    assert len({r["item_id"] for r in res["similar"]} & {172, 181}) >= 1
+
+
+def test_recommend_writes_the_list_and_reads_named_columns(tmp_path, data_home, ml_files):
+    titles, ratings = ml_files
+    src = tmp_path / "mine.tsv"  # other column names, tab-separated
+    ratings.rename(columns={"user": "who", "item": "what", "rating": "stars"}).to_csv(
+        src, sep="\t", index=False)
+    out = tmp_path / "top.csv"
+    proc = run("recommend", "--data", src, "--columns", "who,what,stars", "--user", 196,
+               "-k", 5, "-o", out, "--components", 10)
+    assert proc.returncode == 0, proc.stderr
+    top = pd.read_csv(out)
+    assert top["rank"].tolist() == [1, 2, 3, 4, 5] and len(set(top.item_id)) == 5
+    assert not set(top.item_id) & set(ratings.item[ratings.user == 196])
+
+
+@pytest.mark.parametrize("args, named", [
+    (["recommend", "--ratd", "50:5"], "--ratd"),
+    (["similar", "--item", "x", "--kk", "3"], "--kk"),
+    (["recommend", "--user", "1", "-o", "/nonexistent/dir/x.csv"], "/nonexistent/dir"),
+    (["similar", "--item", "1", "-o", "/nonexistent/dir/x.csv"], "/nonexistent/dir"),
+    (["recommend", "--user", "1", "-o", "top.txt"], "--output"),
+    (["recommend", "--data", "no_such.csv", "--user", "1"], "no_such.csv"),
+    (["similar", "--item", "no title like this one"], "--item"),
+    (["evaluate", "--models", "puresvd", "--loss", "mse"], "--loss"),
+])
+def test_usage_errors_name_the_option(data_home, args, named):
+    proc = run(*args, env={"SKSVD_DATA_HOME": str(data_home)})
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    line = error_line(proc)
+    assert "error" in line and named in line
+    if args[1] == "--ratd":
+        assert "--rated" in line and "required" not in line
+
+
+def test_help_states_the_classes_defaults():
+    import inspect
+
+    from sksvd import AsySVD, FunkSVD
+
+    text = " ".join(run("recommend", "--help").stdout.split())
+    for cls in (FunkSVD, AsySVD):
+        sig = inspect.signature(cls).parameters
+        assert f"{cls.__name__} {sig['n_components'].default}" in text
+        assert f"{cls.__name__} {sig['n_epochs'].default}" in text
+        if "loss" in sig:
+            options = sorted(next(c for c in cls._parameter_constraints["loss"]
+                                  if hasattr(c, "options")).options)
+            assert f"{cls.__name__} {{{','.join(options)}}}" in text
+            assert f"{cls.__name__} {sig['loss'].default}" in text
+    assert "SVDRecommender 50" in text
+
+
+def test_loss_and_shrinkage_reach_the_models(data_home):
+    from sksvd import FunkSVD, SVDRecommender
+
+    env = {"SKSVD_DATA_HOME": str(data_home)}
+    if "loss" in FunkSVD().get_params():
+        proc = run("recommend", "--model", "funksvd", "--loss", "mse", "--user", 1, "-k", 3,
+                   "--epochs", 1, "--components", 4, "--json", env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["params"]["loss"] == "mse"
+        bad = run("recommend", "--model", "funksvd", "--loss", "hinge", "--user", 1, env=env)
+        assert bad.returncode == 2 and "--loss 'hinge'" in error_line(bad)
+    if "shrinkage" not in SVDRecommender().get_params():
+        pytest.skip("SVDRecommender has no shrinkage parameter in this version")
+    proc = run("recommend", "--shrinkage", 10, "--user", 1, "-k", 3, "--components", 8,
+               "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["params"]["shrinkage"] == 10
+
+
+# --------------------------------------------------------------------------- bench plumbing
+def _run_module():
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import run as bench_run
+
+    return bench_run
+
+
+@pytest.mark.skipif(not (ROOT / "benchmarks" / "run.py").exists(),
+                    reason="benchmarks/run.py not present")
+def test_bench_results_go_outside_the_source_tree(tmp_path, monkeypatch):
+    bench_run = _run_module()
+    monkeypatch.delenv("SKSVD_BENCH_OUT", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    for quick in (True, False):
+        out = bench_run.default_out(quick).resolve()
+        assert ROOT.resolve() not in out.parents
+        assert out.parent == (tmp_path / "cache" / "sksvd" / "bench").resolve()
+    monkeypatch.setenv("SKSVD_BENCH_OUT", str(tmp_path / "elsewhere"))
+    assert bench_run.default_out(True) == tmp_path / "elsewhere" / "quick"
+
+
+@pytest.mark.skipif(not (ROOT / "benchmarks" / "run.py").exists(),
+                    reason="benchmarks/run.py not present")
+def test_bench_missing_extras_stop_it_before_anything_runs(tmp_path, monkeypatch, capsys):
+    bench_run = _run_module()
+    real = bench_run.importlib.util.find_spec
+    monkeypatch.setattr(bench_run.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "surprise" else real(name, *a))
+    ran = []
+    monkeypatch.setattr(bench_run, "run_one", lambda *a, **k: ran.append(a) or {})
+    with pytest.raises(SystemExit) as exc:
+        bench_run.main(["--quick", "--out", str(tmp_path / "out")])
+    assert exc.value.code == 2 and ran == []
+    err = capsys.readouterr().err
+    assert "scikit-surprise" in err and "rating" in err and "asysvd" in err
+    assert not (tmp_path / "out").exists()  # nothing written either
+    assert bench_run.missing_requirements(["compression", "memory"]) == {}

@@ -450,3 +450,83 @@ def test_load_ratings_duplicates(table):
     assert load_ratings(t, duplicates="sum").X[0, 1] == 6.0
     assert load_ratings(t, duplicates="last").X[0, 1] == 2.0  # last row
     assert load_ratings(t, timestamp_col="ts", duplicates="last").X[0, 1] == 4.0  # latest ts
+
+
+# --------------------------------------------------------------------------- id layer
+def test_items_is_the_table_and_items_call_the_dict_view(ml100k):
+    # ds.items is the item table; ds.items() the dict's items, as on any dict
+    assert isinstance(ml100k.items, pd.DataFrame) and ml100k.items.title[0] == "Toy Story (1995)"
+    keys = [k for k, _ in ml100k.items()]
+    assert keys == list(dict.keys(ml100k)) and "X" in keys and "items" in keys
+    assert dict(ml100k.items())["items"] is ml100k.items is ml100k["items"]
+    # derived frames are plain DataFrames; a Bunch without a table keeps the dict method
+    assert type(ml100k.items.head()) is pd.DataFrame
+    plain = load_ratings(pd.DataFrame({"userId": [1], "movieId": [2], "rating": [3.0]}))
+    assert dict(plain.items())["X"] is plain.X and "items" not in plain
+    back = pickle.loads(pickle.dumps(ml100k))
+    assert [k for k, _ in back.items()] == keys and back.items.equals(ml100k.items)
+
+
+def test_id_layer_maps_raw_ids_both_ways(ml100k, data_home):
+    raw = pd.read_csv(data_home / "ml-100k" / "u.data", sep="\t", header=None,
+                      names=["user", "item", "rating", "ts"])
+    row = raw.iloc[1234]
+    u, i = ml100k.user_rows(int(row["user"])), ml100k.item_columns(int(row["item"]))
+    assert isinstance(u, int) and ml100k.X[u, i] == row["rating"]
+    cols = ml100k.item_columns([50, 172, 181])
+    np.testing.assert_array_equal(ml100k.item_ids[cols], [50, 172, 181])
+    np.testing.assert_array_equal(ml100k.user_rows(np.array([1, 943])), [0, 942])
+    with pytest.raises(KeyError, match="user id 944 is not in the data"):
+        ml100k.user_rows([1, 944])
+    with pytest.raises(KeyError, match="item id 'Star Wars' is not in the data"):
+        ml100k.item_columns("Star Wars")
+    assert ml100k.items.title[ml100k.find_items("star wars")[0]] == "Star Wars (1977)"
+    assert ml100k.find_items("no such title ever").size == 0
+    x = ml100k.make_row({50: 5, 181: 4})
+    assert x.shape == (1, 1682) and x[0, ml100k.item_columns(181)] == 4
+    with pytest.raises(KeyError, match="item id 99999"):
+        ml100k.make_row({99999: 5})
+
+
+def test_to_frame_gives_raw_ids_and_titles(ml100k, data_home):
+    titles = pd.read_csv(data_home / "ml-100k" / "u.item", sep="|", header=None,
+                         encoding="latin-1", usecols=[0, 1], names=["id", "title"])
+    titles = dict(zip(titles.id, titles.title, strict=True))
+    ids = np.array([[ml100k.item_columns(181), ml100k.item_columns(172), -1],
+                    [0, 1, 2]])
+    frame = ml100k.to_frame(ids, np.array([[0.9, 0.8, -np.inf], [3, 2, 1]]), users=[196, 1])
+    assert list(frame.columns) == ["user_id", "rank", "item_id", "title", "genres", "score"]
+    assert frame.user_id.tolist() == [196, 196, 1, 1, 1]  # padding left out
+    assert frame["rank"].tolist() == [1, 2, 1, 2, 3]
+    assert frame.item_id.tolist() == [181, 172, 1, 2, 3]
+    assert frame.title.tolist() == [titles[i] for i in frame.item_id]
+    assert frame.score.tolist() == [0.9, 0.8, 3, 2, 1]
+    with pytest.raises(ValueError, match="scores: expected shape"):
+        ml100k.to_frame(ids, np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="users: expected 2 ids"):
+        ml100k.to_frame(ids, users=[1])
+
+
+def test_load_ratings_guesses_columns_and_reads_titles(tmp_path, data_home):
+    folder = data_home / "ml-latest-small"
+    ds = load_ratings(folder / "ratings.csv", items=folder / "movies.csv")
+    movies = pd.read_csv(folder / "movies.csv")
+    title = dict(zip(movies.movieId, movies.title, strict=True))
+    assert ds.X.shape == (610, 9724)
+    assert ds.items.title[ds.item_columns(260)] == title[260]
+    assert (ds.items.id.to_numpy() == ds.item_ids).all()
+    # other column names, guessed when the defaults are absent
+    p = tmp_path / "r.csv"
+    p.write_text("User_ID,Item_ID,Score\n7,b,4\n7,a,2\n9,b,5\n")
+    g = load_ratings(p)
+    np.testing.assert_array_equal(g.X.toarray(), [[2, 4], [0, 5]])
+    p.write_text("customer,product\n7,b\n9,a\n")  # no rating column: implicit
+    np.testing.assert_array_equal(load_ratings(p).X.toarray(), [[0, 1], [1, 0]])
+    # a file without a header line, as u.data
+    u = load_ratings(data_home / "ml-100k" / "u.data", sep="\t")
+    assert u.X.shape == (943, 1682) and u.X.nnz == 100000
+    # names given explicitly are never guessed
+    with pytest.raises(ValueError, match=r"no column 'who' \(user_col\)"):
+        load_ratings(p, user_col="who")
+    with pytest.raises(ValueError, match="items=.*'title' column"):
+        load_ratings(folder / "ratings.csv", items=pd.DataFrame({"movieId": [1]}))

@@ -9,15 +9,18 @@ with ``w_u`` the user's vector (``transform``), ``q_i`` the rows of
 zero for PureSVD) and ``d_i`` a per-item offset (``item_bias_``, if any).
 Subclasses learn the parameters in ``_fit`` and say how a row of the
 interaction matrix becomes ``(w_u, c_u)`` in ``_fold_in``; everything else
-(batched ``predict``, the single top-k routine, ``score``, ``predict_ratings``)
-is written once here.
+(batched ``predict``, the single top-k routine, ``score``, ``predict_ratings``,
+``similar_items``, ``similar_users``, ``explain``) is written once here, with
+implicit's keyword names (``filter_items``, ``items``) where they exist.
 """
 
 from __future__ import annotations
 
 import contextlib
+from typing import NamedTuple
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted
@@ -27,7 +30,43 @@ from .._dask import is_dask_array
 from .._topk import default_batch_size, topk_items
 from .._validation import check_int, check_interactions, check_k
 
-__all__ = ["BaseRecommender"]
+__all__ = ["BaseRecommender", "Explanation"]
+
+
+class Explanation(NamedTuple):
+    """What :meth:`BaseRecommender.explain` returns: a score as a sum over rated items.
+
+    ``score == intercept + contributions.sum()`` (up to rounding).
+
+    Attributes
+    ----------
+    items : ndarray of shape (n_rated,), int64
+        The row's rated items (columns), largest contribution first (ties:
+        lowest column first).
+    contributions : ndarray of shape (n_rated,), float64
+        What each of them adds to the score.
+    intercept : float
+        The part of the score that no rated item carries (e.g. the global
+        mean and the item's own bias).
+    score : float
+        The model's score of the item for the row (before any clipping of
+        predicted ratings to the rating range).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sksvd import SVDRecommender
+    >>> X = np.array([[5, 4, 0, 1], [4, 5, 1, 0], [0, 1, 5, 4], [1, 0, 4, 5]])
+    >>> rec = SVDRecommender(n_components=2, device="cpu").fit(X)
+    >>> items, contributions, intercept, score = rec.explain(np.array([[5, 0, 0, 0]]), 1)
+    >>> items.tolist(), round(float(contributions[0]), 3), intercept, round(score, 3)
+    ([0], 2.5, 0.0, 2.5)
+    """
+
+    items: np.ndarray
+    contributions: np.ndarray
+    intercept: float
+    score: float
 
 
 class BaseRecommender(TransformerMixin, BaseEstimator):
@@ -48,6 +87,27 @@ class BaseRecommender(TransformerMixin, BaseEstimator):
         ``X`` is a CSR batch of rows. Returns ``(W, c)``: the rows' vectors
         as a tensor (n_rows, d) on ``device`` and their offsets (n_rows,) or
         ``None``.
+
+    and may override:
+
+    ``_fold_in_terms(self, x)``
+        ``x`` is a one-row CSR matrix. Returns ``(W_terms, c_terms, W0, c0)``
+        (float64 numpy): the row's fold-in as a sum over its rated items,
+        ``w = W0 + sum_j W_terms[j]`` and ``c = c0 + sum_j c_terms[j]``
+        (``c_terms`` may be ``None``). :meth:`explain` is built on it. The
+        default folds each rated item in alone and checks that the parts add
+        up to the row's fold-in (true when the fold-in is linear in the row,
+        as PureSVD's ``x V_k``); models whose fold-in is not a sum over the
+        rated items (FunkSVD's per-user ridge regression) have no such
+        decomposition and ``explain`` raises there.
+    ``_predicts_ratings(self)``
+        Whether ``predict`` and ``predict_ratings`` are ratings, clipped to
+        ``rating_range_``. Default: the model has a ``global_mean_`` and its
+        ``loss`` (when it has one) is ``"mse"``.
+    ``_similarity_factors(self, kind)``
+        The vectors whose cosine ranks :meth:`similar_items` (``kind="items"``)
+        and :meth:`similar_users` (``kind="users"``). Default:
+        ``item_factors_`` and ``user_factors_``.
     """
 
     def _device(self):
@@ -73,12 +133,28 @@ class BaseRecommender(TransformerMixin, BaseEstimator):
         -------
         self : object
 
+        Raises
+        ------
+        ValueError
+            When run by scikit-learn's cross-validation (``cross_val_score``,
+            ``GridSearchCV``, ...) with one of scikit-learn's own scorers
+            (``scoring="neg_root_mean_squared_error"``, ``make_scorer(...)``):
+            those compare ``predict(X)`` with a target ``y``, which a
+            recommender does not have, and every score would be NaN. The
+            message names :func:`sksvd.model_selection.make_topk_scorer` and
+            :func:`sksvd.model_selection.make_rating_scorer`.
+
         Notes
         -----
         An exception during ``fit`` (a diverging learning rate, a callback
         that raises, ``KeyboardInterrupt``) leaves the estimator exactly as it
-        was before the call.
+        was before the call. ``rating_range_`` (the smallest and largest
+        stored value of ``X``) is kept: rating models clip predicted ratings
+        to it.
         """
+        from ..model_selection import _check_sklearn_scoring
+
+        _check_sklearn_scoring(self)
         with self._restored_on_error():
             return self._fit_validated(X)
 
@@ -105,11 +181,26 @@ class BaseRecommender(TransformerMixin, BaseEstimator):
             self.n_users_, self.n_items_ = X.shape
             self.n_features_in_ = X.shape[1]
             self._fit_dask(X)
+            self.__dict__.pop("rating_range_", None)
             return self
         X = check_interactions(X, estimator=self, reset=True)
         self.n_users_, self.n_items_ = X.shape
         self._fit(X)
+        if X.nnz:
+            self.rating_range_ = np.array([X.data.min(), X.data.max()], dtype=np.float64)
+        else:
+            self.__dict__.pop("rating_range_", None)
         return self
+
+    def _predicts_ratings(self):
+        return hasattr(self, "global_mean_") and getattr(self, "loss", "mse") == "mse"
+
+    def _rating_bounds(self):
+        """``(low, high)`` to clip predicted ratings to, or None (not a rating model)."""
+        rng = getattr(self, "rating_range_", None)
+        if rng is None or not self._predicts_ratings():
+            return None
+        return float(rng[0]), float(rng[1])
 
     def _fit(self, X):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -165,7 +256,9 @@ class BaseRecommender(TransformerMixin, BaseEstimator):
 
         Computed in batches on the device; the returned array is dense, of
         shape (n_rows, n_items), so pass the rows you need (``recommend``
-        never builds it).
+        never builds it). Rating models (FunkSVD and AsySVD trained on
+        ratings) clip their predictions to ``rating_range_``, the range of
+        the ratings seen in ``fit``, as Surprise clips to the rating scale.
 
         Parameters
         ----------
@@ -182,6 +275,7 @@ class BaseRecommender(TransformerMixin, BaseEstimator):
         Q = torch.as_tensor(self.item_factors_, dtype=dtype).to(device)
         d = self._item_offset()
         d = None if d is None else torch.as_tensor(d, dtype=dtype).to(device)
+        bounds = self._rating_bounds()
         out = np.empty((X.shape[0], self.n_items_), dtype=np.float32)
         for s, e in self._batches(X.shape[0], batch_size):
             W, c = self._fold_in(X[s:e], device, dtype)
@@ -190,10 +284,13 @@ class BaseRecommender(TransformerMixin, BaseEstimator):
                 S += d
             if c is not None:
                 S += c.to(dtype)[:, None]
+            if bounds is not None:
+                S.clamp_(*bounds)
             out[s:e] = to_numpy(S, dtype=np.float32)
         return out
 
-    def recommend(self, X, k=10, exclude_seen=True, batch_size=None):
+    def recommend(self, X, k=10, exclude_seen=True, batch_size=None, *, filter_items=None,
+                  items=None, users=None):
         """Top-``k`` items for each row of ``X``, best first.
 
         Rows are folded in and scored in batches on the device; the
@@ -202,9 +299,19 @@ class BaseRecommender(TransformerMixin, BaseEstimator):
         recommended to it; when fewer than ``k`` items remain, the list is
         padded with id ``-1`` and score ``-inf``.
 
+        The keywords are implicit's (``model.recommend(userid, user_items,
+        N, filter_items=..., items=...)``): ``filter_items`` removes items
+        from every list, ``items`` ranks only a candidate subset, and
+        ``users`` scores fitted users with their learned vectors (implicit's
+        ``recalculate_user=False``) instead of folding their rows in again.
+
         Parameters
         ----------
-        X : {array-like, sparse matrix} of shape (n_rows, n_items)
+        X : {array-like, sparse matrix} of shape (n_rows, n_items), or None
+            The rows' interactions: folded in (without ``users``) and, with
+            ``exclude_seen``, excluded. With ``users`` it may also be the
+            whole fitted matrix (its rows ``users`` are taken), or None
+            (nothing excluded).
         k : int, default=10
             Items per row, in [1, n_items].
         exclude_seen : bool, default=True
@@ -213,26 +320,108 @@ class BaseRecommender(TransformerMixin, BaseEstimator):
             :func:`sksvd._topk.default_batch_size`). Results do not depend
             on it: items are ranked by score, and equal scores by lowest
             item id.
+        filter_items : array-like of int, default=None
+            Columns never recommended (to any row).
+        items : array-like of int, default=None
+            Rank only these columns (the others are never recommended); the
+            ids returned are columns of ``X`` as always.
+        users : array-like of int, default=None
+            Row indices into the ``X`` given to ``fit``: score those users
+            with their fitted vectors ``user_factors_`` and offsets, so that
+            the ranking is that of :meth:`predict_ratings` (before the
+            clipping of ratings). Models that keep no ``user_factors_`` raise.
 
         Returns
         -------
         ids : ndarray of shape (n_rows, k), int64
         scores : ndarray of shape (n_rows, k), float32
+            The model's scores (not clipped to the rating range).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sksvd import SVDRecommender
+        >>> X = np.array([[5, 4, 0, 1, 0], [4, 5, 1, 0, 2], [0, 1, 5, 4, 3],
+        ...               [1, 0, 4, 5, 0], [3, 0, 0, 4, 5]])
+        >>> rec = SVDRecommender(n_components=2, device="cpu").fit(X)
+        >>> x = np.array([[5, 0, 0, 0, 0]])
+        >>> rec.recommend(x, k=3)[0]
+        array([[1, 4, 3]])
+        >>> rec.recommend(x, k=3, filter_items=[1])[0]  # never item 1
+        array([[4, 3, 2]])
+        >>> rec.recommend(x, k=2, items=[2, 3])[0]      # only items 2 and 3
+        array([[3, 2]])
+        >>> rec.recommend(X, k=1, users=[0, 2])[0]       # fitted users, learned vectors
+        array([[4],
+               [0]])
         """
-        X = self._check_rows(X)
+        user_rows = None
+        if users is not None:
+            check_is_fitted(self)
+            user_rows = self._check_index(np.atleast_1d(np.asarray(users)), "users",
+                                          self.n_users_)
+            if getattr(self, "user_factors_", None) is None:
+                raise TypeError(f"users: {type(self).__name__} keeps no fitted user vectors; "
+                                "pass the users' rows as X instead")
+        if X is None:
+            if user_rows is None:
+                raise TypeError("X=None: expected the rows to recommend for (X=None only "
+                                "with users=)")
+            n_rows = user_rows.size
+        else:
+            X = self._check_rows(X)
+            if user_rows is not None and X.shape[0] != user_rows.size:
+                if X.shape[0] != self.n_users_:
+                    raise ValueError(
+                        f"X: {X.shape[0]} rows for {user_rows.size} users; pass the users' "
+                        f"rows, or the whole fitted matrix ({self.n_users_} rows)")
+                X = X[user_rows]
+            n_rows = X.shape[0]
         k = check_k(k, self.n_items_)
         if not isinstance(exclude_seen, (bool, np.bool_)):
             raise TypeError(f"exclude_seen={exclude_seen!r}: expected a bool")
-        device, dtype = self._device(), self._dtype()
-
-        def fold(start, stop):
-            return self._fold_in(X[start:stop], device, dtype)
-
         if batch_size is not None:
             batch_size = check_int(batch_size, "batch_size", min_val=1)
-        return topk_items(fold, self.item_factors_, k, seen=X if exclude_seen else None,
-                          n_rows=X.shape[0], item_offset=self._item_offset(),
-                          batch_size=batch_size, device=device, dtype=dtype)
+        # Filtered items are removed from the candidates (all items by default): the
+        # scores are then computed for the candidate columns only, and mapped back.
+        candidates = None
+        if items is not None:
+            candidates = np.unique(self._check_index(np.atleast_1d(np.asarray(items)), "items",
+                                                     self.n_items_))
+        if filter_items is not None:
+            filtered = np.unique(self._check_index(np.atleast_1d(np.asarray(filter_items)),
+                                                   "filter_items", self.n_items_))
+            if filtered.size:
+                candidates = np.setdiff1d(np.arange(self.n_items_) if candidates is None
+                                          else candidates, filtered, assume_unique=True)
+        if candidates is not None and candidates.size == 0:
+            return (np.full((n_rows, k), -1, dtype=np.int64),
+                    np.full((n_rows, k), -np.inf, dtype=np.float32))
+        device, dtype = self._device(), self._dtype()
+        Q, d = self.item_factors_, self._item_offset()
+        seen = X if (exclude_seen and X is not None) else None
+        if candidates is not None:
+            Q = Q[candidates]
+            d = None if d is None else np.asarray(d)[candidates]
+            seen = None if seen is None else seen[:, candidates].tocsr()
+
+        if user_rows is None:
+            def fold(start, stop):
+                return self._fold_in(X[start:stop], device, dtype)
+        else:
+            P = self.user_factors_
+            offset = (self._fitted_user_offset() if hasattr(self, "global_mean_")
+                      or hasattr(self, "user_bias_") else None)
+
+            def fold(start, stop):
+                rows = user_rows[start:stop]
+                return P[rows], (None if offset is None else offset[rows])
+
+        ids, scores = topk_items(fold, Q, k, seen=seen, n_rows=n_rows, item_offset=d,
+                                 batch_size=batch_size, device=device, dtype=dtype)
+        if candidates is not None:
+            ids = np.where(ids >= 0, candidates[np.maximum(ids, 0)], -1)
+        return ids, scores
 
     def predict_ratings(self, users, items):
         """Predicted ratings for (user, item) pairs of the fitted users.
@@ -247,6 +436,8 @@ class BaseRecommender(TransformerMixin, BaseEstimator):
         Returns
         -------
         ratings : ndarray of shape (n_pairs,), float32
+            Clipped to ``rating_range_`` (the range of the ratings seen in
+            ``fit``) for rating models.
         """
         check_is_fitted(self)
         users = self._check_index(users, "users", self.n_users_)
@@ -262,6 +453,9 @@ class BaseRecommender(TransformerMixin, BaseEstimator):
         d = self._item_offset()
         if d is not None:
             r += np.asarray(d, dtype=np.float64)[items]
+        bounds = self._rating_bounds()
+        if bounds is not None:
+            np.clip(r, *bounds, out=r)
         return r.astype(np.float32)
 
     @staticmethod
@@ -276,6 +470,190 @@ class BaseRecommender(TransformerMixin, BaseEstimator):
             bad = arr[(arr < 0) | (arr >= n)][0]
             raise ValueError(f"{name}: index {bad} out of range [0, {n})")
         return arr
+
+    # --------------------------------------------------------- neighbours
+    def _similarity_factors(self, kind):
+        return self.item_factors_ if kind == "items" else getattr(self, "user_factors_", None)
+
+    def _similar(self, kind, which, k, batch_size):
+        check_is_fitted(self)
+        n = self.n_items_ if kind == "items" else self.n_users_
+        which = self._check_index(np.atleast_1d(np.asarray(which)), kind, n)
+        k = check_k(k, n)
+        F = self._similarity_factors(kind)
+        if F is None:
+            raise TypeError(f"similar_{kind}: {type(self).__name__} keeps no fitted "
+                            f"{kind[:-1]} vectors")
+        if batch_size is not None:
+            batch_size = check_int(batch_size, "batch_size", min_val=1)
+        device, dtype = self._device(), self._dtype()
+        F = torch.as_tensor(np.asarray(F), dtype=dtype).to(device)
+        # Cosine: unit rows; a zero row (never rated) stays zero, similar to nothing.
+        norms = torch.linalg.vector_norm(F, dim=1, keepdim=True)
+        F = F / torch.where(norms > 0, norms, torch.ones_like(norms))
+        query = F.index_select(0, torch.from_numpy(which).to(device))
+        # The query itself is excluded as a seen item.
+        itself = sp.csr_matrix((np.ones(which.size, dtype=np.float32), which,
+                                np.arange(which.size + 1)), shape=(which.size, n))
+        return topk_items(query, F, k, seen=itself, batch_size=batch_size, device=device,
+                          dtype=dtype)
+
+    def similar_items(self, items, k=10, batch_size=None):
+        """The ``k`` items most similar to each of ``items``, the item itself excluded.
+
+        Similarity is the cosine of the items' factor vectors
+        (``item_factors_``, or the vectors a model names in its
+        ``_similarity_factors`` hook), computed in batches on the device by the
+        same top-k routine as :meth:`recommend` (ties by lowest id). Items
+        never rated in ``fit`` have zero vectors: similarity 0 to every item.
+        As implicit's ``similar_items(itemid, N)``, with the item left out.
+
+        Parameters
+        ----------
+        items : int or array-like of int
+            Columns of the ``X`` given to ``fit``.
+        k : int, default=10
+        batch_size : int, default=None
+            Items per batch (see :meth:`recommend`).
+
+        Returns
+        -------
+        ids : ndarray of shape (n_queries, k), int64
+        scores : ndarray of shape (n_queries, k), float32
+            Cosine similarities, in [-1, 1].
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sksvd import SVDRecommender
+        >>> X = np.array([[5, 4, 0, 1, 0], [4, 5, 1, 0, 2], [0, 1, 5, 4, 3],
+        ...               [1, 0, 4, 5, 0], [3, 0, 0, 4, 5]])
+        >>> rec = SVDRecommender(n_components=2, device="cpu").fit(X)
+        >>> ids, scores = rec.similar_items([0, 2], k=1)
+        >>> ids
+        array([[1],
+               [3]])
+        """
+        return self._similar("items", items, k, batch_size)
+
+    def similar_users(self, users, k=10, batch_size=None):
+        """The ``k`` fitted users most similar to each of ``users``, the user excluded.
+
+        Cosine of the users' vectors ``user_factors_`` (see
+        :meth:`similar_items`). As implicit's ``similar_users(userid, N)``.
+
+        Parameters
+        ----------
+        users : int or array-like of int
+            Rows of the ``X`` given to ``fit``.
+        k : int, default=10
+        batch_size : int, default=None
+
+        Returns
+        -------
+        ids : ndarray of shape (n_queries, k), int64
+        scores : ndarray of shape (n_queries, k), float32
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sksvd import SVDRecommender
+        >>> X = np.array([[5, 4, 0, 1, 0], [4, 5, 1, 0, 2], [0, 1, 5, 4, 3],
+        ...               [1, 0, 4, 5, 0], [3, 0, 0, 4, 5]])
+        >>> rec = SVDRecommender(n_components=2, device="cpu").fit(X)
+        >>> rec.similar_users(0, k=1)[0]
+        array([[1]])
+        """
+        return self._similar("users", users, k, batch_size)
+
+    # ------------------------------------------------------------ explain
+    def _fold_in_terms(self, x):
+        """Default: each rated item folded in alone, checked to add up to the row's fold-in."""
+        device, dtype = self._device(), torch.float64
+        n, m = x.nnz, self.n_items_
+        x = x.astype(np.float64)
+        singles = sp.csr_matrix((x.data, x.indices, np.arange(n + 1)), shape=(n, m))
+        parts = [self._fold_in(A, device, dtype)
+                 for A in (singles, sp.csr_matrix((1, m), dtype=np.float64), x)]
+        (W1, c1), (W0, c0), (W, c) = [
+            (to_numpy(w, dtype=np.float64).reshape(-1, self.item_factors_.shape[1]),
+             None if o is None else to_numpy(o, dtype=np.float64).reshape(-1))
+            for w, o in parts]
+        W1 = W1 - W0
+        c1 = None if c1 is None else c1 - c0
+        ok = np.allclose(W1.sum(0) + W0[0], W[0], rtol=1e-6,
+                         atol=1e-9 * (1.0 + np.abs(W1).sum()))
+        if c is not None:
+            ok &= np.allclose(c1.sum() + c0[0], c[0], rtol=1e-6,
+                              atol=1e-9 * (1.0 + np.abs(c1).sum()))
+        if not ok:
+            raise TypeError(
+                f"explain: {type(self).__name__}'s fold-in is not a sum over the rated items "
+                "(its user vector solves a per-user regression), so its scores have no exact "
+                "per-item decomposition; explain is defined for the item-item models "
+                "(SVDRecommender, AsySVD)")
+        return W1, c1, W0[0], (0.0 if c0 is None else float(c0[0]))
+
+    def explain(self, x_row, item):
+        """The exact contribution of each rated item of ``x_row`` to its score of ``item``.
+
+        For the item-item models the score is a sum over the row's rated
+        items plus an intercept: PureSVD's ``score_i = sum_j x_j (V_k f
+        V_k^T)_{j,i}`` (``x`` column-scaled, ``f`` the spectrum shrinkage,
+        see :class:`~sksvd.SVDRecommender`), AsySVD's ``mu + b_i + b_u + q_i .
+        p_u`` with ``p_u`` a normalised sum over the rated items and ``b_u``
+        a closed-form sum of their residuals (see :class:`~sksvd.AsySVD`);
+        each rated item's share of those sums is its contribution, computed
+        in float64. As implicit's ``explain(userid, user_items, itemid)``.
+        Models whose user vector is a per-user regression (FunkSVD) raise
+        TypeError.
+
+        Parameters
+        ----------
+        x_row : {array-like, sparse matrix} of shape (1, n_items)
+            One user's interactions (a fitted user's row of ``X``, or a new
+            user).
+        item : int
+            The column whose score is explained.
+
+        Returns
+        -------
+        Explanation
+            ``(items, contributions, intercept, score)``, largest contribution
+            first; ``intercept + contributions.sum() == score``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sksvd import SVDRecommender
+        >>> X = np.array([[5, 4, 0, 1, 0], [4, 5, 1, 0, 2], [0, 1, 5, 4, 3],
+        ...               [1, 0, 4, 5, 0], [3, 0, 0, 4, 5]])
+        >>> rec = SVDRecommender(n_components=2, device="cpu").fit(X)
+        >>> e = rec.explain(np.array([[5, 0, 0, 2, 0]]), item=1)
+        >>> e.items                     # item 0 carries the score of item 1
+        array([0, 3])
+        >>> bool(np.isclose(e.intercept + e.contributions.sum(), e.score))
+        True
+        """
+        x = self._check_rows(x_row, name="x_row")
+        if x.shape[0] != 1:
+            raise ValueError(f"x_row: expected one row, got {x.shape[0]}")
+        if np.ndim(item) != 0:
+            raise ValueError(f"item={item!r}: expected one column index (an int)")
+        item = int(self._check_index(np.atleast_1d(np.asarray(item)), "item",
+                                     self.n_items_)[0])
+        W_terms, c_terms, W0, c0 = self._fold_in_terms(x)
+        q = np.asarray(self.item_factors_[item], dtype=np.float64)
+        contributions = W_terms @ q
+        if c_terms is not None:
+            contributions = contributions + c_terms
+        d = self._item_offset()
+        intercept = float(W0 @ q + c0 + (0.0 if d is None else float(d[item])))
+        order = np.lexsort((x.indices, -contributions))
+        return Explanation(items=x.indices[order].astype(np.int64),
+                           contributions=contributions[order],
+                           intercept=intercept,
+                           score=intercept + float(contributions.sum()))
 
     def score(self, X, y=None):
         """NDCG@10 on ``X`` by the fold-in protocol (20% of each row hidden, seed 0).

@@ -1134,6 +1134,36 @@ class AsySVD(BaseRecommender):
         P, beta, _, _ = _user_vectors(batch, params, mu, float(self.user_bias_shrinkage))
         return P, (None if beta is None else beta + mu)
 
+    # ------------------------------------------------------- explain hook
+    def _fold_in_terms(self, x):
+        """:meth:`_fold_in` of one row as a sum over its rated items (for ``explain``).
+
+        With ``n = |R(u)|``, ``s = n^-1/2``, ``w_j`` the y-term weights and,
+        with biases, ``resid_j = r_j - mu - b_j`` and ``t_j = resid_j /
+        (user_bias_shrinkage + n)`` (so ``b_u = sum_j t_j``):
+        ``p_u = s sum_j (resid_j x_j + w_j y_j - t_j sum_k x_k)`` and
+        ``c_u = mu + sum_j t_j``. Returns ``(W_terms, c_terms, W0, c0)`` in
+        float64: item ``j``'s share of ``p_u`` and of ``c_u``, and the rest.
+        """
+        cols = x.indices
+        r = np.asarray(x.data, dtype=np.float64)
+        n = cols.size
+        weights = np.asarray(self.item_weights_, dtype=np.float64)
+        s = 1.0 / np.sqrt(n) if n else 0.0
+        # the y-term weights the fold-in uses (a "auto" setting resolved as there)
+        weighting = getattr(self, "_profile_weights", lambda: self.profile_weights)()
+        w = r if weighting == "value" else np.ones(n)
+        terms = s * w[:, None] * weights[-1][cols]
+        W0 = np.zeros(weights.shape[2])
+        if weights.shape[0] == 1:
+            return terms, None, W0, 0.0
+        mu = float(self.global_mean_)
+        x_rated = weights[0][cols]
+        resid = r - mu - np.asarray(self.item_bias_, dtype=np.float64)[cols]
+        share = resid / (float(self.user_bias_shrinkage) + n) if n else resid
+        terms += s * (resid[:, None] * x_rated - share[:, None] * x_rated.sum(0))
+        return terms, share, W0, mu
+
 
 class _Adam:
     """Adam (Kingma and Ba 2015) on a dict of tensors, in place.
