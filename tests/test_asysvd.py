@@ -234,7 +234,7 @@ def _fit_small(**kw):
     D = _small_case(seed=3, m=30, n=12)
     D[2] = 0
     params = dict(n_components=3, n_epochs=5, learning_rate=0.05, batch_size=7,
-                  random_state=0, device="cpu", dtype="float64")
+                  random_state=0, device="cpu", dtype="float64", loss="mse")
     params.update(kw)
     return AsySVD(**params).fit(sp.csr_matrix(D)), D
 
@@ -268,8 +268,8 @@ def test_transform_of_a_new_user_equals_the_formula_by_hand(use_bias, profile_we
         p, c = _hand_fold_in(rec, row)
         np.testing.assert_allclose(W[u], p, rtol=1e-10, atol=1e-12)
         expected = rec.item_factors_ @ p + c
-        if use_bias:
-            expected = expected + rec.item_bias_
+        if use_bias:  # a rating model: predicted ratings clipped to the range seen in fit
+            expected = np.clip(expected + rec.item_bias_, *rec.rating_range_)
         np.testing.assert_allclose(S[u], expected, rtol=1e-6, atol=1e-6)
     assert np.all(W[1] == 0)
     if use_bias:  # empty profile: bias-only prediction mu + b_i
@@ -300,16 +300,21 @@ def test_training_prediction_equals_predict_for_a_fitted_row():
                               regularization=0.0, shrinkage=rec.user_bias_shrinkage,
                               loss="mse")
     u, i = X.nonzero()
-    pred = rec.predict(D).astype(np.float64)[u, i]
+    # the model's unclipped scores (predict clips ratings to the range seen in fit)
+    scores = (rec.transform(D) @ rec.item_factors_.T + rec.global_mean_
+              + rec.user_bias_[:, None] + rec.item_bias_)
+    pred = scores.astype(np.float64)[u, i]
     assert value == pytest.approx(((pred - D[u, i]) ** 2).sum(), rel=1e-5)
 
 
 @pytest.mark.parametrize("use_bias,profile_weights", [(False, "ones"), (True, "ones"),
                                                      (False, "value")])
-def test_svd_init_ranks_exactly_as_puresvd(use_bias, profile_weights):
+@pytest.mark.parametrize("shrinkage", [0.0, 30.0])
+def test_svd_init_ranks_exactly_as_puresvd(use_bias, profile_weights, shrinkage):
     # init="svd" starts from V_k of the matrix the y-term sums (the 0/1 pattern, or the
     # values): before any step, every user's scores are a positive multiple of
-    # PureSVD's x V_k V_k^T (plus b_u with biases), so the rankings are PureSVD's.
+    # PureSVD's x V_k V_k^T (plus b_u with biases), so the rankings are PureSVD's; with
+    # init_shrinkage, those of PureSVD with its spectrum shrunk, x V_k diag(s^2/(s^2+l)) V_k^T.
     from sksvd.recommenders import SVDRecommender
 
     D = _small_case(seed=5, m=40, n=15)
@@ -320,11 +325,14 @@ def test_svd_init_ranks_exactly_as_puresvd(use_bias, profile_weights):
     k = 4
     rec = AsySVD(k, n_epochs=1, learning_rate=1e-12, loss="bpr", init="svd",
                  init_std=0.1, use_bias=use_bias, profile_weights=profile_weights,
-                 random_state=0, device="cpu", dtype="float64").fit(X)
+                 init_shrinkage=shrinkage, random_state=0, device="cpu",
+                 dtype="float64").fit(X)
     # independent reference: numpy's dense SVD of B
-    Vk = np.linalg.svd(B.toarray())[2][:k].T
-    ref = B.toarray() @ Vk @ Vk.T
-    pure = SVDRecommender(k, random_state=0, device="cpu", dtype="float64").fit(B)
+    _, sv, Vt = np.linalg.svd(B.toarray())
+    Vk, s2 = Vt[:k].T, sv[:k] ** 2
+    ref = B.toarray() @ Vk @ np.diag(s2 / (s2 + shrinkage)) @ Vk.T
+    pure = SVDRecommender(k, shrinkage=shrinkage, random_state=0, device="cpu",
+                          dtype="float64").fit(B)
     np.testing.assert_allclose(pure.predict(B), ref, rtol=1e-6, atol=1e-7)
     S = rec.transform(X) @ rec.item_factors_.T  # predict() less mu + b_u + b_i (b_i = 0)
     n = np.diff(X.indptr)
@@ -386,7 +394,7 @@ def _raise_after_two(epoch, loss):
 
 def test_interrupted_fit_leaves_the_estimator_as_before():
     D = _small_case(seed=3, m=30, n=12)
-    rec = AsySVD(n_components=3, n_epochs=5, callback=_raise_after_two, device="cpu",
+    rec = AsySVD(loss="mse", n_components=3, n_epochs=5, callback=_raise_after_two, device="cpu",
                  random_state=0)
     with pytest.raises(KeyboardInterrupt):
         rec.fit(D)
@@ -405,7 +413,7 @@ def test_interrupted_fit_leaves_the_estimator_as_before():
 
 def test_divergence_names_the_learning_rate_and_keeps_the_estimator():
     D = _small_case(seed=3, m=30, n=12)
-    rec = AsySVD(n_components=3, n_epochs=3, learning_rate=1e25, device="cpu", random_state=0)
+    rec = AsySVD(loss="mse", n_components=3, n_epochs=3, learning_rate=1e25, device="cpu", random_state=0)
     with pytest.raises(DivergenceError, match="learning_rate=1e"):
         rec.fit(D)
     assert not [k for k in vars(rec) if k.endswith("_")]
@@ -431,7 +439,7 @@ def test_early_stopping_records_validation_scores():
 ])
 def test_bad_input(X, match):
     with pytest.raises(ValueError, match=match):
-        AsySVD(device="cpu").fit(X)
+        AsySVD(loss="mse", device="cpu").fit(X)
 
 
 @pytest.mark.parametrize("param,value", [
@@ -441,7 +449,7 @@ def test_bad_input(X, match):
 ])
 def test_bad_parameters_are_named(param, value):
     with pytest.raises(ValueError, match=param):
-        AsySVD(device="cpu", **{param: value}).fit(np.eye(3))
+        AsySVD(**{"loss": "mse", "device": "cpu", param: value}).fit(np.eye(3))
 
 
 def test_new_rows_must_have_n_items_columns():
@@ -456,7 +464,7 @@ def test_movielens_rmse_beats_the_bias_baseline(data_home):
 
     f = load_movielens("100k", fold="u1", data_home=data_home)
     tr, te = f.X_train, f.X_test.tocoo()
-    rec = AsySVD(random_state=0, device="cpu").fit(tr)
+    rec = AsySVD(loss="mse", random_state=0, device="cpu").fit(tr)
     rmse = np.sqrt(np.mean((rec.predict_ratings(te.row, te.col) - te.data) ** 2))
     # independent reference: mu + b_u + b_i by alternating regularised means (Koren Sec. 2.1)
     c = tr.tocoo()

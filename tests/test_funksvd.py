@@ -47,7 +47,7 @@ def test_recovers_known_factors(solver, params):
     # Tolerance: RMSE < 0.03 on the observed ratings (values span about 1..6) and < 0.1
     # on the hidden half, with regularization 1e-3 and the true rank.
     X, R, mask = known_factor_ratings()
-    est = FunkSVD(n_components=3, regularization=1e-3, init_std=0.1, solver=solver,
+    est = FunkSVD(loss="mse", n_components=3, regularization=1e-3, init_std=0.1, solver=solver,
                   random_state=0, device="cpu", **params).fit(X)
     assert rmse_on(est, R, mask) < 0.03
     assert rmse_on(est, R, ~mask) < 0.1
@@ -93,7 +93,7 @@ def test_batch_size_one_is_funks_per_rating_sgd(decay):
     X, _, _ = known_factor_ratings(n_users=8, n_items=6, k=2, density=0.6, seed=1)
     X = X.astype(np.float32)  # the ratings as the estimator stores them
     k, lr, lam, lam_b, std, seed = 2, 0.05, 0.1, 0.02, 0.3, 3
-    est = FunkSVD(n_components=k, n_epochs=2, learning_rate=lr, regularization=lam,
+    est = FunkSVD(loss="mse", n_components=k, n_epochs=2, learning_rate=lr, regularization=lam,
                   reg_bias=lam_b, init_std=std, batch_size=1, random_state=seed,
                   learning_rate_decay=decay, device="cpu", dtype="float64").fit(X)
 
@@ -124,9 +124,9 @@ def test_batch_size_one_is_funks_per_rating_sgd(decay):
 def test_same_seed_same_model_bit_for_bit(solver):
     X, _, _ = known_factor_ratings()
     kw = dict(n_components=4, n_epochs=5, solver=solver, batch_size=100, device="cpu")
-    a = FunkSVD(random_state=7, **kw).fit(X)
-    b = FunkSVD(random_state=7, **kw).fit(X)
-    c = FunkSVD(random_state=8, **kw).fit(X)
+    a = FunkSVD(loss="mse", random_state=7, **kw).fit(X)
+    b = FunkSVD(loss="mse", random_state=7, **kw).fit(X)
+    c = FunkSVD(loss="mse", random_state=8, **kw).fit(X)
     for name in ("user_factors_", "item_factors_", "user_bias_", "item_bias_"):
         assert np.array_equal(getattr(a, name), getattr(b, name))
     assert a.loss_curve_ == b.loss_curve_
@@ -135,7 +135,7 @@ def test_same_seed_same_model_bit_for_bit(solver):
 
 def test_predict_ratings_is_the_biased_formula():
     X, _, _ = known_factor_ratings()
-    est = FunkSVD(n_components=3, n_epochs=3, random_state=0, device="cpu").fit(X)
+    est = FunkSVD(loss="mse", n_components=3, n_epochs=3, random_state=0, device="cpu").fit(X)
     users, items = np.array([0, 5, 59]), np.array([1, 0, 49])
     ref = (est.global_mean_ + est.user_bias_[users] + est.item_bias_[items]
            + np.einsum("ij,ij->i", est.user_factors_[users], est.item_factors_[items]))
@@ -153,7 +153,7 @@ def test_fold_in_of_training_users_matches_their_trained_predictions(ml100k, sol
     # ALS (measured 0.023): fold-in solves the user's part of the training loss exactly, SGD
     # only approximately, so the folded vectors also fit the users' ratings at least as well.
     X = ml100k.X
-    est = FunkSVD(solver=solver, random_state=0, device="cpu", **params).fit(X)
+    est = FunkSVD(loss="mse", solver=solver, random_state=0, device="cpu", **params).fit(X)
     rows = X.tocoo()
     trained = est.predict_ratings(rows.row, rows.col)
     folded = est.predict(X)[rows.row, rows.col]
@@ -166,7 +166,7 @@ def test_fold_in_of_training_users_matches_their_trained_predictions(ml100k, sol
 def test_fold_in_solves_the_ridge_problem():
     # Independent reference: numpy least squares of the user's (p, b) with the items fixed.
     X, _, _ = known_factor_ratings()
-    est = FunkSVD(n_components=3, n_epochs=20, regularization=0.05, reg_bias=0.01,
+    est = FunkSVD(loss="mse", n_components=3, n_epochs=20, regularization=0.05, reg_bias=0.01,
                   random_state=0, device="cpu").fit(X)
     row = X[4]
     cols, r = row.indices, row.data.astype(np.float64)
@@ -182,7 +182,7 @@ def test_fold_in_solves_the_ridge_problem():
 
 def test_empty_row_gets_bias_only_prediction_and_new_users_work():
     X, _, _ = known_factor_ratings()
-    est = FunkSVD(n_components=3, n_epochs=5, random_state=0, device="cpu").fit(X)
+    est = FunkSVD(loss="mse", n_components=3, n_epochs=5, random_state=0, device="cpu").fit(X)
     new = sp.csr_matrix(np.vstack([np.zeros(50), X[3].toarray()[0]]))
     W = est.transform(new)
     assert np.all(W[0] == 0) and np.all(np.isfinite(W))
@@ -202,7 +202,7 @@ def test_callback_raising_leaves_estimator_untouched():
         if epoch == 1:
             raise KeyboardInterrupt
 
-    est = FunkSVD(n_components=3, n_epochs=10, callback=stop_after_two, device="cpu")
+    est = FunkSVD(loss="mse", n_components=3, n_epochs=10, callback=stop_after_two, device="cpu")
     with pytest.raises(KeyboardInterrupt):
         est.fit(X)
     assert len(calls) == 2
@@ -220,43 +220,43 @@ def test_callback_raising_leaves_estimator_untouched():
 
 def test_early_stopping_records_validation_and_stops():
     X, _, _ = known_factor_ratings()
-    est = FunkSVD(n_components=20, n_epochs=200, learning_rate=0.05, regularization=0.0,
+    est = FunkSVD(loss="mse", n_components=20, n_epochs=200, learning_rate=0.05, regularization=0.0,
                   init_std=0.3, early_stopping=True, n_iter_no_change=3, random_state=0,
                   device="cpu").fit(X)
     assert est.n_iter_ < 200
     assert len(est.validation_scores_) == len(est.loss_curve_) == est.n_iter_
     best = int(np.argmin(est.validation_scores_))
     assert best == est.n_iter_ - 1 - 3
-    assert FunkSVD(n_epochs=2, device="cpu").fit(X).validation_scores_ is None
+    assert FunkSVD(loss="mse", n_epochs=2, device="cpu").fit(X).validation_scores_ is None
 
 
 def test_verbose_progress_bar(capsys):
     X, _, _ = known_factor_ratings()
-    FunkSVD(n_components=2, n_epochs=2, verbose=1, device="cpu").fit(X)
+    FunkSVD(loss="mse", n_components=2, n_epochs=2, verbose=1, device="cpu").fit(X)
     assert "FunkSVD" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------ bad input
 def test_all_zero_ratings():
     with pytest.raises(ValueError, match="zero"):
-        FunkSVD(device="cpu").fit(sp.csr_matrix((5, 4)))
+        FunkSVD(loss="mse", device="cpu").fit(sp.csr_matrix((5, 4)))
 
 
 def test_nan_ratings():
     X = np.ones((4, 3))
     X[1, 2] = np.nan
     with pytest.raises(ValueError, match="NaN"):
-        FunkSVD(device="cpu").fit(X)
+        FunkSVD(loss="mse", device="cpu").fit(X)
 
 
 def test_empty_matrix():
     with pytest.raises(ValueError):
-        FunkSVD(device="cpu").fit(np.zeros((0, 4)))
+        FunkSVD(loss="mse", device="cpu").fit(np.zeros((0, 4)))
 
 
 def test_diverging_learning_rate_names_it():
     X, _, _ = known_factor_ratings()
-    est = FunkSVD(n_components=3, learning_rate=3.0, batch_size=64, n_epochs=5, device="cpu")
+    est = FunkSVD(loss="mse", n_components=3, learning_rate=3.0, batch_size=64, n_epochs=5, device="cpu")
     with pytest.raises(DivergenceError, match="learning_rate=3.0"):
         est.fit(X)
     assert not hasattr(est, "item_factors_")
@@ -269,13 +269,13 @@ def test_diverging_learning_rate_names_it():
 def test_bad_parameters_named(param, value):
     X, _, _ = known_factor_ratings()
     with pytest.raises(ValueError, match=param):
-        FunkSVD(**{param: value}, device="cpu").fit(X)
+        FunkSVD(loss="mse", **{param: value}, device="cpu").fit(X)
 
 
 def test_caller_matrix_not_modified():
     X, _, _ = known_factor_ratings()
     copy = X.copy()
-    FunkSVD(n_components=2, n_epochs=2, device="cpu").fit(X)
+    FunkSVD(loss="mse", n_components=2, n_epochs=2, device="cpu").fit(X)
     assert (X != copy).nnz == 0 and X.dtype == copy.dtype
 
 

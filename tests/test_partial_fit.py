@@ -88,8 +88,8 @@ def test_funksvd_partial_fit_on_later_ratings_ends_near_full_fit(split):
     # partial 0.9189 (seeds 0-4: gaps 0.0054-0.0075).
     early, late, full, pairs = split
     params = dict(random_state=0, device="cpu")
-    reference = rmse(FunkSVD(**params).fit(full), pairs)
-    est = FunkSVD(**params).fit(early)
+    reference = rmse(FunkSVD(loss="mse", **params).fit(full), pairs)
+    est = FunkSVD(loss="mse", **params).fit(early)
     est.partial_fit(late)
     assert est.user_factors_.shape[0] == est.n_users_ == late.shape[0]
     assert est.item_factors_.shape[0] == est.n_items_ == est.n_features_in_ == late.shape[1]
@@ -107,8 +107,8 @@ def test_asysvd_partial_fit_on_later_users_ends_near_full_fit(split):
     # (seed 1: 0.9188, 0.9212).
     early, late, full, pairs = split
     params = dict(n_epochs=5, learning_rate=0.02, random_state=0, device="cpu")
-    reference = rmse(AsySVD(**params).fit(full), pairs)
-    est = AsySVD(**params).fit(early)
+    reference = rmse(AsySVD(loss="mse", **params).fit(full), pairs)
+    est = AsySVD(loss="mse", **params).fit(early)
     active = np.flatnonzero(np.diff(late.indptr))
     est.partial_fit(rows_of(full, active))
     assert est.user_factors_.shape == (late.shape[0], 64)
@@ -125,7 +125,7 @@ def test_funksvd_partial_fit_is_one_sgd_step_from_the_fitted_parameters():
     rng = np.random.default_rng(0)
     X0 = sp.random(30, 12, density=0.4, format="csr", random_state=1,
                    data_rvs=lambda n: rng.integers(1, 6, n).astype(float))
-    est = FunkSVD(n_components=3, n_epochs=30, init_std=0.1, random_state=0,
+    est = FunkSVD(loss="mse", n_components=3, n_epochs=30, init_std=0.1, random_state=0,
                   device="cpu", dtype="float64").fit(X0)
     k, lr, reg = 3, 0.01, 0.06
     P, Q = est.user_factors_.copy(), est.item_factors_.copy()
@@ -172,8 +172,8 @@ def test_funksvd_partial_fit_is_one_sgd_step_from_the_fitted_parameters():
 
 def test_funksvd_partial_fit_unfitted_is_one_epoch_of_fit_and_warm_start_continues():
     X = sp.random(40, 15, density=0.3, format="csr", random_state=0) * 5
-    a = FunkSVD(n_components=4, random_state=0, device="cpu").partial_fit(X)
-    b = FunkSVD(n_components=4, n_epochs=1, random_state=0, device="cpu").fit(X)
+    a = FunkSVD(loss="mse", n_components=4, random_state=0, device="cpu").partial_fit(X)
+    b = FunkSVD(loss="mse", n_components=4, n_epochs=1, random_state=0, device="cpu").fit(X)
     np.testing.assert_array_equal(a.item_factors_, b.item_factors_)
     np.testing.assert_array_equal(a.user_factors_, b.user_factors_)
     # warm_start: fit continues from the factors (one epoch == one partial_fit pass)
@@ -182,7 +182,7 @@ def test_funksvd_partial_fit_unfitted_is_one_epoch_of_fit_and_warm_start_continu
     np.testing.assert_array_equal(a.item_factors_, b.item_factors_)
     assert a.n_iter_ == b.n_iter_ == 2
     # without warm_start, fit starts afresh
-    c = FunkSVD(n_components=4, n_epochs=1, random_state=0, device="cpu").fit(X)
+    c = FunkSVD(loss="mse", n_components=4, n_epochs=1, random_state=0, device="cpu").fit(X)
     b.set_params(warm_start=False).fit(X)
     np.testing.assert_array_equal(b.item_factors_, c.item_factors_)
     assert b.n_iter_ == 1
@@ -190,7 +190,7 @@ def test_funksvd_partial_fit_unfitted_is_one_epoch_of_fit_and_warm_start_continu
 
 def test_asysvd_partial_fit_keeps_what_x_does_not_touch():
     X0 = sp.random(40, 20, density=0.3, format="csr", random_state=0) * 5
-    est = AsySVD(n_components=4, n_epochs=3, random_state=0, device="cpu").fit(X0)
+    est = AsySVD(loss="mse", n_components=4, n_epochs=3, random_state=0, device="cpu").fit(X0)
     before = fitted_state(est)
     # rows 0-9 and two new users (40, 41) rate items 0-9 and a new item 20; items 10-19 and
     # users 10-39 do not appear
@@ -210,9 +210,9 @@ def test_asysvd_partial_fit_keeps_what_x_does_not_touch():
 
 
 @pytest.mark.parametrize("make", [
-    lambda n: AsySVD(n_components=4, n_epochs=n, batch_size=1000, random_state=0,
+    lambda n: AsySVD(loss="mse", n_components=4, n_epochs=n, batch_size=1000, random_state=0,
                      device="cpu", dtype="float64"),
-    lambda n: FunkSVD(n_components=4, n_epochs=n, solver="adam", learning_rate=0.01,
+    lambda n: FunkSVD(loss="mse", n_components=4, n_epochs=n, solver="adam", learning_rate=0.01,
                       batch_size=10**6, random_state=0, device="cpu", dtype="float64"),
 ])
 def test_partial_fit_continues_adam_where_fit_stopped(make):
@@ -246,8 +246,8 @@ def test_warm_start_fit_grows_with_new_users_and_items(cls):
 
 # ---------------------------------------------------------------- errors and interrupts
 @pytest.mark.parametrize("make", [
-    lambda: FunkSVD(n_components=3, n_epochs=2, random_state=0, device="cpu"),
-    lambda: AsySVD(n_components=3, n_epochs=2, random_state=0, device="cpu"),
+    lambda: FunkSVD(loss="mse", n_components=3, n_epochs=2, random_state=0, device="cpu"),
+    lambda: AsySVD(loss="mse", n_components=3, n_epochs=2, random_state=0, device="cpu"),
 ])
 @pytest.mark.parametrize("exc", [RuntimeError, KeyboardInterrupt])
 def test_interrupted_partial_fit_leaves_the_estimator_unchanged(make, exc):

@@ -438,8 +438,21 @@ class BaseRecommender(TransformerMixin, BaseEstimator):
         ratings : ndarray of shape (n_pairs,), float32
             Clipped to ``rating_range_`` (the range of the ratings seen in
             ``fit``) for rating models.
+
+        Raises
+        ------
+        ValueError
+            For a model trained to rank (a ``loss`` other than "mse"): its
+            scores order items but are not ratings.
         """
         check_is_fitted(self)
+        loss = getattr(self, "loss", "mse")
+        if loss != "mse":
+            raise ValueError(
+                f"loss={loss!r}: {type(self).__name__} was trained to rank items, and its "
+                "scores are not ratings; fit it with loss='mse' to predict ratings (predict "
+                "and recommend give the ranking scores)"
+            )
         users = self._check_index(users, "users", self.n_users_)
         items = self._check_index(items, "items", self.n_items_)
         if users.shape != items.shape:

@@ -590,33 +590,40 @@ class AsySVD(BaseRecommender):
     every user's items rank exactly as PureSVD ranks them; training then
     fine-tunes that model (Rendle et al.'s BPR from a PureSVD start).
 
-    The defaults were chosen for ``loss="mse"`` on a validation split of
-    MovieLens 100K ``u1.base``. For top-N ranking (validation splits of
-    ``u1.base`` and ``u2.base``: 20% held out, those rated >= 4 relevant,
-    NDCG@10; and users held out of ``u1.base``), ``loss="mse_neg",
-    use_bias=False, regularization=0.1, n_negatives=8, n_epochs=60,
-    batch_size=64`` worked best for that loss; with ``loss="bpr"`` on the
-    ratings: ``n_components=20, use_bias=False, init="svd",
-    profile_weights="value", confidence="value", init_std=0.1,
-    learning_rate=3e-4, regularization=0.5, n_negatives=4, n_epochs=100,
-    batch_size=64`` (plain BPR from a random start ranked below PureSVD
-    there; see ``benchmarks/bench_asysvd.py`` for what else was tried).
+    Defaults. With no argument the model is trained for top-N lists:
+    ``loss="bpr"``, and the parameters left at ``"auto"`` resolve to the
+    y-term model weighted by the ratings (``use_bias=False``,
+    ``profile_weights="value"``) started from PureSVD with its spectrum
+    shrunk (``init="svd"``, ``init_shrinkage=1e4``, ``init_std=1``) and
+    fine-tuned at a small step (``learning_rate=3e-4``). On validation splits
+    of MovieLens 100K ``u1.base`` (20% of each user's ratings held out, those
+    rated >= 4 relevant, NDCG@10), the shrunk start carried the quality:
+    BPR or sampled zeros from a random start, or at larger steps, ranked
+    below it, and the small step keeps it (see
+    ``benchmarks/bench_topn.py`` for the comparison with PureSVD and EASE).
+    ``loss="mse"`` turns the same ``"auto"`` parameters into Koren's rating
+    model (biases, x- and y-terms, unweighted y-term, random start with
+    ``init_std=0.05``, ``learning_rate=0.003``), whose defaults were chosen
+    for RMSE on a validation split of ``u1.base``. ``predict_ratings``
+    needs ``loss="mse"``: the ranking losses learn scores, not ratings.
 
     Parameters
     ----------
     n_components : int, default=64
         Dimension ``d`` of the factors.
     n_epochs : int, default=20
-    learning_rate : float, default=0.003
-        Adam's step size.
+    learning_rate : float or "auto", default="auto"
+        Adam's step size; "auto" is 0.003 for ``loss="mse"``, 3e-4 for the
+        ranking losses.
     regularization : float, default=0.3
         L2 weight ``lambda`` per item occurrence (see above).
-    loss : {"mse", "bpr", "mse_neg"}, default="mse"
+    loss : {"bpr", "mse", "mse_neg"}, default="bpr"
     n_negatives : int, default=4
         Sampled negatives per stored entry (``"bpr"`` and ``"mse_neg"``).
-    use_bias : bool, default=True
+    use_bias : bool or "auto", default="auto"
         Koren's full model (biases, x- and y-terms); False gives the course's
-        simplified model (y-term only, no biases).
+        simplified model (y-term only, no biases). "auto" is True for
+        ``loss="mse"``, False for the ranking losses.
     leave_one_out : bool or "auto", default="auto"
         Train each stored entry without its own item in the profile (see
         above); "auto" is True for the ranking losses, False for "mse".
@@ -628,13 +635,15 @@ class AsySVD(BaseRecommender):
         Hu, Koren and Volinsky (ICDM 2008). With ``use_bias=False`` the values
         enter the model nowhere else, so ``X`` can carry confidences, e.g.
         1 for items rated 4 or 5 and 0.1 for the others.
-    profile_weights : {"ones", "value"}, default="ones"
+    profile_weights : {"auto", "ones", "value"}, default="auto"
         Weights of the items in the y-term: 1 (Koren's implicit term over
         ``N(u) = R(u)``) or the stored values ``r_uj`` (see above). The same
-        weights serve training, ``transform`` and every fold-in.
+        weights serve training, ``transform`` and every fold-in. "auto" is
+        "ones" for ``loss="mse"``, "value" for the ranking losses.
     user_bias_shrinkage : float, default=25.0
         ``lambda_u`` of the closed-form user bias.
-    init : {"random", "svd"}, default="random"
+    init : {"auto", "random", "svd"}, default="auto"
+        "auto" is "random" for ``loss="mse"``, "svd" for the ranking losses.
         "random": ``q, x, y`` normal with standard deviation ``init_std``,
         ``b = 0``. "svd": PureSVD's item factors (see above; computed as
         :class:`~sksvd.recommenders.SVDRecommender` does, on the training
@@ -642,10 +651,16 @@ class AsySVD(BaseRecommender):
         square is ``init_std``; factors beyond ``min(n_users, n_items)``
         stay random. Not available with ``distributed`` training; ignored
         when ``warm_start`` or ``partial_fit`` continue a fitted model.
-    init_std : float, default=0.05
+    init_shrinkage : float, default=1e4
+        ``lambda`` of the spectral shrinkage of the ``init="svd"`` start
+        (see :class:`~sksvd.recommenders.SVDRecommender`); 0 starts from
+        plain PureSVD.
+    init_std : float or "auto", default="auto"
         Standard deviation of the normal initialisation of ``q, x, y`` (the
-        root mean square of the entries of ``q`` and ``y`` with
-        ``init="svd"``).
+        root mean square of the entries of ``q`` with ``init="svd"``);
+        "auto" is 0.05 for the random start, 1.0 for the SVD start (Adam's
+        steps are of about ``learning_rate`` per entry whatever their size,
+        so the start's scale sets how far a step moves it).
     batch_size : int, default=128
         Users per batch (one Adam step each). Larger batches run faster per
         epoch on big data (fewer steps over the item tables) but take fewer
@@ -721,7 +736,7 @@ class AsySVD(BaseRecommender):
     _parameter_constraints: dict = {
         "n_components": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
-        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
+        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "regularization": [Interval(numbers.Real, 0, None, closed="left")],
         "loss": [StrOptions({"mse", "bpr", "mse_neg"})],
         "n_negatives": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -732,7 +747,7 @@ class AsySVD(BaseRecommender):
         "profile_weights": [StrOptions({"auto", "ones", "value"})],
         "init": [StrOptions({"auto", "random", "svd"})],
         "init_shrinkage": [Interval(numbers.Real, 0, None, closed="left")],
-        "init_std": [Interval(numbers.Real, 0, None, closed="left")],
+        "init_std": [Interval(numbers.Real, 0, None, closed="left"), StrOptions({"auto"})],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
@@ -746,10 +761,10 @@ class AsySVD(BaseRecommender):
         "verbose": ["verbose"],
     }
 
-    def __init__(self, n_components=64, *, n_epochs=20, learning_rate=0.003,
+    def __init__(self, n_components=64, *, n_epochs=20, learning_rate="auto",
                  regularization=0.3, loss="bpr", n_negatives=4, use_bias="auto",
                  leave_one_out="auto", confidence="uniform", profile_weights="auto",
-                 user_bias_shrinkage=25.0, init="auto", init_shrinkage=10000.0, init_std=0.05,
+                 user_bias_shrinkage=25.0, init="auto", init_shrinkage=10000.0, init_std="auto",
                  batch_size=128,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
                  callback=None, warm_start=False, distributed="auto", device="auto",
@@ -911,7 +926,7 @@ class AsySVD(BaseRecommender):
             mu = float(X.data.mean())
 
         init = torch.Generator().manual_seed(seed)
-        std = float(self.init_std)
+        std = self._init_std()
         names = ["q", "x", "y", "b"] if biased else ["q", "y"]
         params = {}
         # x and y live in one (n_terms, n_items, d) tensor: item_weights_ without a copy.
@@ -936,7 +951,7 @@ class AsySVD(BaseRecommender):
             _svd_init(X, params, std, seed, device, dtype,
                       values=self._profile_weights() == "value",
                       shrinkage=float(self.init_shrinkage))
-        opt = _Adam(params, float(self.learning_rate))
+        opt = _Adam(params, self._learning_rate())
         if continued and getattr(self, "_optimizer_state", None) is not None:
             opt.load(self._optimizer_state)
 
@@ -1008,7 +1023,7 @@ class AsySVD(BaseRecommender):
                 params[k].copy_(v)
 
         losses, scores = run_epochs(
-            epoch_fn, 1 if partial else int(self.n_epochs), learning_rate=self.learning_rate,
+            epoch_fn, 1 if partial else int(self.n_epochs), learning_rate=self._learning_rate(),
             validate_fn=validate_fn, n_iter_no_change=int(self.n_iter_no_change),
             higher_is_better=ranking, callback=self.callback, verbose=self.verbose,
             desc="AsySVD", snapshot_fn=snapshot, restore_fn=restore)
@@ -1113,6 +1128,16 @@ class AsySVD(BaseRecommender):
         if self.init == "auto":
             return "random" if self.loss == "mse" else "svd"
         return self.init
+
+    def _learning_rate(self):
+        if self.learning_rate == "auto":
+            return 0.003 if self.loss == "mse" else 3e-4
+        return float(self.learning_rate)
+
+    def _init_std(self):
+        if self.init_std == "auto":
+            return 0.05 if self._init() == "random" else 1.0
+        return float(self.init_std)
 
     def _profile_weights(self):
         if self.profile_weights == "auto":

@@ -809,7 +809,8 @@ class FunkSVD(BaseRecommender):
         for s, e in self._batches(rows.size, None):
             W, c = self._fold_in(Xn[s:e], device, dtype)
             new[rows[s:e] - n_old, :k] = to_numpy(W, dtype=np.float64)
-            new[rows[s:e] - n_old, k] = to_numpy(c, dtype=np.float64) - mu
+            if c is not None:  # loss="mse_all" has no biases
+                new[rows[s:e] - n_old, k] = to_numpy(c, dtype=np.float64) - mu
         return np.concatenate([pa0, new]), qa0, mu
 
     def _solver(self):
