@@ -130,8 +130,19 @@ def test_energy_and_compression_ratio_by_hand():
     X = np.diag([4.0, 2.0, 1.0, 0.0])[:, :3]  # 4 x 3, s = 4, 2, 1; ||X||_F^2 = 21
     c = TruncatedSVDCompressor(2, algorithm="full").fit(X)
     np.testing.assert_allclose(c.energy_ratio_, [16 / 21, 20 / 21], rtol=1e-6)
-    assert c.compression_ratio_ == pytest.approx(2 * (4 + 3 + 1) / 12)
     assert c.n_components_ == 2
+    # raw / compressed: 12 float64 entries (96 bytes) over two float32 factors (2 x 7 x 4 bytes)
+    assert c.compression_ratio_ == pytest.approx(96 / 56)
+    c8 = TruncatedSVDCompressor(2, algorithm="full", factor_dtype="uint8").fit(X)
+    assert c8.compression_ratio_ == pytest.approx(96 / (2 * 7 + 16 * 2))
+    big = np.random.default_rng(0).normal(size=(300, 200)).astype(np.float32)
+    c = TruncatedSVDCompressor(10, random_state=0).fit(big)
+    assert c.compression_ratio_ == pytest.approx(big.nbytes / (10 * 500 * 4)) and \
+        c.compression_ratio_ > 1  # > 1: the factors are smaller
+    Xs = sp.random(300, 200, density=0.05, format="csr", random_state=0)
+    c = TruncatedSVDCompressor(5, random_state=0).fit(Xs)
+    sparse_bytes = Xs.data.nbytes + Xs.indices.nbytes + Xs.indptr.nbytes
+    assert c.compression_ratio_ == pytest.approx(sparse_bytes / (5 * 500 * 4))
 
 
 @pytest.mark.parametrize("algorithm", ["full", "randomized"])

@@ -89,7 +89,7 @@ def test_psnr_matches_skimage(small, dtype):
 
 def test_compress_image_rgb_uint8_against_numpy(small):
     k = 10
-    ci = compress_image(small, n_components=k, algorithm="full")
+    ci = compress_image(small, n_components=k, algorithm="full", factor_dtype="float32")
     assert isinstance(ci, CompressedImage) and ci.n_components == k
     rec = ci.reconstruct()
     assert rec.dtype == np.uint8 and rec.shape == small.shape
@@ -97,7 +97,7 @@ def test_compress_image_rgb_uint8_against_numpy(small):
     assert np.mean(rec != expected) < 1e-3  # float32 factors: rare off-by-one roundings
     h, wc = 96, 384
     assert ci.nbytes == 4 * k * (h + wc)  # two float32 factors, counted exactly
-    assert ci.compression_ratio == pytest.approx(ci.nbytes / small.nbytes)
+    assert ci.compression_ratio == pytest.approx(small.nbytes / ci.nbytes)  # raw / compressed
     s = _spectrum(small)
     assert ci.energy == pytest.approx(np.sum(s[:k] ** 2) / np.sum(s**2), rel=1e-5)
     assert ci.expected_psnr == pytest.approx(
@@ -139,7 +139,7 @@ def test_china_share_criteria(china):
 
 @pytest.mark.parametrize("target", [25.0, 32.0])
 def test_psnr_target_is_smallest_rank(small, target):
-    ci = compress_image(small, psnr=target)
+    ci = compress_image(small, psnr=target, factor_dtype="float32")
     k = ci.n_components
     s = _spectrum(small)
     n = small.size
@@ -155,7 +155,7 @@ def test_psnr_target_is_smallest_rank(small, target):
 
 def test_rank_profile_against_references(small):
     ranks = [2, 8, 30]
-    df = rank_profile(small, ranks)
+    df = rank_profile(small, ranks, factor_dtype="float32")
     assert list(df.columns[:8]) == ["rank", "energy", "singular_value_share",
                                     "compression_ratio", "nbytes", "psnr", "ssim", "jpeg_psnr"]
     s = _spectrum(small)
@@ -164,8 +164,10 @@ def test_rank_profile_against_references(small):
     np.testing.assert_allclose(df["singular_value_share"],
                                np.cumsum(s)[np.array(ranks) - 1] / s.sum(), rtol=1e-5)
     for row in df.itertuples():
-        rec = compress_image(small, n_components=row.rank, algorithm="full").reconstruct()
+        rec = compress_image(small, n_components=row.rank, algorithm="full",
+                             factor_dtype="float32").reconstruct()
         assert row.nbytes == 4 * row.rank * (96 + 384)
+        assert row.compression_ratio == pytest.approx(small.nbytes / row.nbytes)
         assert row.psnr == pytest.approx(peak_signal_noise_ratio(small, rec), abs=0.02)
         assert row.ssim == pytest.approx(structural_similarity(
             small, rec, channel_axis=-1, data_range=255), abs=2e-3)
