@@ -373,3 +373,30 @@ def _psnr_ranks(device):
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA")
 def test_psnr_ranks_same_on_cpu_and_gpu():
     assert _psnr_ranks("cpu") == _psnr_ranks("cuda")
+
+
+def test_cli_compress_save_and_decompress(small, tmp_path, capsys):
+    import json
+
+    from sksvd.cli import main
+
+    png = tmp_path / "small.png"
+    Image.fromarray(small).save(png)
+    saved, out, back = tmp_path / "small.npz", tmp_path / "out.png", tmp_path / "back.png"
+    assert main(["compress", str(png), "--rank", "12", "--save", str(saved), "-o", str(out),
+                 "--no-jpeg", "--json", "--device", "cpu"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    h, wc = small.shape[0], small.shape[1] * 3
+    assert res["factor_bytes"] == 12 * (h + wc) + 16 * 12  # uint8 codes, scales and offsets
+    assert res["compression_ratio"] == pytest.approx(small.nbytes / res["factor_bytes"])
+    assert res["file_bytes"] == saved.stat().st_size
+    assert main(["decompress", str(saved), "-o", str(back), "--original", str(png),
+                 "--device", "cpu"]) == 0
+    text = capsys.readouterr().out
+    assert f"{saved.stat().st_size:,} bytes" in text and "raw / compressed" in text
+    np.testing.assert_array_equal(np.asarray(Image.open(back)), np.asarray(Image.open(out)))
+    assert float(text.split("PSNR against --original")[1].split()[0]) == pytest.approx(
+        res["psnr_db"], abs=0.005)
+    saved.write_bytes(saved.read_bytes()[:500])
+    assert main(["decompress", str(saved), "-o", str(back)]) == 2
+    assert "small.npz" in capsys.readouterr().err
