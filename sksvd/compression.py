@@ -141,6 +141,20 @@ def _factor_nbytes(m, n, k, factor_dtype):
     return k * (m + n) * np.dtype(factor_dtype).itemsize + extra
 
 
+def _to_device(X, device, dtype):
+    """``X`` as a tensor on ``device`` in ``dtype``, moved once.
+
+    A dense array bound for CUDA is cast into pinned host memory (one host
+    copy, the cast included) and sent with ``non_blocking=True``; sparse
+    input goes through :func:`sksvd._backend.to_torch`.
+    """
+    if sp.issparse(X) or device.type != "cuda":
+        return to_torch(X, device=device, dtype=dtype)
+    pinned = torch.empty(X.shape, dtype=dtype, pin_memory=True)
+    pinned.numpy()[...] = X  # cast and copy in one pass
+    return pinned.to(device, non_blocking=True)
+
+
 def _smallest_rank(cumulative, share):
     """Smallest ``k`` (1-based) with ``cumulative[k - 1] >= share`` (``len`` if none)."""
     k = int(np.searchsorted(cumulative, share - 1e-12 * max(share, 1.0), side="left")) + 1
@@ -378,7 +392,7 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             # index copy, no transposed CSR); torch tensors only where needed.
             A = X.astype(numpy_dtype(dtype), copy=False)
         else:
-            A = to_torch(X, device=device, dtype=dtype)
+            A = _to_device(X, device, dtype)
         self._total = total
         max_rank = min(m, n)
 
