@@ -15,6 +15,13 @@ reached at rank 1: the energy share is a poor guide to visual quality, PSNR
 is a better one, and :func:`rank_profile` puts JPEG at the same number of
 bytes next to it.
 
+The two factors are stored at 8 bits by default (per component, a linear map
+of its range onto 0..255 with a float32 scale and offset): a quarter of the
+bytes of float32 factors for a fraction of a dB (:class:`CompressedImage`).
+PSNR targets, sizes and the rank profile are all measured on the factors as
+stored, and :meth:`CompressedImage.save` / :meth:`CompressedImage.load` write
+and read them as a checked ``.npz`` (no pickle).
+
 Pillow and scikit-image (the ``image`` extra) are imported only where used.
 """
 
@@ -235,11 +242,15 @@ def _quantized_tails(M, Z, Vt, total):
     return np.maximum(total - 2.0 * np.cumsum(cross) + fit, 0.0)
 
 
-def _array_digest(arrays):
-    """SHA-256 over the names, dtypes, shapes and bytes of ``arrays`` (a dict), in key order."""
+def _array_digest(arrays, meta):
+    """SHA-256 over ``meta`` (canonical JSON, less its ``sha256``) and the names, dtypes,
+    shapes and bytes of ``arrays`` (a dict), in key order."""
     import hashlib
+    import json
 
     h = hashlib.sha256()
+    record = {k: v for k, v in meta.items() if k != "sha256"}
+    h.update(json.dumps(record, sort_keys=True, allow_nan=True).encode())
     for key in sorted(arrays):
         a = np.ascontiguousarray(arrays[key])
         h.update(f"{key}:{a.dtype.str}:{a.shape};".encode())
@@ -261,7 +272,7 @@ class CompressedImage:
     ``k (h + w*c)`` bytes plus ``16 k`` for the scales and offsets (uint8),
     or ``k (h + w*c)`` times 2 or 4 (float16, float32). The file holds them
     and a fixed overhead (zip and ``.npy`` headers and a few hundred bytes of
-    JSON metadata: shape, dtype, ranges, a SHA-256 of the arrays), about
+    JSON metadata: shape, dtype, ranges, a SHA-256 of arrays and metadata), about
     2 KB whatever ``k``. The singular values are informative only and not
     saved.
 
@@ -395,7 +406,7 @@ class CompressedImage:
 
         The arrays are those counted by ``nbytes`` plus ``meta``, UTF-8 JSON
         (as uint8) with the shape, dtype, value and data ranges, energy,
-        expected PSNR and a SHA-256 of the arrays; :meth:`load` reads it
+        expected PSNR and a SHA-256 of the arrays and metadata; :meth:`load` reads it
         back without pickle. The file is written to ``path`` as given (no
         ``.npz`` is appended).
 
@@ -434,8 +445,8 @@ class CompressedImage:
             "singular_value_share": None if self.singular_value_share is None
             else float(self.singular_value_share),
             "expected_psnr": None if self.expected_psnr is None else float(self.expected_psnr),
-            "sha256": _array_digest(arrays),
         }
+        meta["sha256"] = _array_digest(arrays, meta)
         arrays[_META_KEY] = np.frombuffer(json.dumps(meta, allow_nan=True).encode(), np.uint8)
         with open(path, "wb") as fh:
             np.savez(fh, **arrays)
@@ -478,7 +489,10 @@ class CompressedImage:
 
         where = f"{str(path)!r}"
         try:
-            with np.load(path, allow_pickle=False) as npz:
+            loaded = np.load(path, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                raise ValueError(f"a {type(loaded).__name__}, not an .npz archive")
+            with loaded as npz:
                 arrays = {key: npz[key] for key in npz.files}
         except FileNotFoundError:
             raise
@@ -503,9 +517,9 @@ class CompressedImage:
             raise ValueError(f"path={where}: format={meta.get('format')!r}, version="
                              f"{meta.get('version')!r}: expected {_FORMAT!r} version "
                              f"{_FORMAT_VERSION}")
-        if meta.get("sha256") != _array_digest(arrays):
-            raise ValueError(f"path={where}: the arrays do not match the SHA-256 saved with "
-                             "them: the file was modified")
+        if meta.get("sha256") != _array_digest(arrays, meta):
+            raise ValueError(f"path={where}: the arrays and metadata do not match the SHA-256 "
+                             "saved with them: the file was modified")
         return cls._from_arrays(arrays, meta, where)
 
     @classmethod

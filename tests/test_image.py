@@ -335,6 +335,22 @@ def test_load_refuses_tampered_and_truncated_files(small, tmp_path):
         zf.writestr("scores.npy", buf.getvalue())
     with pytest.raises(ValueError, match="evil.npz"):
         CompressedImage.load(evil)
+    # the metadata are covered too: a changed shape is refused
+    import json
+
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {k: npz[k].copy() for k in npz.files}
+    meta = json.loads(arrays["meta"].tobytes())
+    meta["value_range"] = [0.0, 1.0]
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    with open(bad, "wb") as fh:
+        np.savez(fh, **arrays)
+    with pytest.raises(ValueError, match="bad.npz.*modified"):
+        CompressedImage.load(bad)
+    npy = tmp_path / "plain.npy"
+    np.save(npy, np.zeros(3))
+    with pytest.raises(ValueError, match="plain.npy.*not an .npz"):
+        CompressedImage.load(npy)
     other = tmp_path / "other.npz"
     np.savez(other, x=np.zeros(3))
     with pytest.raises(ValueError, match="other.npz.*meta"):
