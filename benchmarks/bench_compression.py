@@ -2,7 +2,7 @@
 
 Run ``python -m benchmarks.bench_compression [--quick] [--device cpu|cuda] [--repeat 3]``.
 
-Three matrices (issue 3): the 427 x 1920 ``china.jpg`` matrix, a 4096 x 12288
+Three matrices: the 427 x 1920 ``china.jpg`` matrix, a 4096 x 12288
 image (``china.jpg`` upscaled bicubically by Pillow to 4096 x 4096 x 3), and a
 200,000 x 50,000 power-law CSR with 20M nonzeros
 (``harness.cached_powerlaw_csr(200_000, 50_000, 20_000_000, seed=0)``), all
@@ -359,7 +359,8 @@ uint8 image (its `.npz` container adds a fixed overhead); `jpeg_psnr_same_bytes`
 Pillow JPEG (quality 1..100, optimize) no larger than the uint8 factors. Target: uint8 within
 0.5 dB of float32 at <= 1/3.5 of its bytes. Second table: `compress_image(img, psnr=30)`, the
 smallest rank whose reconstruction from the stored factors reaches 30 dB (before rounding),
-with float32 and uint8 factors."""
+with float32 and uint8 factors. Figures `compression_rank_profile_{china,flower}.png`:
+`plot_rank_profile(rank_profile(img, ranks, ssim=False))` over ranks 1..427."""
 
 
 def quantized_rows(ranks=(50, 100, 200)):
@@ -369,11 +370,16 @@ def quantized_rows(ranks=(50, 100, 200)):
     from sklearn.datasets import load_sample_image
 
     from sksvd.image import compress_image, psnr, rank_profile
+    from sksvd.plotting import plot_rank_profile
 
     rows, targets = [], []
     for name in ("china.jpg", "flower.jpg"):
         img = load_sample_image(name)
-        profile = rank_profile(img, list(ranks), ssim=False, jpeg=True, device="cpu")
+        grid = sorted({1, 5, 10, 20, 30, 50, 75, 100, 130, 160, 200, 250, 300, 350, 427}
+                      | set(ranks))
+        profile = rank_profile(img, grid, ssim=False, jpeg=True, device="cpu")
+        fig = plot_rank_profile(profile, title=f"{name}: SVD compression against rank")
+        fig.savefig(h.RESULTS / f"compression_rank_profile_{name.split('.')[0]}.png", dpi=100)
         for k in ranks:
             f32 = compress_image(img, k, algorithm="full", factor_dtype="float32", device="cpu")
             u8 = compress_image(img, k, algorithm="full", factor_dtype="uint8", device="cpu")
@@ -524,7 +530,7 @@ def main(argv=None):
     if str(args.device).startswith("cuda"):
         columns.insert(4, "gpu_peak_mb")
     notes = (PROTOCOL + f"\n\nfloat32 matmul rate of this machine: {gflops:.1f} GFLOP/s."
-             + "\nTarget (issue 3): sksvd at error ratio <= 1.01, >= 2x faster than sklearn "
+             + "\nTarget: sksvd at error ratio <= 1.01, >= 2x faster than sklearn "
              "randomized with no more peak memory on every matrix; >= 50% of the matmul "
              "rate on the 4096 x 12288 image.")
     name = args.out or NAME + ("_quick" if args.quick else "") + (f"_{args.threads}thread"

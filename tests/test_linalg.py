@@ -245,7 +245,7 @@ def test_concurrent_calls_restore_torch_thread_count_and_agree():
     # from several Python threads must leave torch's thread count as they found it and
     # give each call the result it gives alone. (BLAS's count is set per call; with
     # OpenBLAS 0.3.31 a main thread's count can read 1 after overlapping calls from
-    # other threads: a known issue, see the session-2 note of issue 3.)
+    # other threads: a known OpenBLAS behaviour, not checked here.)
     from concurrent.futures import ThreadPoolExecutor
 
     before = torch.get_num_threads()
