@@ -747,12 +747,13 @@ def _block_krylov(op, A, k, n_oversamples, n_iter, generator, tol, max_iter, blo
 def _device_generator(generator, device):
     """The generator the test matrix is drawn with on ``device``.
 
-    On the CPU, ``generator`` itself. Elsewhere a generator of that device,
+    On the CPU (or when ``generator`` already belongs to ``device``),
+    ``generator`` itself. Elsewhere a generator of that device,
     seeded by one draw of ``generator`` (so a seed still fixes the result on
     a given kind of device; a CPU and a GPU draw different matrices), so
     that the matrix is made where it is used instead of being copied there.
     """
-    if device.type == "cpu":
+    if device.type == "cpu" or (generator is not None and generator.device == device):
         return generator
     gen = torch.Generator(device=device)
     if generator is None:
