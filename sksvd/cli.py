@@ -433,14 +433,28 @@ def _model_options(p):
 
 _COMPRESS_EXAMPLES = """\
 The rank is chosen by exactly one of --rank, --energy, --sv-share or --psnr.
-The size reported is that of the two stored factors (float32 by default),
-k * (h + w*c) * 4 bytes, beside the raw image's h * w * c bytes; JPEG at the
-same number of bytes is shown for comparison (Pillow, best quality that fits).
+The factors are stored at 8 bits by default (--factor-dtype uint8: one byte
+per number and a float32 scale and offset per component), k * (h + w*c) + 16 k
+bytes, beside the raw image's h * w * c bytes; the compression ratio is raw /
+compressed (above 1: smaller than the raw image). PSNR is measured after that
+quantization, and JPEG at the same number of bytes is shown for comparison
+(Pillow, best quality that fits). --save writes the factors (.npz, read back
+by `sksvd decompress`) and prints the size on disk.
 
 examples:
   sksvd compress photo.png --rank 50 -o photo_r50.png
-  sksvd compress photo.jpg --psnr 32 -o photo_32db.png --plot profile.png
-  sksvd compress photo.jpg --sv-share 0.8 --json
+  sksvd compress photo.jpg --psnr 32 --save photo.npz --plot profile.png
+  sksvd compress photo.jpg --sv-share 0.8 --factor-dtype float32 --json
+"""
+
+_DECOMPRESS_EXAMPLES = """\
+Reads a file written by `sksvd compress --save` (never executing code: the
+arrays are checked against the SHA-256 saved with them) and writes the
+reconstructed image.
+
+examples:
+  sksvd decompress photo.npz -o photo_svd.png
+  sksvd decompress photo.npz -o photo_svd.png --original photo.jpg --json
 """
 
 _RECOMMEND_EXAMPLES = """\
@@ -543,14 +557,29 @@ def build_parser():
                       help="smallest rank holding the share F of sum s_i (the seed's "
                            "'80%% of the variance')")
     rank.add_argument("--psnr", type=_positive_float, metavar="DB",
-                      help="smallest rank whose reconstruction reaches DB decibels")
+                      help="smallest rank whose reconstruction from the stored factors "
+                           "reaches DB decibels")
     p.add_argument("-o", "--output", metavar="OUT.png",
                    help="write the reconstructed image (PNG, or .npy for any dtype)")
+    p.add_argument("--save", metavar="OUT.npz",
+                   help="write the compressed image (the stored factors, .npz) and print its "
+                        "size on disk; `sksvd decompress` reads it")
     p.add_argument("--plot", metavar="PROFILE.png",
-                   help="write the figure of energy, size and PSNR against rank")
-    p.add_argument("--factor-dtype", choices=("float32", "float16"), default="float32",
-                   help="storage type of the factors, counted in the size (default: float32)")
+                   help="write the figure of quality and size against rank")
+    p.add_argument("--factor-dtype", choices=("uint8", "float16", "float32"), default="uint8",
+                   help="storage type of the factors, counted in the size (default: uint8)")
     p.add_argument("--no-jpeg", action="store_true", help="skip the JPEG comparison")
+    _common(p)
+
+    p = sub.add_parser("decompress", help="rebuild an image saved by `compress --save`",
+                       description="Read a compressed image (.npz written by `sksvd compress "
+                                   "--save`) and write the reconstructed image.",
+                       epilog=_DECOMPRESS_EXAMPLES, formatter_class=_Formatter)
+    p.add_argument("file", metavar="FILE", help="compressed image (.npz)")
+    p.add_argument("-o", "--output", metavar="OUT.png", required=True,
+                   help="the reconstructed image (PNG, or .npy for any dtype)")
+    p.add_argument("--original", metavar="IMAGE",
+                   help="also print the PSNR against this original image")
     _common(p)
 
     p = sub.add_parser("recommend", help="top-k items for a user or a new user",
@@ -675,6 +704,22 @@ def _profile_ranks(max_rank, k, break_even):
     return sorted(set(grid.tolist()) | {int(k)})
 
 
+def _size_rows(result):
+    rows = [
+        ("size of the factors", f"{result['factor_bytes']:,} bytes ({result['factor_dtype']})"),
+        ("raw image", f"{result['raw_bytes']:,} bytes"),
+        ("compression ratio", f"{result['compression_ratio']:.2f} (raw / compressed)"),
+    ]
+    if "file_bytes" in result:
+        rows.append(("file on disk", f"{result['file_bytes']:,} bytes ({result['file']})"))
+    return rows
+
+
+def _table(head, rows):
+    width = max(len(r[0]) for r in rows)
+    return "\n".join([head] + [f"  {name.ljust(width)}  {value}" for name, value in rows])
+
+
 def _cmd_compress(args):
     import numpy as np
 
@@ -692,15 +737,13 @@ def _cmd_compress(args):
                          f"an image of shape {img.shape}")
     _status(args, f"compressing {args.image} {img.shape} {img.dtype}")
     t0 = time.perf_counter()
+    common = dict(factor_dtype=args.factor_dtype, device=args.device, random_state=0)
     if args.psnr is not None:
-        ci = compress_image(img, psnr=args.psnr, factor_dtype=args.factor_dtype,
-                            device=args.device, random_state=0)
+        ci = compress_image(img, psnr=args.psnr, **common)
     elif args.sv_share is not None:
-        ci = compress_image(img, args.sv_share, criterion="singular_values",
-                            factor_dtype=args.factor_dtype, device=args.device, random_state=0)
+        ci = compress_image(img, args.sv_share, criterion="singular_values", **common)
     else:
-        ci = compress_image(img, args.rank if args.rank is not None else args.energy,
-                            factor_dtype=args.factor_dtype, device=args.device, random_state=0)
+        ci = compress_image(img, args.rank if args.rank is not None else args.energy, **common)
     seconds = time.perf_counter() - t0
     recon = ci.reconstruct()
     result = {
@@ -712,10 +755,15 @@ def _cmd_compress(args):
         "factor_bytes": int(ci.nbytes), "compression_ratio": float(ci.compression_ratio),
         "factor_dtype": args.factor_dtype, "seconds": round(seconds, 3),
     }
+    if args.save:
+        try:
+            result["file_bytes"] = ci.save(args.save)
+        except OSError as exc:
+            raise UsageError(f"--save {args.save!r}: cannot write there ({exc})") from None
+        result["file"] = str(args.save)
     want_jpeg = not args.no_jpeg and (img.ndim == 2 or img.shape[2] in (1, 3))
     if args.plot or want_jpeg:
-        itemsize = 2 if args.factor_dtype == "float16" else 4
-        break_even = img.nbytes / ((h + wc) * itemsize)
+        break_even = img.nbytes / max(ci.nbytes / ci.n_components, 1)
         ranks = _profile_ranks(max_rank, ci.n_components, break_even) if args.plot \
             else [ci.n_components]
         _status(args, f"rank profile at ranks {ranks}")
@@ -728,6 +776,7 @@ def _cmd_compress(args):
             result["jpeg_psnr_same_bytes"] = float(row["jpeg_psnr"])
             result["jpeg_bytes"] = None if math.isnan(float(row["jpeg_nbytes"])) \
                 else int(row["jpeg_nbytes"])
+            result["jpeg_max_psnr"] = float(row["jpeg_max_psnr"])
         if args.plot:
             from .plotting import plot_rank_profile
 
@@ -739,29 +788,64 @@ def _cmd_compress(args):
         _write_image(args.output, recon)
         result["output"] = str(args.output)
 
-    lines = [f"{args.image}: {img.shape[0]} x {'x'.join(map(str, img.shape[1:]))} "
-             f"{img.dtype}, rank {ci.n_components} of {max_rank}"]
     rows = [
         ("energy (share of sum s_i^2)", f"{result['energy']:.4f}"),
         ("share of sum s_i", "-" if result["singular_value_share"] is None
          else f"{result['singular_value_share']:.4f}"),
-        ("PSNR", f"{result['psnr_db']:.2f} dB"),
-        ("size of the factors", f"{result['factor_bytes']:,} bytes ({args.factor_dtype})"),
-        ("raw image", f"{result['raw_bytes']:,} bytes"),
-        ("compression ratio", f"{result['compression_ratio']:.3f} (factors / raw)"),
+        ("PSNR", f"{result['psnr_db']:.2f} dB (after quantization and rounding)"),
+        *_size_rows(result),
     ]
     if "jpeg_psnr_same_bytes" in result:
         jp = result["jpeg_psnr_same_bytes"]
         rows.append(("JPEG at <= the same bytes",
                      "n/a (even quality 1 is larger)" if math.isnan(jp)
                      else f"{jp:.2f} dB ({result['jpeg_bytes']:,} bytes)"))
+        rows.append(("JPEG at quality 100", f"{result['jpeg_max_psnr']:.2f} dB"))
     if args.output:
         rows.append(("written", args.output))
     if args.plot:
         rows.append(("figure", args.plot))
-    width = max(len(r[0]) for r in rows)
-    lines += [f"  {name.ljust(width)}  {value}" for name, value in rows]
-    _emit(args, result, "\n".join(lines))
+    head = (f"{args.image}: {img.shape[0]} x {'x'.join(map(str, img.shape[1:]))} "
+            f"{img.dtype}, rank {ci.n_components} of {max_rank}")
+    _emit(args, result, _table(head, rows))
+    return 0
+
+
+def _cmd_decompress(args):
+    from .image import CompressedImage, psnr
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise UsageError(f"FILE {args.file!r}: no such file")
+    ci = CompressedImage.load(path)  # a ValueError names the file and what is wrong
+    recon = ci.reconstruct()
+    result = {
+        "file": str(args.file), "file_bytes": int(path.stat().st_size),
+        "shape": list(ci.shape), "dtype": str(ci.dtype), "rank": ci.n_components,
+        "factor_dtype": ci.factor_dtype, "factor_bytes": int(ci.nbytes),
+        "raw_bytes": int(ci.original_nbytes), "compression_ratio": float(ci.compression_ratio),
+        "expected_psnr_db": ci.expected_psnr,
+    }
+    if args.original:
+        img = _read_image(args.original)
+        if img.shape != recon.shape:
+            raise UsageError(f"--original {args.original!r}: shape {img.shape}, expected "
+                             f"{recon.shape} (the compressed image's)")
+        result["psnr_db"] = float(psnr(img, recon))
+    _write_image(args.output, recon)
+    result["output"] = str(args.output)
+    rows = [("size of the factors", f"{result['factor_bytes']:,} bytes ({ci.factor_dtype})"),
+            ("raw image", f"{result['raw_bytes']:,} bytes"),
+            ("compression ratio", f"{result['compression_ratio']:.2f} (raw / compressed)"),
+            ("file on disk", f"{result['file_bytes']:,} bytes")]
+    if ci.expected_psnr is not None:
+        rows.append(("PSNR before rounding", f"{ci.expected_psnr:.2f} dB"))
+    if "psnr_db" in result:
+        rows.append(("PSNR against --original", f"{result['psnr_db']:.2f} dB"))
+    rows.append(("written", args.output))
+    head = (f"{args.file}: {ci.shape[0]} x {'x'.join(map(str, ci.shape[1:]))} {ci.dtype}, "
+            f"rank {ci.n_components}")
+    _emit(args, result, _table(head, rows))
     return 0
 
 
@@ -1174,18 +1258,18 @@ def _cmd_bench(args, extra):
     cmd = [sys.executable, "-m", "benchmarks.run", *extra]
     if args.device is not None:
         device = args.device
-        if device == "auto":
-            import torch
+        if device == "auto":  # the device the benchmarks' own "auto" would pick
+            from ._backend import resolve_device
 
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+            device = str(resolve_device("auto"))
         cmd += ["--device", device]
     _status(args, " ".join(["python", *cmd[1:]]) + f"  (in {root})")
     return subprocess.call(cmd, cwd=root)
 
 
 # --------------------------------------------------------------------------- entry point
-_COMMANDS = {"compress": _cmd_compress, "recommend": _cmd_recommend, "similar": _cmd_similar,
-             "evaluate": _cmd_evaluate}
+_COMMANDS = {"compress": _cmd_compress, "decompress": _cmd_decompress,
+             "recommend": _cmd_recommend, "similar": _cmd_similar, "evaluate": _cmd_evaluate}
 
 
 def _check_unknown_options(parser, argv):

@@ -8,7 +8,7 @@ randomized SVD -> fitted attributes back as numpy arrays.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
@@ -123,6 +123,38 @@ def _one_lapack_thread(device):
         torch.set_num_threads(before)
 
 
+def _input_nbytes(X):
+    """Bytes of ``X`` as given: a dense array's ``nbytes``, a sparse matrix's three arrays."""
+    if sp.issparse(X):
+        X = sp.csr_matrix(X)
+        return int(X.data.nbytes + X.indices.nbytes + X.indptr.nbytes)
+    return int(X.nbytes)
+
+
+def _factor_nbytes(m, n, k, factor_dtype):
+    """Bytes of the stored factors ``U_k diag(s_k)`` (m, k) and ``V_k^T`` (k, n).
+
+    uint8 factors add a float32 scale and offset per component and factor
+    (``16 k`` bytes), as :class:`sksvd.image.CompressedImage` stores them.
+    """
+    extra = 16 * k if factor_dtype == "uint8" else 0
+    return k * (m + n) * np.dtype(factor_dtype).itemsize + extra
+
+
+def _to_device(X, device, dtype):
+    """``X`` as a tensor on ``device`` in ``dtype``, moved once.
+
+    A dense array bound for CUDA is cast into pinned host memory (one host
+    copy, the cast included) and sent with ``non_blocking=True``; sparse
+    input goes through :func:`sksvd._backend.to_torch`.
+    """
+    if sp.issparse(X) or device.type != "cuda":
+        return to_torch(X, device=device, dtype=dtype)
+    pinned = torch.empty(X.shape, dtype=dtype, pin_memory=True)
+    pinned.numpy()[...] = X  # cast and copy in one pass
+    return pinned.to(device, non_blocking=True)
+
+
 def _smallest_rank(cumulative, share):
     """Smallest ``k`` (1-based) with ``cumulative[k - 1] >= share`` (``len`` if none)."""
     k = int(np.searchsorted(cumulative, share - 1e-12 * max(share, 1.0), side="left")) + 1
@@ -144,7 +176,9 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
     n_components : int or float, default=2
         An int is the rank ``k`` (``1 <= k <= min(n_samples, n_features)``).
         A float in (0, 1) keeps the smallest rank whose singular values hold
-        that share of the total, measured by ``criterion``.
+        that share of the total, measured by ``criterion``; the exact
+        spectrum it is read from is computed in float64 whatever ``dtype``
+        and device, so a CPU and a GPU choose the same rank.
     criterion : {"energy", "singular_values"}, default="energy"
         What a float ``n_components`` is a share of. ``"energy"``:
         ``sum_{i<=k} s_i^2 / ||X||_F^2``, with ``||X||_F^2`` computed exactly
@@ -165,8 +199,25 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         The randomized solver's space has at least ``k + n_oversamples``
         dimensions.
     n_iter : int or "auto", default="auto"
-        Krylov steps of the randomized solver; ``"auto"`` stops when they no
-        longer pay (see :func:`sksvd.linalg.randomized_svd`).
+        Krylov steps of the randomized solver; ``"auto"`` stops when the
+        rank-k Frobenius error is within about 1% of what more steps would
+        reach and every singular value has converged to ``tol`` (see
+        :func:`sksvd.linalg.randomized_svd`).
+    tol : float, default=2e-2
+        Relative accuracy aimed at for each of the ``k`` singular values by
+        the randomized solver with ``n_iter="auto"`` (its ``value_tol``): the
+        iteration goes on until the rise still expected of each Ritz value
+        ``s_i^2``, extrapolated from the last three steps, is at most
+        ``2 tol s_i^2``. The extrapolation is conservative: measured on the
+        ``china.jpg`` matrix at k = 20 and 100, the largest relative error
+        of ``singular_values_`` was 6e-4 and 2e-3, of
+        ``explained_variance_ratio_`` 1e-3 and 4e-3, below scikit-learn's
+        randomized ``TruncatedSVD`` (``benchmarks/results/compression_accuracy.md``).
+        Smaller values cost more Krylov steps. Unused by the exact solver.
+    factor_dtype : {"uint8", "float16", "float32", "float64"} or None, default=None
+        Storage type counted by ``compression_ratio_`` (None: ``dtype``);
+        uint8 as :class:`sksvd.image.CompressedImage` stores it, with a
+        float32 scale and offset per component and factor.
     device : str or torch.device, default="auto"
         ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; the environment
         variable ``SKSVD_DEVICE`` overrides ``"auto"``.
@@ -181,8 +232,14 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
     ----------
     components_ : ndarray of shape (n_components_, n_features)
         Right singular vectors ``V_k^T``, signs as sklearn's ``svd_flip``.
+        Exact solver: to ``dtype`` rounding. Randomized: each vector's angle
+        to the exact one is about the square root of its value's relative
+        error over the relative gap to the neighbouring values (vectors of
+        nearly equal values mix; the subspace they span is accurate).
     singular_values_ : ndarray of shape (n_components_,)
-        Descending.
+        Descending. Exact solver: to ``dtype`` rounding. Randomized: each
+        below the exact one (Ritz values never exceed it), within about
+        ``tol`` relative (see ``tol``).
     n_components_ : int
         The rank kept.
     explained_variance_ : ndarray of shape (n_components_,)
@@ -190,13 +247,19 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
     explained_variance_ratio_ : ndarray of shape (n_components_,)
         ``explained_variance_ / np.var(X, axis=0).sum()``, exactly as
         :class:`sklearn.decomposition.TruncatedSVD` computes it (no
-        densifying for sparse ``X``).
+        densifying for sparse ``X``); the denominator is exact, each entry
+        carries its component's error (about twice the singular value's
+        relative error, randomized solver).
     energy_ratio_ : ndarray of shape (n_components_,)
         Cumulative ``sum_{i<=j} s_i^2 / ||X||_F^2``; ``1 - energy_ratio_[-1]``
-        is the relative squared Frobenius error of the rank-``k`` fit.
+        is the relative squared Frobenius error of the rank-``k`` fit
+        (``||X||_F^2`` exact from the entries, in float64).
     compression_ratio_ : float
-        ``k (m + n + 1) / (m n)``: numbers stored by the factors over numbers
-        in ``X`` (``m x n``).
+        Raw over compressed: bytes of ``X`` (dense: ``m n`` times its
+        itemsize; sparse: its CSR arrays) over bytes of the factors
+        ``U_k diag(s_k)`` and ``V_k^T`` in ``factor_dtype``,
+        ``k (m + n) itemsize`` (``+ 16 k`` for uint8). Above 1 the factors
+        are smaller than the input.
     n_iter_ : int
         Krylov steps done by the randomized solver (0 for the exact one).
     algorithm_ : str
@@ -244,6 +307,8 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         "algorithm": [StrOptions({"auto", "full", "randomized"})],
         "n_oversamples": [Interval(Integral, 0, None, closed="left")],
         "n_iter": [Interval(Integral, 0, None, closed="left"), StrOptions({"auto"})],
+        "tol": [Interval(Real, 0, None, closed="neither")],
+        "factor_dtype": [StrOptions({"uint8", "float16", "float32", "float64"}), None],
         "device": [str, torch.device],
         "dtype": [str, type, np.dtype, torch.dtype],
         "random_state": ["random_state"],
@@ -251,12 +316,15 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
     }
 
     def __init__(self, n_components=2, *, criterion="energy", algorithm="auto", n_oversamples=10,
-                 n_iter="auto", device="auto", dtype="float32", random_state=None, verbose=0):
+                 n_iter="auto", tol=2e-2, factor_dtype=None, device="auto", dtype="float32",
+                 random_state=None, verbose=0):
         self.n_components = n_components
         self.criterion = criterion
         self.algorithm = algorithm
         self.n_oversamples = n_oversamples
         self.n_iter = n_iter
+        self.tol = tol
+        self.factor_dtype = factor_dtype
         self.device = device
         self.dtype = dtype
         self.random_state = random_state
@@ -324,7 +392,7 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             # index copy, no transposed CSR); torch tensors only where needed.
             A = X.astype(numpy_dtype(dtype), copy=False)
         else:
-            A = to_torch(X, device=device, dtype=dtype)
+            A = _to_device(X, device, dtype)
         self._total = total
         max_rank = min(m, n)
 
@@ -345,11 +413,12 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
                     U, S, Vt, n_iter_done = self._randomized(A, X, n_components, device)
             elif self.criterion == "singular_values":
                 if algorithm == "full":
-                    U, S, Vt = self._exact(A, max_rank, device)
+                    U, S, Vt = self._exact(A, max_rank, device, spectrum=True)
                     spectrum = S
                 else:
                     with _one_lapack_thread(device):
-                        spectrum = singular_values(self._as_tensor(A, device, dtype))
+                        spectrum = singular_values(self._as_tensor(A, device, dtype)
+                                                   .to(torch.float64))
                 cum = torch.cumsum(spectrum.to(torch.float64), 0)
                 cum = to_numpy(cum / cum[-1]) if float(cum[-1]) > 0 else np.ones(len(cum))
                 k = _smallest_rank(cum, n_components)
@@ -360,7 +429,7 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             else:  # float share of the energy ||X||_F^2
                 share = n_components * total
                 if algorithm == "full":
-                    U, S, Vt = self._exact(A, max_rank, device)
+                    U, S, Vt = self._exact(A, max_rank, device, spectrum=True)
                     k = self._rank_for_energy(S, share)
                     U, S, Vt = U[:, :k], S[:k], Vt[:k]
                 else:
@@ -384,7 +453,8 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         self.explained_variance_ratio_ = ratio.astype(out_dtype)
         energy = np.cumsum(S.astype(np.float64) ** 2)
         self.energy_ratio_ = energy / total if total > 0 else np.ones_like(energy)
-        self.compression_ratio_ = float(k * (m + n + 1) / (m * n))
+        self.compression_ratio_ = float(_input_nbytes(X) / _factor_nbytes(
+            m, n, k, self.factor_dtype or np.dtype(out_dtype).name))
         # As transform: float64 input gives float64 scores (sklearn's dtype-preserving rule).
         return Z.astype(np.result_type(X.dtype, Z.dtype), copy=False)
 
@@ -395,10 +465,18 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             return A
         return to_torch(A, device=device, dtype=dtype or resolve_dtype(A.dtype))
 
-    def _exact(self, A, k, device):
-        """Exact truncated SVD (``torch.linalg.svd``), single-threaded on the CPU."""
+    def _exact(self, A, k, device, spectrum=False):
+        """Exact truncated SVD (``torch.linalg.svd``), single-threaded on the CPU.
+
+        ``spectrum=True``: the rank is to be chosen from the singular values,
+        so the SVD runs in float64 whatever ``dtype`` (on the device), and CPU
+        and GPU choose the same rank; the factors are cast back by ``fit``.
+        """
+        T = self._as_tensor(A, device)
+        if spectrum:
+            T = T.to(torch.float64)
         with _one_lapack_thread(device):
-            return exact_svd(self._as_tensor(A, device), k)
+            return exact_svd(T, k)
 
     def _randomized(self, A, X, k, device):
         """One call of the randomized kernel at rank ``k``: (U, S, Vt, n_iter)."""
@@ -411,7 +489,7 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             del Xt
         gen = make_generator(self.random_state)
         U, S, Vt, info = randomized_svd(A, k, n_oversamples=self.n_oversamples,
-                                        n_iter=self.n_iter, generator=gen,
+                                        n_iter=self.n_iter, value_tol=self.tol, generator=gen,
                                         At=getattr(self, "_At", None),
                                         total=getattr(self, "_total", None), return_info=True)
         return U, S, Vt, info["n_iter"]
@@ -440,7 +518,7 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         try:
             while True:
                 if k >= 0.8 * max_rank and not sp.issparse(X):
-                    U, S, Vt = self._exact(A, max_rank, device)
+                    U, S, Vt = self._exact(A, max_rank, device, spectrum=True)
                     j = self._rank_for_energy(S, share)
                     return U[:, :j], S[:j], Vt[:j], 0, "full"
                 U, S, Vt, n_iter = self._randomized(A, X, k, device)

@@ -305,35 +305,28 @@ def _dot(a, b):
 def _cholesky_qr(Y):
     """``Q`` of ``Y = Q R`` by Cholesky QR (Gram matrix in float64), or None if ``Y`` is ill-conditioned.
 
-    BLAS-3 throughout (a Gram product and a triangular solve), several times
-    faster than Householder QR on the tall, skinny blocks here (measured:
-    LAPACK's ``sgeqrf`` of a 50,000 x 40 block runs at about 3 GFLOP/s).
-    Refused (None) when the Cholesky factor fails or its diagonal spans more
-    than 1e-5 (``cond(Y)`` above about 1e5), where Householder QR is needed.
+    CPU only. BLAS-3 throughout (a Gram product and a triangular solve),
+    several times faster than Householder QR on the tall, skinny blocks here
+    (measured: LAPACK's ``sgeqrf`` of a 50,000 x 40 block runs at about 3
+    GFLOP/s). Refused (None) when the Cholesky factor fails or its diagonal
+    spans more than 1e-5 (``cond(Y)`` above about 1e5), where Householder QR
+    is needed. (Off the CPU, :func:`_orthonormalize` takes Householder QR
+    directly: that test would read the device's result on the host.)
     """
-    if Y.device.type == "cpu":
-        import scipy.linalg
+    import scipy.linalg
 
-        y = Y.numpy()
-        G = y.T.astype(np.float64) @ y.astype(np.float64)
-        try:
-            R = scipy.linalg.cholesky(G, lower=False, check_finite=False)
-        except (np.linalg.LinAlgError, ValueError):
-            return None
-        d = np.abs(np.diag(R))
-        if not np.all(np.isfinite(d)) or d.min() <= 1e-5 * d.max():
-            return None
-        Q = scipy.linalg.solve_triangular(R, y.T.astype(np.float64), trans="T", lower=False,
-                                          check_finite=False).T
-        return torch.from_numpy(np.ascontiguousarray(Q, dtype=y.dtype))
-    G = Y.T.to(torch.float64) @ Y.to(torch.float64)
-    R, info = torch.linalg.cholesky_ex(G, upper=True)
-    d = R.diagonal().abs()
-    if int(info) != 0 or not bool(torch.isfinite(d).all()) or float(d.min()) <= 1e-5 * float(
-            d.max()):
+    y = Y.numpy()
+    G = y.T.astype(np.float64) @ y.astype(np.float64)
+    try:
+        R = scipy.linalg.cholesky(G, lower=False, check_finite=False)
+    except (np.linalg.LinAlgError, ValueError):
         return None
-    Q = torch.linalg.solve_triangular(R, Y.to(torch.float64), upper=True, left=False)
-    return Q.to(Y.dtype)
+    d = np.abs(np.diag(R))
+    if not np.all(np.isfinite(d)) or d.min() <= 1e-5 * d.max():
+        return None
+    Q = scipy.linalg.solve_triangular(R, y.T.astype(np.float64), trans="T", lower=False,
+                                      check_finite=False).T
+    return torch.from_numpy(np.ascontiguousarray(Q, dtype=y.dtype))
 
 
 def _orthonormalize(Y, basis=None):
@@ -342,14 +335,15 @@ def _orthonormalize(Y, basis=None):
     Block classical Gram-Schmidt against ``basis`` (one matrix with
     orthonormal columns) and a QR, done twice ("twice is enough"), so that
     even a numerically exhausted block (a Krylov space that has captured the
-    whole range) comes back orthogonal to ``basis``. The QR is Cholesky QR
-    when the block is well conditioned (twice, it is as orthogonal as
-    Householder's), else Householder QR.
+    whole range) comes back orthogonal to ``basis``. On the CPU the QR is
+    Cholesky QR when the block is well conditioned (twice, it is as
+    orthogonal as Householder's), else Householder QR; on other devices
+    Householder QR (``torch.linalg.qr``), which needs no host read.
     """
     for _ in range(2):
         if basis is not None:
             Y = Y - _dot(basis, _dot(basis.T, Y))
-        Q = _cholesky_qr(Y)
+        Q = _cholesky_qr(Y) if Y.device.type == "cpu" else None
         if Q is None:
             if Y.device.type == "cpu":
                 import scipy.linalg
@@ -363,8 +357,8 @@ def _orthonormalize(Y, basis=None):
 
 
 def randomized_svd(A, n_components, *, n_oversamples=10, n_iter="auto", generator=None,
-                   tol=2e-2, max_iter=20, block_size=None, At=None, total=None,
-                   compute_u=True, compute_v=True, return_info=False):
+                   tol=2e-2, value_tol=None, max_iter=20, block_size=None, At=None,
+                   total=None, compute_u=True, compute_v=True, return_info=False):
     r"""Randomized block Krylov truncated SVD, dense or sparse.
 
     The range finder of Halko, Martinsson and Tropp (2011) keeps only the last
@@ -416,7 +410,9 @@ def randomized_svd(A, n_components, *, n_oversamples=10, n_iter="auto", generato
     iteration stops once that estimate is at most ``tol`` times the squared
     error left, i.e. when the squared error is within about ``1 + tol`` of
     what more steps would reach (or after ``max_iter`` steps, or when the
-    space fills the short side).
+    space fills the short side). ``value_tol`` adds a rule on each of the
+    ``k`` values, for callers that read them one by one (the compressor's
+    ``singular_values_`` and ``explained_variance_ratio_``).
 
     Parameters
     ----------
@@ -440,8 +436,11 @@ def randomized_svd(A, n_components, *, n_oversamples=10, n_iter="auto", generato
     n_iter : int or "auto", default="auto"
         Number of Krylov steps ``q`` (0 is the plain randomized range finder).
     generator : torch.Generator, default=None
-        CPU generator for the test matrix (drawn on the CPU so that a seed
-        gives the same matrix on every device).
+        CPU generator seeding the Gaussian test matrix. On the CPU it draws
+        the matrix; on another device one draw of it seeds a generator of
+        that device, which draws the matrix there (no host-to-device copy):
+        a seed fixes the result on each kind of device, but a CPU and a GPU
+        start from different matrices.
     tol : float, default=2e-2
         Stopping tolerance of ``n_iter="auto"``: the squared rank-k error is
         kept within about ``1 + tol`` of what further steps would reach, so
@@ -449,6 +448,22 @@ def randomized_svd(A, n_components, *, n_oversamples=10, n_iter="auto", generato
         (the estimate of the gains to come is conservative: measured at
         k = 100, the error ratio to the exact optimum was 1.0007 and 1.005 on the
         ``china.jpg`` matrix and a 4096 x 12288 image).
+    value_tol : float, default=None
+        Per-value stopping tolerance of ``n_iter="auto"``, on top of ``tol``:
+        the iteration also goes on until each of the top ``k`` Ritz values
+        ``s_i^2`` is estimated to be within ``2 value_tol`` (relative) of its
+        limit, so each singular value within about ``value_tol`` (Ritz
+        values of a growing Krylov space rise monotonically towards the exact
+        ``s_i^2``, and the rise still to come is extrapolated from the gains
+        of the last three steps). The estimate is
+        conservative: measured with ``value_tol=2e-2`` on the ``china.jpg``
+        matrix and a 1024 x 3072 image at k = 20 and 100, the largest
+        relative error of a singular value was 6e-5 to 2e-3
+        (``benchmarks/bench_compression.py --accuracy``). The singular
+        vectors converge with their values (a vector's error is about the
+        square root of its value's, over the relative gap to its
+        neighbours). None: the Frobenius rule alone, which leaves the
+        trailing values of the k rough (a few percent).
     max_iter : int, default=20
         Cap on Krylov steps with ``n_iter="auto"``. Whatever ``n_iter``, the
         space is also capped at ``4 (k + n_oversamples)`` dimensions (and at
@@ -492,7 +507,7 @@ def randomized_svd(A, n_components, *, n_oversamples=10, n_iter="auto", generato
     op = _Operator(A, At)
     if op.backend != "numpy":
         return _block_krylov(op, A, k, n_oversamples, n_iter, generator, tol, max_iter,
-                             block_size, total, compute_u, compute_v, return_info)
+                             block_size, total, compute_u, compute_v, return_info, value_tol)
     # On the CPU only the passes over A run threaded (BLAS's threads for a dense A,
     # scipy's kernels in a thread pool for a sparse one); the small dense steps (QR,
     # Gram-Schmidt, eigh) run on one thread, and so do torch's elementwise ops:
@@ -502,7 +517,8 @@ def randomized_svd(A, n_components, *, n_oversamples=10, n_iter="auto", generato
         with _single_threaded() as threads:
             op.threads = threads
             return _block_krylov(op, A, k, n_oversamples, n_iter, generator, tol, max_iter,
-                                 block_size, total, compute_u, compute_v, return_info)
+                                 block_size, total, compute_u, compute_v, return_info,
+                                 value_tol)
     finally:
         op.close()
 
@@ -552,8 +568,71 @@ def _blas_threads(n):
     return _CONTROLLER.limit(limits=int(n), user_api="blas")
 
 
+class _StopRule:
+    """The stopping rules of :func:`randomized_svd` with ``n_iter="auto"``, step by step.
+
+    :meth:`test` takes the top-k Ritz values of a step (squared singular
+    values, descending) as a numpy array (CPU path) or a float64 tensor on
+    the device, and returns whether to stop as a numpy bool or a 0-d bool
+    tensor: the device path computes on the device and the caller reads
+    one scalar per step.
+
+    - Frobenius rule: the energy ``e = sum_i theta_i`` gains ``g`` per step;
+      the gains still to come are extrapolated as ``g r / (1 - r)`` with
+      ``r = g / g'`` (capped at 0.9; ``g`` alone while one gain is known), and
+      must be at most ``tol (||A||_F^2 - e)``.
+    - Per-value rule (``value_tol``): Ritz values of nested subspaces never
+      decrease and never exceed the exact ``s_i^2`` (Courant-Fischer), so
+      each gain ``g_i >= 0`` is progress towards ``s_i^2``. The gains still
+      to come are extrapolated as ``g_i r_i / (1 - r_i)``, with ``r_i`` the
+      larger of the last two ratios of successive gains (capped at 0.9, and
+      0.9 while fewer than three gains are known: a single fast step early
+      on is not trusted), and must be at most ``2 value_tol theta_i`` (each
+      ``s_i`` within about ``value_tol``, relative, of its limit).
+    """
+
+    def __init__(self, tol, value_tol, total):
+        self.tol, self.value_tol, self.total = tol, value_tol, total
+        self.energy = self.gain = self.values = None
+        self.gains = []  # per-value gains of the last two steps
+
+    def test(self, values):
+        xp = np if isinstance(values, np.ndarray) else torch
+        energy = values.sum()
+        done = None
+        if self.energy is not None:
+            gain = (energy - self.energy).clip(min=0.0)
+            if self.gain is None:
+                ahead = gain
+            else:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    rho = xp.where(self.gain > 0, gain / self.gain, 1.0).clip(max=0.9)
+                    ahead = xp.where(self.gain > 0, gain * rho / (1.0 - rho), gain)
+            done = ahead <= self.tol * (self.total - energy).clip(min=0.0) + 1e-7 * self.total
+            gains = (values - self.values).clip(min=0.0)
+            if self.value_tol is not None:
+                done = done & self._values_converged(values, gains, xp)
+            self.gains = [*self.gains[-1:], gains]
+            self.gain = gain
+        self.energy, self.values = energy, values
+        return done
+
+    def _values_converged(self, values, gains, xp):
+        if len(self.gains) < 2:
+            rho = 0.9
+        else:
+            g2, g1 = self.gains
+            with np.errstate(divide="ignore", invalid="ignore"):
+                r1 = xp.where(g1 > 0, gains / g1, 0.0)
+                r0 = xp.where(g2 > 0, g1 / g2, 0.0)
+            rho = xp.maximum(r0, r1).clip(max=0.9)
+        ahead = gains * rho / (1.0 - rho)
+        floor = 1e-14 * self.total  # values at rounding level have converged
+        return (ahead <= 2.0 * self.value_tol * values + floor).all()
+
+
 def _block_krylov(op, A, k, n_oversamples, n_iter, generator, tol, max_iter, block_size,
-                  total, compute_u, compute_v, return_info):
+                  total, compute_u, compute_v, return_info, value_tol=None):
     """The body of :func:`randomized_svd` on the operator ``op`` of ``A``."""
     s, L = op.shape
     want = min(k + int(n_oversamples), s)  # dimensions the space needs at least
@@ -576,18 +655,23 @@ def _block_krylov(op, A, k, n_oversamples, n_iter, generator, tol, max_iter, blo
     # written are ever touched in memory.
     Q = torch.empty(dim, s, dtype=op.dtype, device=op.device).T
     Zs = torch.empty(dim, L, dtype=op.dtype, device=op.device).T if keep_long else None
-    if gram is None:  # F Omega, Omega Gaussian (L, b)
-        omega = torch.randn(L, b, generator=generator, dtype=op.dtype).to(op.device)
-        Q[:, :b] = _orthonormalize(op.matmat(omega))
-        passes = 1
-    else:  # G Omega, Omega Gaussian (s, b): F (F^T Omega); G's product read A once
-        omega = torch.randn(s, b, generator=generator, dtype=op.dtype).to(op.device)
-        Q[:, :b] = _orthonormalize(_dot(gram, omega))
-        passes = 1
+    # Omega Gaussian, (L, b) for F Omega, or (s, b) for G Omega = F (F^T Omega) (G's
+    # product read A once); drawn where it is used.
+    gen = _device_generator(generator, op.device)
+    omega = torch.randn(L if gram is None else s, b, generator=gen, dtype=op.dtype,
+                        device=op.device)
+    Q[:, :b] = _orthonormalize(op.matmat(omega) if gram is None else _dot(gram, omega))
+    passes = 1
     del omega
-    # T in calloc'd memory: only the blocks written become resident.
-    T = torch.from_numpy(np.zeros((dim, dim)))
-    prev = prev_gain = None
+    # T, float64: on the host for the CPU path (calloc'd memory: only the blocks
+    # written become resident), on the device for the torch path, where the
+    # stopping rule then reads one scalar per step and nothing else leaves the device.
+    on_device = op.backend == "torch"
+    if on_device:
+        T = torch.zeros((dim, dim), dtype=torch.float64, device=op.device)
+    else:
+        T = torch.from_numpy(np.zeros((dim, dim)))
+    rule = _StopRule(tol, value_tol, total) if auto else None
     i, lo, hi = 0, 0, b
     while True:
         if gram is None:
@@ -599,21 +683,18 @@ def _block_krylov(op, A, k, n_oversamples, n_iter, generator, tol, max_iter, blo
         else:
             W = _dot(gram, Q[:, lo:hi])  # F F^T Q_i, from the Gram matrix
             D = _dot(Q[:, lo:hi].T, W)
-        D = D.to(torch.float64).cpu()
-        T[lo:hi, lo:hi] = (D + D.T) * 0.5
+        D = D.to(torch.float64)
+        T[lo:hi, lo:hi] = ((D + D.T) * 0.5).to(T.device)
         if i >= steps or hi >= s:  # done, or the space is the whole short side (exact)
             break
         if auto and i >= min_steps:
-            energy = float(_top_eigh(T[:hi, :hi], k, vectors=False).clamp_min(0).sum())
-            if prev is not None:
-                gain = max(energy - prev, 0.0)
-                # Geometric extrapolation of the gains still to come: gain * rho / (1 - rho).
-                rho = min(gain / prev_gain, 0.9) if prev_gain else 1.0
-                ahead = gain * rho / (1.0 - rho) if prev_gain else gain
-                if ahead <= tol * max(total - energy, 0.0) + 1e-7 * total:
-                    break
-                prev_gain = gain
-            prev = energy
+            if on_device:
+                values = torch.linalg.eigvalsh(T[:hi, :hi]).flip(0)[:k].clamp_min(0)
+            else:
+                values = _top_eigh(T[:hi, :hi], k, vectors=False).clamp_min(0).numpy()
+            done = rule.test(values)
+            if done is not None and bool(done):  # the one scalar read of a step
+                break
         if gram is None:
             W = op.matmat(Z)  # F F^T Q_i
             passes += 1
@@ -622,16 +703,20 @@ def _block_krylov(op, A, k, n_oversamples, n_iter, generator, tol, max_iter, blo
         Q[:, hi:nxt] = _orthonormalize(W[:, :nxt - hi], Q[:, :hi])
         # T is block tridiagonal: F F^T Q_i lies in span(Q_0..Q_{i+1}) (to rounding,
         # with the basis fully reorthogonalised), so Q_j^T F F^T Q_i = 0 for j > i + 1.
-        C = _dot(Q[:, hi:nxt].T, W).to(torch.float64).cpu()
+        C = _dot(Q[:, hi:nxt].T, W).to(torch.float64).to(T.device)
         T[hi:nxt, lo:hi] = C
         T[lo:hi, hi:nxt] = C.T
         del W
         i, lo, hi = i + 1, hi, nxt
     used_gram, gram = gram is not None, None
-    evals, evecs = _top_eigh(T[:hi, :hi], k)
+    if on_device:
+        evals, evecs = torch.linalg.eigh(T[:hi, :hi])
+        evals, evecs = evals.flip(0)[:k], evecs.flip(1)[:, :k]
+    else:
+        evals, evecs = _top_eigh(T[:hi, :hi], k)
     del T
-    S64 = evals.clamp_min(0).sqrt()
-    E = evecs.to(op.dtype).to(op.device)
+    S64 = evals.clamp_min(0).sqrt().to(op.device)
+    E = evecs.to(device=op.device, dtype=op.dtype)
     short = _dot(Q[:, :hi], E)  # (s, k) left singular vectors of F
     del Q
     need_long = compute_u if op.transposed else compute_v
@@ -640,10 +725,10 @@ def _block_krylov(op, A, k, n_oversamples, n_iter, generator, tol, max_iter, blo
         FtU = _dot(Zs[:, :hi], E) if keep_long else op.rmatmat(short)
         if not keep_long:
             passes += 1
-        safe = torch.where(S64 > 0, S64, torch.ones_like(S64)).to(op.dtype).to(op.device)
+        safe = torch.where(S64 > 0, S64, torch.ones_like(S64)).to(op.dtype)
         long_ = FtU.div_(safe)  # in place: FtU is ours
     del Zs
-    S = S64.to(op.dtype).to(op.device)
+    S = S64.to(op.dtype)
     if op.transposed:  # A = F.T ~= long S short^T
         U, Vt = long_, short.T
     else:
@@ -657,6 +742,25 @@ def _block_krylov(op, A, k, n_oversamples, n_iter, generator, tol, max_iter, blo
         return U, S, Vt, {"n_iter": i, "passes": passes, "block_size": b,
                           "gram": used_gram}
     return U, S, Vt
+
+
+def _device_generator(generator, device):
+    """The generator the test matrix is drawn with on ``device``.
+
+    On the CPU (or when ``generator`` already belongs to ``device``),
+    ``generator`` itself. Elsewhere a generator of that device,
+    seeded by one draw of ``generator`` (so a seed still fixes the result on
+    a given kind of device; a CPU and a GPU draw different matrices), so
+    that the matrix is made where it is used instead of being copied there.
+    """
+    if device.type == "cpu" or (generator is not None and generator.device == device):
+        return generator
+    gen = torch.Generator(device=device)
+    if generator is None:
+        gen.seed()
+    else:
+        gen.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+    return gen
 
 
 def _krylov_plan(s, want, dense, block_size=None):

@@ -24,69 +24,101 @@ def _figure(figsize):
     return Figure(figsize=figsize, layout="constrained")
 
 
-def plot_rank_profile(profile, *, title=None, figsize=(7.0, 4.5)):
-    """Energy and size against rank, with PSNR (SVD and JPEG) on a second axis.
+def plot_rank_profile(profile, *, title=None, figsize=(10.0, 4.2)):
+    """Quality and size of an SVD-compressed image against rank, in two panels.
+
+    Left, **quality**: PSNR of the reconstruction from the stored factors
+    (``psnr``), of the best JPEG no larger (``jpeg_psnr``), and JPEG's
+    quality-100 ceiling as a dashed line (``jpeg_max_psnr``). Right,
+    **size**: bytes of the factors in float32 and at 8 bits
+    (``float32_nbytes``, ``uint8_nbytes``; ``nbytes`` when those are
+    absent) against the raw image's (``raw_nbytes``, dotted): where a curve
+    is above the dotted line the "compressed" image is larger than the raw
+    one.
 
     Parameters
     ----------
     profile : pandas.DataFrame
         As returned by :func:`sksvd.image.rank_profile`: columns ``rank``,
-        ``energy`` and ``compression_ratio`` are required; ``psnr``,
-        ``jpeg_psnr`` and ``singular_value_share`` are drawn when present.
+        ``psnr`` and ``nbytes`` are required; the others are drawn when
+        present (and not all NaN).
     title : str, default=None
-    figsize : (float, float), default=(7.0, 4.5)
+        Title over both panels.
+    figsize : (float, float), default=(10.0, 4.2)
 
     Returns
     -------
     matplotlib.figure.Figure
-        Left axis: energy share, share of ``sum s_i`` and size of the factors
-        relative to the raw image; right axis: PSNR in dB.
+        Two axes: PSNR (dB) and size (kB) against rank.
 
     Examples
     --------
     >>> import pandas as pd
     >>> from sksvd.plotting import plot_rank_profile
-    >>> df = pd.DataFrame({"rank": [1, 10], "energy": [0.9, 0.97],
-    ...                    "compression_ratio": [0.01, 0.1], "psnr": [14.0, 19.0]})
+    >>> df = pd.DataFrame({"rank": [1, 10], "psnr": [14.0, 19.0], "nbytes": [2600, 26000],
+    ...                    "jpeg_psnr": [25.0, 33.0], "jpeg_max_psnr": [40.0, 40.0],
+    ...                    "raw_nbytes": [50000, 50000]})
     >>> fig = plot_rank_profile(df)
-    >>> len(fig.axes)
-    2
+    >>> [ax.get_ylabel() for ax in fig.axes]
+    ['PSNR (dB)', 'size (kB)']
     """
-    missing = [c for c in ("rank", "energy", "compression_ratio") if c not in profile]
+    missing = [c for c in ("rank", "psnr", "nbytes") if c not in profile]
     if missing:
         raise ValueError(
             f"profile: missing column(s) {missing}: expected the DataFrame of rank_profile"
         )
     if len(profile) == 0:
         raise ValueError("profile: empty DataFrame: expected at least one rank")
+
+    def column(name):
+        if name not in profile:
+            return None
+        values = np.asarray(profile[name], dtype=float)
+        return values if np.isfinite(values).any() else None
+
     rank = np.asarray(profile["rank"], dtype=float)
     fig = _figure(figsize)
-    ax = fig.add_subplot()
-    ax.plot(rank, profile["energy"], "o-", color="tab:blue", label="energy  sum s_i^2 share")
-    if "singular_value_share" in profile:
-        ax.plot(rank, profile["singular_value_share"], "s-", color="tab:cyan",
-                label="sum s_i share")
-    ax.plot(rank, profile["compression_ratio"], "^-", color="tab:gray",
-            label="size / raw image")
-    ax.axhline(1.0, color="tab:gray", lw=0.8, ls=":")
-    ax.set_xlabel("rank k")
-    ax.set_ylabel("share")
-    handles, labels = ax.get_legend_handles_labels()
-    if "psnr" in profile or "jpeg_psnr" in profile:
-        ax2 = ax.twinx()
-        if "psnr" in profile:
-            ax2.plot(rank, profile["psnr"], "D-", color="tab:red", label="PSNR, SVD (dB)")
-        if "jpeg_psnr" in profile and np.isfinite(
-                np.asarray(profile["jpeg_psnr"], dtype=float)).any():
-            ax2.plot(rank, np.asarray(profile["jpeg_psnr"], dtype=float), "D--",
-                     color="tab:orange", label="PSNR, JPEG same bytes (dB)")
-        ax2.set_ylabel("PSNR (dB)")
-        h2, l2 = ax2.get_legend_handles_labels()
-        handles, labels = handles + h2, labels + l2
-    ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3,
-              fontsize="small", frameon=False)
-    ax.set_title(title or "SVD compression: energy, size and quality against rank")
-    ax.grid(True, alpha=0.3)
+    quality, size = fig.subplots(1, 2)
+    sizes = {name: column(name) for name in ("float32_nbytes", "uint8_nbytes")}
+    factor = "8-bit" if sizes["uint8_nbytes"] is not None and np.array_equal(
+        sizes["uint8_nbytes"], column("nbytes")) else "stored"
+
+    quality.plot(rank, np.asarray(profile["psnr"], dtype=float), "o-", color="tab:red",
+                 label=f"SVD, {factor} factors")
+    jpeg = column("jpeg_psnr")
+    if jpeg is not None:
+        quality.plot(rank, jpeg, "s-", color="tab:blue", label="JPEG at the same bytes")
+    ceiling = column("jpeg_max_psnr")
+    if ceiling is not None:
+        quality.axhline(float(np.nanmax(ceiling)), color="tab:blue", ls="--", lw=1,
+                        label=f"JPEG quality 100 ({np.nanmax(ceiling):.1f} dB)")
+    quality.set_xlabel("rank k")
+    quality.set_ylabel("PSNR (dB)")
+    quality.set_title("quality (higher is better)")
+    quality.legend(loc="lower right", fontsize="small")
+    quality.grid(True, alpha=0.3)
+
+    if sizes["float32_nbytes"] is None and sizes["uint8_nbytes"] is None:
+        size.plot(rank, np.asarray(profile["nbytes"], dtype=float) / 1e3, "o-",
+                  color="tab:red", label="factors")
+    if sizes["float32_nbytes"] is not None:
+        size.plot(rank, sizes["float32_nbytes"] / 1e3, "^-", color="tab:gray",
+                  label="float32 factors")
+    if sizes["uint8_nbytes"] is not None:
+        size.plot(rank, sizes["uint8_nbytes"] / 1e3, "o-", color="tab:red",
+                  label="8-bit factors")
+    raw = column("raw_nbytes")
+    if raw is not None:
+        size.axhline(float(np.nanmax(raw)) / 1e3, color="black", ls=":", lw=1.2,
+                     label="raw image")
+    size.set_xlabel("rank k")
+    size.set_ylabel("size (kB)")
+    size.set_title("size (lower is better)")
+    size.set_ylim(bottom=0)
+    size.legend(loc="upper left", fontsize="small")
+    size.grid(True, alpha=0.3)
+    if title:
+        fig.suptitle(title)
     return fig
 
 

@@ -130,8 +130,19 @@ def test_energy_and_compression_ratio_by_hand():
     X = np.diag([4.0, 2.0, 1.0, 0.0])[:, :3]  # 4 x 3, s = 4, 2, 1; ||X||_F^2 = 21
     c = TruncatedSVDCompressor(2, algorithm="full").fit(X)
     np.testing.assert_allclose(c.energy_ratio_, [16 / 21, 20 / 21], rtol=1e-6)
-    assert c.compression_ratio_ == pytest.approx(2 * (4 + 3 + 1) / 12)
     assert c.n_components_ == 2
+    # raw / compressed: 12 float64 entries (96 bytes) over two float32 factors (2 x 7 x 4 bytes)
+    assert c.compression_ratio_ == pytest.approx(96 / 56)
+    c8 = TruncatedSVDCompressor(2, algorithm="full", factor_dtype="uint8").fit(X)
+    assert c8.compression_ratio_ == pytest.approx(96 / (2 * 7 + 16 * 2))
+    big = np.random.default_rng(0).normal(size=(300, 200)).astype(np.float32)
+    c = TruncatedSVDCompressor(10, random_state=0).fit(big)
+    assert c.compression_ratio_ == pytest.approx(big.nbytes / (10 * 500 * 4)) and \
+        c.compression_ratio_ > 1  # > 1: the factors are smaller
+    Xs = sp.random(300, 200, density=0.05, format="csr", random_state=0)
+    c = TruncatedSVDCompressor(5, random_state=0).fit(Xs)
+    sparse_bytes = Xs.data.nbytes + Xs.indices.nbytes + Xs.indptr.nbytes
+    assert c.compression_ratio_ == pytest.approx(sparse_bytes / (5 * 500 * 4))
 
 
 @pytest.mark.parametrize("algorithm", ["full", "randomized"])
@@ -254,3 +265,100 @@ def test_fit_refuses_nan_inf_and_huge_values_checked_from_the_norm(bad):
     if bad != -1e200:  # float32 input too (1e200 is not a float32)
         with pytest.raises(ValueError, match="X"):
             TruncatedSVDCompressor(1).fit(X.astype(np.float32))
+
+
+def _exact_attributes(X, k):
+    """Exact singular values and explained_variance_ratio_ (numpy's SVD, sklearn's formula)."""
+    Xd = X.toarray() if sp.issparse(X) else np.asarray(X, dtype=np.float64)
+    U, s, _ = np.linalg.svd(Xd, full_matrices=False)
+    Z = U[:, :k] * s[:k]
+    return s[:k], Z.var(axis=0) / Xd.var(axis=0).sum()
+
+
+def _worst(est, sv, evr):
+    return (np.max(np.abs(est.singular_values_ / sv - 1)),
+            np.max(np.abs(est.explained_variance_ratio_ / evr - 1)))
+
+
+def _matrix(kind):
+    rng = np.random.default_rng(1)
+    if kind == "china":
+        img = load_sample_image("china.jpg")
+        return img.reshape(img.shape[0], -1).astype(np.float64)
+    if kind == "sparse":
+        return sp.random(600, 400, density=0.03, format="csr", random_state=1,
+                         data_rvs=lambda size: rng.integers(1, 6, size).astype(float))
+    if kind == "flat":  # slowly decaying spectrum: 0.995**i
+        return _decaying(500, 300, seed=1, decay=0.995)[0]
+    if kind == "steep":  # fast decay
+        return _decaying(500, 300, seed=1, decay=0.8)[0]
+    if kind == "tall":
+        return rng.normal(size=(900, 120)) @ np.diag(np.linspace(5, 0.5, 120)) \
+            @ rng.normal(size=(120, 120))
+    return (rng.normal(size=(150, 120)) @ np.diag(np.linspace(5, 0.5, 120))
+            @ rng.normal(size=(120, 1100)))  # wide
+
+
+@pytest.mark.parametrize("kind, k", [("china", 20), ("china", 100), ("sparse", 20),
+                                     ("flat", 20), ("steep", 20), ("tall", 20), ("wide", 30)])
+def test_each_component_at_least_as_accurate_as_sklearn(kind, k):
+    """The worst relative error of singular_values_ and explained_variance_ratio_,
+    against numpy's exact SVD, is at most scikit-learn's randomized TruncatedSVD's."""
+    X = _matrix(kind)
+    sv, evr = _exact_attributes(X, k)
+    ours = TruncatedSVDCompressor(k, algorithm="randomized", dtype="float64",
+                                  random_state=0).fit(X)
+    ref = TruncatedSVD(k, random_state=0).fit(X)
+    ours_sv, ours_evr = _worst(ours, sv, evr)
+    ref_sv, ref_evr = _worst(ref, sv, evr)
+    # 1e-9: both at rounding level on steep spectra
+    assert ours_sv <= max(ref_sv, 1e-9), (ours_sv, ref_sv)
+    assert ours_evr <= max(ref_evr, 1e-9), (ours_evr, ref_evr)
+    # the documented rule: every singular value within about tol (2e-2) of the exact one
+    assert ours_sv <= 2e-2
+    assert np.all(ours.singular_values_ <= sv * (1 + 1e-10))  # Ritz values from below
+
+
+def test_tol_is_the_per_value_accuracy():
+    X = _matrix("china")
+    sv, _ = _exact_attributes(X, 50)
+    errs, steps = [], []
+    for tol in (1e-1, 2e-2, 1e-4):
+        c = TruncatedSVDCompressor(50, algorithm="randomized", dtype="float64", tol=tol,
+                                   random_state=0).fit(X)
+        errs.append(np.max(np.abs(c.singular_values_ / sv - 1)))
+        steps.append(c.n_iter_)
+    assert errs[1] <= 2e-2 and errs[2] <= 1e-4
+    assert steps[0] <= steps[1] <= steps[2] and errs[2] <= errs[0]
+    with pytest.raises(ValueError, match="tol"):
+        TruncatedSVDCompressor(5, tol=0.0).fit(X)
+    with pytest.raises(ValueError, match="factor_dtype"):
+        TruncatedSVDCompressor(5, factor_dtype="int4").fit(X)
+
+
+def _rank_choices(device):
+    img = load_sample_image("china.jpg")
+    M = img.reshape(img.shape[0], -1).astype(np.float32)
+    out = {}
+    for share in (0.95, 0.99, 0.999):
+        c = TruncatedSVDCompressor(share, algorithm="full", device=device).fit(M)
+        out[("energy", share)] = c.n_components_
+    for share in (0.5, 0.8):
+        c = TruncatedSVDCompressor(share, criterion="singular_values", device=device).fit(M)
+        out[("sv", share)] = c.n_components_
+    return out
+
+
+def test_rank_choices_match_a_float64_numpy_spectrum():
+    img = load_sample_image("china.jpg")
+    s = np.linalg.svd(img.reshape(img.shape[0], -1).astype(np.float64), compute_uv=False)
+    energy, nuclear = np.cumsum(s**2) / np.sum(s**2), np.cumsum(s) / np.sum(s)
+    got = _rank_choices("cpu")
+    for (criterion, share), k in got.items():
+        cum = energy if criterion == "energy" else nuclear
+        assert cum[k - 1] >= share > (cum[k - 2] if k > 1 else 0), (criterion, share, k)
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA")
+def test_cpu_and_gpu_choose_the_same_rank():
+    assert _rank_choices("cpu") == _rank_choices("cuda")

@@ -245,7 +245,7 @@ def test_concurrent_calls_restore_torch_thread_count_and_agree():
     # from several Python threads must leave torch's thread count as they found it and
     # give each call the result it gives alone. (BLAS's count is set per call; with
     # OpenBLAS 0.3.31 a main thread's count can read 1 after overlapping calls from
-    # other threads: a known issue, see the session-2 note of issue 3.)
+    # other threads: a known OpenBLAS behaviour, not checked here.)
     from concurrent.futures import ThreadPoolExecutor
 
     before = torch.get_num_threads()
@@ -285,3 +285,55 @@ def test_gram_path_equals_the_pass_path_and_numpy(monkeypatch):
         np.testing.assert_allclose(S.numpy(), S2.numpy(), rtol=1e-3)
         np.testing.assert_allclose(U.numpy().T @ U.numpy(), np.eye(15), atol=1e-4)
         np.testing.assert_allclose(Vt.numpy() @ Vt.numpy().T, np.eye(15), atol=1e-4)
+
+
+@pytest.mark.parametrize("value_tol", [None, 2e-2])
+def test_torch_path_stopping_rules_on_the_device_agree_with_the_host(monkeypatch, value_tol):
+    # The torch path keeps T on the device and decides there (one bool read per step);
+    # run on the CPU it must stop at the same step as the host path, with the same values.
+    import sksvd.linalg as L
+
+    img = load_sample_image("china.jpg")
+    X = img.reshape(img.shape[0], -1).astype(np.float64)
+    exact = np.linalg.svd(X, compute_uv=False)
+    ref = randomized_svd(X, 20, value_tol=value_tol, generator=torch.Generator().manual_seed(0),
+                         return_info=True)
+    monkeypatch.setattr(L, "_CPU_NUMPY", False)
+    got = randomized_svd(torch.from_numpy(X), 20, value_tol=value_tol,
+                         generator=torch.Generator().manual_seed(0), return_info=True)
+    assert got[3]["n_iter"] == ref[3]["n_iter"]
+    np.testing.assert_allclose(got[1].numpy(), ref[1].numpy(), rtol=1e-10)
+    err = np.max(np.abs(got[1].numpy() / exact[:20] - 1))
+    assert err <= (2e-2 if value_tol else 5e-2)
+
+
+def test_stop_rule_numpy_and_torch_decide_alike():
+    from sksvd.linalg import _StopRule
+
+    exact = np.array([10.0, 5.0, 2.0])
+    history = [exact * (1 - 0.5 ** (2 * j)) for j in range(1, 9)]  # Ritz values rising
+    for value_tol in (None, 1e-3):
+        a, b = _StopRule(2e-2, value_tol, 20.0), _StopRule(2e-2, value_tol, 20.0)
+        decisions = [(a.test(v), b.test(torch.from_numpy(v))) for v in history]
+        for host, device in decisions[1:]:
+            assert bool(host) == bool(device.item())
+        assert decisions[0] == (None, None)
+    # per value: a last value still rising keeps going an iteration the energy alone would end
+    rule, energy_only = _StopRule(1.0, 1e-4, 1e6), _StopRule(1.0, None, 1e6)
+    rising = [np.array([100.0, 1.0]), np.array([100.0, 1.5]), np.array([100.0, 1.8]),
+              np.array([100.0, 1.9])]
+    assert [bool(energy_only.test(v)) for v in rising] == [False, True, True, True]
+    assert [bool(rule.test(v)) for v in rising] == [False, False, False, False]
+
+
+def test_device_generator_is_the_given_one_on_the_cpu():
+    from sksvd.linalg import _device_generator
+
+    g = torch.Generator().manual_seed(3)
+    assert _device_generator(g, torch.device("cpu")) is g
+    if torch.cuda.is_available():
+        a = _device_generator(torch.Generator().manual_seed(3), torch.device("cuda"))
+        b = _device_generator(torch.Generator().manual_seed(3), torch.device("cuda"))
+        assert a.device.type == "cuda"
+        assert torch.equal(torch.randn(4, generator=a, device="cuda"),
+                           torch.randn(4, generator=b, device="cuda"))

@@ -21,11 +21,15 @@ def profile():
         "rank": [1, 5, 20],
         "energy": [0.90, 0.96, 0.98],
         "singular_value_share": [0.23, 0.34, 0.46],
-        "compression_ratio": [0.01, 0.06, 0.23],
-        "nbytes": [9388, 46940, 187760],
+        "compression_ratio": [100.0, 20.0, 5.0],
+        "nbytes": [2363, 11815, 47260],
         "psnr": [14.1, 17.9, 20.5],
         "ssim": [0.41, 0.48, 0.57],
         "jpeg_psnr": [21.9, 28.0, 36.3],
+        "float32_nbytes": [9388, 46940, 187760],
+        "uint8_nbytes": [2363, 11815, 47260],
+        "raw_nbytes": [51360] * 3,
+        "jpeg_max_psnr": [41.2] * 3,
     })
 
 
@@ -37,34 +41,45 @@ def _lines(fig):
 def test_plot_rank_profile_draws_the_columns(profile):
     fig = plot_rank_profile(profile, title="china")
     assert isinstance(fig, Figure) and len(fig.axes) == 2
+    quality, size = fig.axes
+    assert (quality.get_ylabel(), size.get_ylabel()) == ("PSNR (dB)", "size (kB)")
     lines = _lines(fig)
-    np.testing.assert_array_equal(lines["energy  sum s_i^2 share"].get_ydata(), profile["energy"])
-    np.testing.assert_array_equal(lines["size / raw image"].get_ydata(),
-                                  profile["compression_ratio"])
-    np.testing.assert_array_equal(lines["PSNR, SVD (dB)"].get_ydata(), profile["psnr"])
-    np.testing.assert_array_equal(lines["PSNR, JPEG same bytes (dB)"].get_xdata(), [1, 5, 20])
-    assert fig.axes[1].get_ylabel() == "PSNR (dB)"
-    assert fig.axes[0].get_title() == "china"
+    np.testing.assert_array_equal(lines["SVD, 8-bit factors"].get_ydata(), profile["psnr"])
+    np.testing.assert_array_equal(lines["JPEG at the same bytes"].get_ydata(),
+                                  profile["jpeg_psnr"])
+    np.testing.assert_array_equal(lines["JPEG at the same bytes"].get_xdata(), [1, 5, 20])
+    np.testing.assert_array_equal(lines["JPEG quality 100 (41.2 dB)"].get_ydata(), [41.2, 41.2])
+    np.testing.assert_allclose(lines["float32 factors"].get_ydata(),
+                               profile["float32_nbytes"] / 1e3)
+    np.testing.assert_allclose(lines["8-bit factors"].get_ydata(), profile["uint8_nbytes"] / 1e3)
+    np.testing.assert_allclose(lines["raw image"].get_ydata(), [51.36, 51.36])
+    assert lines["SVD, 8-bit factors"] in quality.get_lines()
+    assert lines["raw image"] in size.get_lines()
+    assert fig._suptitle.get_text() == "china"
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     assert buf.getvalue()[:4] == b"\x89PNG"
 
 
 def test_plot_rank_profile_minimal_and_real(profile):
-    fig = plot_rank_profile(profile[["rank", "energy", "compression_ratio"]])
-    assert len(fig.axes) == 1
+    fig = plot_rank_profile(profile[["rank", "psnr", "nbytes"]])
+    assert len(fig.axes) == 2 and set(_lines(fig)) == {"SVD, stored factors", "factors"}
     from sklearn.datasets import load_sample_image
 
     from sksvd.image import rank_profile
 
     img = load_sample_image("china.jpg")[::4, ::4]
-    fig = plot_rank_profile(rank_profile(img, [1, 10], ssim=False))
-    assert len(_lines(fig)) == 5
+    df = rank_profile(img, [1, 10], ssim=False)
+    lines = _lines(plot_rank_profile(df))
+    assert len(lines) == 6
+    np.testing.assert_array_equal(lines["SVD, 8-bit factors"].get_ydata(), df["psnr"])
+    f32 = rank_profile(img, [1, 10], ssim=False, jpeg=False, factor_dtype="float32")
+    assert "SVD, stored factors" in _lines(plot_rank_profile(f32))
 
 
 def test_plot_rank_profile_bad_input(profile):
-    with pytest.raises(ValueError, match="energy"):
-        plot_rank_profile(profile.drop(columns="energy"))
+    with pytest.raises(ValueError, match="psnr"):
+        plot_rank_profile(profile.drop(columns="psnr"))
     with pytest.raises(ValueError, match="empty"):
         plot_rank_profile(profile.iloc[:0])
 
