@@ -459,7 +459,7 @@ class _Trainer:
         2008; Rendle et al. 2022). The bias columns stay zero. Returns the
         objective per stored entry.
         """
-        k, dev, w0 = self.k, self.device, self.unobserved_weight
+        k, w0 = self.k, self.unobserved_weight
         if self._als is None:
             self._als = tuple(self._side(M) for M in (self._X, self._X.T.tocsr()))
         reg = self.reg_p[:k]
