@@ -292,3 +292,77 @@ EXPECTED_FAILED = {
                          expected_failed_checks=lambda est: EXPECTED_FAILED)
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+# ---------------------------------------------------------------- loss="mse_all" (top-N)
+def _wmf_objective(X, P, Q, w0, lam):
+    """J of loss="mse_all" by brute force over the dense matrix (numpy, float64)."""
+    D = X.toarray().astype(np.float64)
+    stored = D != 0
+    S = P @ Q.T
+    weight = np.where(stored, 1.0, w0)
+    m_u = stored.sum(1) + w0 * (~stored).sum(1)
+    m_i = stored.sum(0) + w0 * (~stored).sum(0)
+    return (np.sum(weight * (D - S) ** 2) + lam * m_u @ np.sum(P**2, 1)
+            + lam * m_i @ np.sum(Q**2, 1))
+
+
+def test_mse_all_fold_in_solves_the_weighted_ridge_problem():
+    # Independent reference: numpy's solve of the dense weighted least squares of a row
+    # against the fitted items, missing entries as zeros of weight w0.
+    X, _, _ = known_factor_ratings()
+    w0, lam = 0.3, 0.05
+    est = FunkSVD(n_components=4, unobserved_weight=w0, regularization=lam, n_epochs=3,
+                  random_state=0, device="cpu", dtype="float64").fit(X)
+    Q = est.item_factors_.astype(np.float64)
+    new = np.zeros((2, X.shape[1]))
+    new[0, [1, 5, 7, 20]] = [5, 4, 1, 3]
+    new[1] = X[7].toarray()[0]
+    for u, row in enumerate(new):
+        c = np.where(row != 0, 1.0, w0)
+        m = np.count_nonzero(row) + w0 * np.sum(row == 0)
+        p = np.linalg.solve(Q.T @ (c[:, None] * Q) + lam * m * np.eye(4), Q.T @ (c * row))
+        # (X is stored as float32, as every interaction matrix is)
+        np.testing.assert_allclose(est.transform(new)[u], p, rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(est.predict(new)[u], Q @ p, rtol=1e-6, atol=1e-6)
+    assert est.global_mean_ == 0 and not est.user_bias_.any() and not est.item_bias_.any()
+
+
+def test_mse_all_sweeps_decrease_the_objective_reported():
+    X, _, _ = known_factor_ratings(seed=2)
+    w0, lam = 0.25, 0.06
+    est = FunkSVD(n_components=3, n_epochs=6, unobserved_weight=w0, regularization=lam,
+                  random_state=0, device="cpu", dtype="float64").fit(X)
+    assert all(b <= a + 1e-9 for a, b in zip(est.loss_curve_, est.loss_curve_[1:]))
+    # the last value is J (brute force) per stored entry at the fitted factors; the users
+    # were solved before the last item sweep, so compare with those exact factors.
+    J = _wmf_objective(X, est.user_factors_, est.item_factors_, w0, lam)
+    assert est.loss_curve_[-1] == pytest.approx(J / X.nnz, rel=1e-8)
+
+
+def test_mse_all_with_unit_weight_and_no_penalty_is_the_truncated_svd():
+    # w0 = 1 and lambda = 0: least squares over every entry, whose minimum is the rank-k
+    # truncated SVD (Eckart-Young): ALS's objective reaches the tail energy sum_{i>k} s_i^2.
+    X, _, _ = known_factor_ratings(seed=3)
+    k = 3
+    est = FunkSVD(n_components=k, n_epochs=60, unobserved_weight=1.0, regularization=0.0,
+                  random_state=0, device="cpu", dtype="float64").fit(X)
+    s = np.linalg.svd(X.toarray(), compute_uv=False)
+    tail = np.sum(s[k:] ** 2)
+    J = _wmf_objective(X, est.user_factors_, est.item_factors_, 1.0, 0.0)
+    assert tail <= J <= tail * (1 + 1e-3)
+
+
+def test_ranking_loss_refuses_ratings_and_rating_only_options():
+    X, _, _ = known_factor_ratings()
+    est = FunkSVD(n_components=2, n_epochs=2, device="cpu").fit(X)
+    with pytest.raises(ValueError, match="loss='mse_all'"):
+        est.predict_ratings([0], [0])
+    with pytest.raises(ValueError, match="solver='sgd'"):
+        FunkSVD(solver="sgd", device="cpu").fit(X)
+    with pytest.raises(ValueError, match="early_stopping"):
+        FunkSVD(early_stopping=True, device="cpu").fit(X)
+    with pytest.raises(ValueError, match="loss"):
+        FunkSVD(loss="hinge", device="cpu").fit(X)
+    with pytest.raises(ValueError, match="unobserved_weight"):
+        FunkSVD(unobserved_weight=1.5, device="cpu").fit(X)

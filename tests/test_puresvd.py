@@ -28,7 +28,7 @@ def test_sklearn_compatible(estimator, check):
 def test_factors_match_numpy_svd(algorithm, atol):
     X = _ratings()
     k = 5
-    rec = SVDRecommender(k, algorithm=algorithm, tol=1e-10, n_iter="auto", dtype="float64",
+    rec = SVDRecommender(k, shrinkage=0.0, algorithm=algorithm, tol=1e-10, n_iter="auto", dtype="float64",
                          device="cpu", random_state=0).fit(X)
     _, s, Vt = np.linalg.svd(X.toarray())
     np.testing.assert_allclose(rec.singular_values_, s[:k], rtol=atol)
@@ -40,7 +40,7 @@ def test_factors_match_numpy_svd(algorithm, atol):
 
 def test_fold_in_and_predict_formulas_for_new_users():
     X = _ratings()
-    rec = SVDRecommender(4, dtype="float64", device="cpu", random_state=0).fit(X)
+    rec = SVDRecommender(4, shrinkage=0.0, dtype="float64", device="cpu", random_state=0).fit(X)
     V = rec.item_factors_
     new = _ratings(seed=5, m=7)  # users never seen in fit
     np.testing.assert_allclose(rec.transform(new), new.toarray() @ V, rtol=1e-5, atol=1e-5)
@@ -55,7 +55,7 @@ def test_fold_in_and_predict_formulas_for_new_users():
 def test_seed_book_example_new_reader():
     # the seed's book recommender: a new reader who rated four books gets scores for all others
     X = _ratings(m=80, n=30, density=0.3)
-    rec = SVDRecommender(5, device="cpu", random_state=0).fit(X)
+    rec = SVDRecommender(5, shrinkage=0.0, device="cpu", random_state=0).fit(X)
     reader = sp.csr_matrix((np.array([5.0, 4.0, 5.0, 3.0]), (np.zeros(4, int), [1, 4, 7, 9])),
                            shape=(1, 30))
     ids, scores = rec.recommend(reader, k=26)
@@ -65,7 +65,7 @@ def test_seed_book_example_new_reader():
 
 def test_recommend_excludes_seen_and_is_batch_independent():
     X = _ratings()
-    rec = SVDRecommender(3, device="cpu", random_state=0).fit(X)
+    rec = SVDRecommender(3, shrinkage=0.0, device="cpu", random_state=0).fit(X)
     a = rec.recommend(X, k=10)
     b = rec.recommend(X, k=10, batch_size=7)
     np.testing.assert_array_equal(a[0], b[0])
@@ -78,7 +78,7 @@ def test_recommend_excludes_seen_and_is_batch_independent():
 
 def test_empty_rows_and_all_seen():
     X = _ratings()
-    rec = SVDRecommender(3, device="cpu", random_state=0).fit(X)
+    rec = SVDRecommender(3, shrinkage=0.0, device="cpu", random_state=0).fit(X)
     empty = sp.csr_matrix((2, X.shape[1]), dtype=np.float32)
     assert np.all(rec.transform(empty) == 0)
     ids, scores = rec.recommend(empty, k=3)
@@ -90,7 +90,7 @@ def test_empty_rows_and_all_seen():
 
 def test_bad_input_is_named():
     X = _ratings()
-    rec = SVDRecommender(3, device="cpu").fit(X)
+    rec = SVDRecommender(3, shrinkage=0.0, device="cpu").fit(X)
     with pytest.raises(ValueError, match="features"):
         rec.transform(sp.random(2, 5, density=0.5, format="csr"))
     with pytest.raises(ValueError, match="k=0"):
@@ -100,9 +100,9 @@ def test_bad_input_is_named():
     with pytest.raises(ValueError, match="NaN"):
         rec.recommend(np.full((1, X.shape[1]), np.nan), k=2)
     with pytest.raises(ValueError, match="n_components=100"):
-        SVDRecommender(100).fit(X)
+        SVDRecommender(100, shrinkage=0.0).fit(X)
     with pytest.raises(ValueError, match="n_components"):
-        SVDRecommender(0).fit(X)
+        SVDRecommender(0, shrinkage=0.0).fit(X)
     with pytest.raises(ValueError, match="users: index 60"):
         rec.predict_ratings([60], [0])
 
@@ -114,7 +114,7 @@ def test_popularity_scaling_lowers_popularity_of_recommendations():
     counts = np.asarray(X.sum(0)).ravel()
     mean_pop = []
     for beta in (0.0, 0.5):
-        rec = SVDRecommender(8, popularity_scaling=beta, device="cpu", random_state=0).fit(X)
+        rec = SVDRecommender(8, shrinkage=0.0, popularity_scaling=beta, device="cpu", random_state=0).fit(X)
         ids, _ = rec.recommend(X, k=5)
         mean_pop.append(counts[ids[ids >= 0]].mean())
     assert mean_pop[1] < mean_pop[0]
@@ -122,7 +122,7 @@ def test_popularity_scaling_lowers_popularity_of_recommendations():
 
 def test_clone_and_pickle_keep_predictions():
     X = _ratings()
-    rec = SVDRecommender(3, device="cpu", random_state=0).fit(X)
+    rec = SVDRecommender(3, shrinkage=0.0, device="cpu", random_state=0).fit(X)
     again = pickle.loads(pickle.dumps(rec))
     np.testing.assert_array_equal(rec.predict(X), again.predict(X))
     assert clone(rec).get_params() == rec.get_params()
@@ -136,7 +136,7 @@ def test_matches_scipy_svds_puresvd_on_movielens(ml100k, data_home):
     relevant = sp.csr_matrix(Xte.multiply(Xte >= 4))
     relevant.eliminate_zeros()
     for k in (20, 50):
-        rec = SVDRecommender(k, device="cpu", random_state=0).fit(Xtr)
+        rec = SVDRecommender(k, shrinkage=0.0, device="cpu", random_state=0).fit(Xtr)
         ids, _ = rec.recommend(Xtr, k=10)
         _, _, vt = svds(Xtr.astype(np.float64), k=k)
         V = vt.T
@@ -144,3 +144,54 @@ def test_matches_scipy_svds_puresvd_on_movielens(ml100k, data_home):
         ours, theirs = ndcg_at_k(relevant, ids, 10), ndcg_at_k(relevant, ref, 10)
         assert abs(ours - theirs) <= 1e-3, (k, ours, theirs)
         assert ours > 0.3
+
+
+@pytest.mark.parametrize("k", [1, 4, 12])
+@pytest.mark.parametrize("shrinkage", [0.0, 5.0, 300.0])
+def test_spectral_shrinkage_matches_dense_low_rank_ridge(k, shrinkage):
+    # Independent reference (numpy): W = V_k diag(s^2 / (s^2 + lambda)) V_k^T from the dense
+    # SVD; scores x W for fitted and new rows, and the fitted users' vectors X V_k diag(...).
+    X = _ratings(seed=3, m=30, n=20, density=0.3)
+    _, s, Vt = np.linalg.svd(X.toarray().astype(np.float64))
+    V, s2 = Vt[:k].T, s[:k] ** 2
+    weights = s2 / (s2 + shrinkage)
+    W = V @ np.diag(weights) @ V.T
+    rec = SVDRecommender(k, shrinkage=shrinkage, dtype="float64", device="cpu",
+                         random_state=0).fit(X)
+    np.testing.assert_allclose(rec.component_weights_, weights, rtol=1e-8)
+    np.testing.assert_allclose(rec.predict(X), X.toarray() @ W, atol=1e-5)
+    new = _ratings(seed=4, m=5, n=20, density=0.3)
+    np.testing.assert_allclose(rec.predict(new), new.toarray() @ W, atol=1e-5)
+    np.testing.assert_allclose(np.abs(rec.user_factors_),
+                               np.abs(X.toarray() @ V @ np.diag(weights)), atol=1e-6)
+    ids, _ = rec.recommend(new, k=3)
+    S = new.toarray() @ W
+    S[new.toarray() > 0] = -np.inf
+    np.testing.assert_array_equal(ids, np.argsort(-S, axis=1, kind="stable")[:, :3])
+
+
+def test_spectral_shrinkage_minimises_the_low_rank_ridge_objective():
+    # W minimises ||X - X W||_F^2 + lambda ||W||_F^2 over rank-k matrices: no random
+    # rank-k perturbation of it does better (Jin, Li, Huang and Shen 2021).
+    X = _ratings(seed=5, m=25, n=15, density=0.4).toarray().astype(np.float64)
+    k, lam = 3, 20.0
+    rec = SVDRecommender(k, shrinkage=lam, dtype="float64", device="cpu").fit(X)
+    V = rec.item_factors_ * rec.component_weights_
+    W = V @ rec.item_factors_.T
+
+    def objective(W):
+        return np.sum((X - X @ W) ** 2) + lam * np.sum(W**2)
+
+    best = objective(W)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        A, B = rng.normal(size=(15, k)) * 0.05, rng.normal(size=(15, k)) * 0.05
+        assert objective((V + A) @ (rec.item_factors_ + B).T) >= best - 1e-9
+
+
+def test_default_rank_is_capped_and_shrinkage_checked():
+    X = _ratings(m=30, n=12)
+    rec = SVDRecommender(device="cpu", shrinkage=0.0).fit(X)
+    assert rec.item_factors_.shape == (12, 12)  # "auto": min(200, n_users, n_items)
+    with pytest.raises(ValueError, match="shrinkage"):
+        SVDRecommender(shrinkage=-1.0, device="cpu").fit(X)

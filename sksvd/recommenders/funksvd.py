@@ -496,9 +496,38 @@ class _Trainer:
 
 # ----------------------------------------------------------------------------- estimator
 class FunkSVD(BaseRecommender):
-    """Funk's biased matrix factorisation, trained on the observed ratings only.
+    """Matrix factorisation: for top-N lists over every entry, or Funk's on the ratings.
 
-    A rating is predicted as
+    Two objectives, chosen by ``loss``.
+
+    ``loss="mse_all"`` (the default, for top-N lists): weighted matrix
+    factorisation over *every* entry of ``X``, the missing ones as zeros of
+    weight ``w0 = unobserved_weight`` (Hu, Koren and Volinsky, ICDM 2008;
+    Pan et al., ICDM 2008; with the frequency-scaled penalty of Rendle et
+    al., "Revisiting the performance of iALS on item recommendation
+    benchmarks", RecSys 2022):
+
+        J = sum_{(u,i) stored} (r_ui - p_u . q_i)**2 + w0 sum_{(u,i) missing} (p_u . q_i)**2
+            + lambda sum_u m_u |p_u|**2 + lambda sum_i m_i |q_i|**2,
+
+    ``m_u = n_u + w0 (n_items - n_u)`` the total weight of user ``u``'s terms
+    (``m_i`` likewise), so ``regularization`` means a penalty per unit of
+    weight for both losses. It is solved by alternating least squares
+    (``solver="auto"``): each sweep solves every user in closed form with
+    the items fixed, then every item, as batched ridge regressions in torch
+    whose normal matrices share the Gram matrix of the fixed side; the cost
+    of a sweep grows with the stored entries, not with the missing ones.
+    There are no biases (``user_bias_``, ``item_bias_`` and ``global_mean_``
+    are zero), the scores ``p_u . q_i`` rank items and are not ratings
+    (``predict_ratings`` refuses them), and new users are folded in by the
+    same weighted ridge regression. The defaults (``n_components=32``,
+    ``regularization=0.06``, ``unobserved_weight=0.25``, 12 sweeps) were
+    chosen on validation splits (20% of each user's training ratings held
+    out, those rated >= 4 relevant, NDCG@10) of MovieLens 100K ``u1.base``
+    and ``u2.base`` and of an 80% part of MovieLens latest-small.
+
+    ``loss="mse"`` (for ratings): Funk's biased factorisation on the
+    observed ratings only. A rating is predicted as
 
         r_hat(u, i) = mu + b_u + b_i + p_u . q_i
 
@@ -555,6 +584,12 @@ class FunkSVD(BaseRecommender):
     ----------
     n_components : int, default=32
         Length of the factors ``p_u``, ``q_i``.
+    loss : {"mse_all", "mse"}, default="mse_all"
+        "mse_all": every entry, the missing ones as weighted zeros (top-N
+        lists); "mse": the observed ratings only (rating prediction).
+    unobserved_weight : float in [0, 1], default=0.25
+        ``w0`` of ``loss="mse_all"``, the weight of a missing entry relative
+        to a stored one.
     n_epochs : int, default=12
         Passes over the ratings (ALS sweeps).
     learning_rate : float, default=0.03
@@ -571,11 +606,13 @@ class FunkSVD(BaseRecommender):
         Standard deviation of the normal initial factors (biases start at 0).
     batch_size : int, default=4096
         Ratings per vectorised SGD/Adam step.
-    solver : {"sgd", "adam", "als"}, default="sgd"
+    solver : {"auto", "sgd", "adam", "als"}, default="auto"
+        "auto" is "als" for ``loss="mse_all"`` (its only solver) and "sgd"
+        for ``loss="mse"``.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the ratings, stop when their
         RMSE has not improved for ``n_iter_no_change`` epochs, and keep the
-        best epoch's parameters.
+        best epoch's parameters (``loss="mse"`` only).
     validation_fraction : float, default=0.1
     n_iter_no_change : int, default=5
     callback : callable or None, default=None
@@ -654,13 +691,14 @@ class FunkSVD(BaseRecommender):
     >>> import numpy as np
     >>> from sksvd import FunkSVD
     >>> X = np.array([[5, 4, 0, 1], [4, 5, 1, 0], [0, 1, 5, 4], [1, 0, 4, 5]])
-    >>> rec = FunkSVD(n_components=2, n_epochs=200, learning_rate=0.05,
-    ...               regularization=0.01, random_state=0, device="cpu").fit(X)
-    >>> rec.predict_ratings([0, 1], [0, 1]).round()
-    array([5., 5.], dtype=float32)
+    >>> rec = FunkSVD(n_components=2, random_state=0, device="cpu").fit(X)  # top-N lists
     >>> ids, _ = rec.recommend(np.array([[5, 0, 0, 0]]), k=1)  # a new user
     >>> int(ids[0, 0])
     1
+    >>> rat = FunkSVD(n_components=2, loss="mse", n_epochs=200, learning_rate=0.05,
+    ...               regularization=0.01, random_state=0, device="cpu").fit(X)
+    >>> rat.predict_ratings([0, 1], [0, 1]).round()  # ratings
+    array([5., 5.], dtype=float32)
     """
 
     _parameter_constraints: dict = {
@@ -689,7 +727,7 @@ class FunkSVD(BaseRecommender):
 
     def __init__(self, n_components=32, *, n_epochs=12, learning_rate=0.03,
                  learning_rate_decay=1.0, regularization=0.06, reg_bias=None, init_std=0.02,
-                 batch_size=4096, solver="auto", loss="mse_all", unobserved_weight=0.5,
+                 batch_size=4096, solver="auto", loss="mse_all", unobserved_weight=0.25,
                  early_stopping=False, validation_fraction=0.1,
                  n_iter_no_change=5, callback=None, warm_start=False, distributed="auto",
                  device="auto", dtype="float32", random_state=None, verbose=0):
