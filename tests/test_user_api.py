@@ -102,7 +102,8 @@ _PURE = {}
 
 def _fitted_pure(seed):
     if seed not in _PURE:
-        _PURE[seed] = SVDRecommender(5, device="cpu", random_state=0).fit(_ratings(seed))
+        _PURE[seed] = SVDRecommender(5, shrinkage=0.0, device="cpu",
+                                      random_state=0).fit(_ratings(seed))
     return _PURE[seed]
 
 
@@ -172,7 +173,10 @@ def test_similar_items_and_users_are_cosine_neighbours(cls):
         kw["n_epochs"] = 3
     rec = cls(**kw).fit(X)
     items = np.array([0, 5, 24])
-    ref = _cosine(rec.item_factors_)[items]
+    F = rec.item_factors_
+    if cls is SVDRecommender:  # the columns of the rank-k approximation, V_k diag(s w)
+        F = F * rec.singular_values_ * rec.component_weights_
+    ref = _cosine(F)[items]
     ref[np.arange(3), items] = -np.inf  # the item itself is left out
     ids, scores = rec.similar_items(items, k=6)
     assert_topk(ids, scores, ref, 6)
@@ -208,7 +212,7 @@ def _asy_score(rec, x, i):
     n = cols.size
     W = rec.item_weights_.astype(np.float64)
     q = rec.item_factors_.astype(np.float64)[i]
-    w = r if rec.profile_weights == "value" else np.ones(n)
+    w = r if rec._profile_weights() == "value" else np.ones(n)  # "auto" resolved
     U = w @ W[-1][cols]
     if W.shape[0] == 1:
         return float(q @ U / np.sqrt(n))
@@ -227,7 +231,7 @@ def test_explain_contributions_sum_to_the_score(seed, model):
     rng = np.random.default_rng(seed)
     X = _ratings(seed % 5, n_users=20, n_items=12, density=0.4)
     if model.startswith("pure"):
-        rec = SVDRecommender(3, device="cpu", random_state=0,
+        rec = SVDRecommender(3, shrinkage=0.0, device="cpu", random_state=0,
                              popularity_scaling=0.5 if model == "pure_scaled" else 0.0).fit(X)
     elif model == "asy_defaults":
         rec = AsySVD(3, n_epochs=2, random_state=seed % 3, device="cpu").fit(X)
@@ -287,7 +291,7 @@ def test_predicted_ratings_are_clipped_to_the_fitted_range(funk):
     np.testing.assert_allclose(rec.predict_ratings(users, items),
                                np.clip(raw.ravel(), lo, hi), atol=1e-5)
     # PureSVD's scores are not ratings: not clipped.
-    pure = SVDRecommender(10, device="cpu").fit(X)
+    pure = SVDRecommender(10, shrinkage=0.0, device="cpu").fit(X)
     V = pure.item_factors_.astype(np.float64)
     np.testing.assert_allclose(pure.predict(X[:5]), X[:5].toarray() @ V @ V.T, atol=1e-4)
 

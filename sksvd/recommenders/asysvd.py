@@ -16,7 +16,13 @@ import torch
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from .._backend import make_generator, numpy_dtype, seed_from_random_state, to_numpy
+from .._backend import (
+    device_array,
+    make_generator,
+    numpy_dtype,
+    seed_from_random_state,
+    to_numpy,
+)
 from ..distributed import (
     allreduce_,
     allreduce_values,
@@ -1147,12 +1153,12 @@ class AsySVD(BaseRecommender):
     # -------------------------------------------------------------- fold-in
     def _fold_in(self, X, device, dtype):
         params = {"q": None}
-        weights = torch.as_tensor(self.item_weights_, dtype=dtype).to(device)
+        weights = device_array(self, "item_weights_", device, dtype)  # once per fit
         params["y"] = weights[-1]
         mu = 0.0
         if weights.shape[0] == 2:
             params["x"] = weights[0]
-            params["b"] = torch.as_tensor(self.item_bias_, dtype=dtype).to(device)
+            params["b"] = device_array(self, "item_bias_", device, dtype)
             mu = float(self.global_mean_)
         batch = _Batch(X, device, dtype, transposed=False,
                        weighted=self._profile_weights() == "value")

@@ -10,7 +10,13 @@ import torch
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from .._backend import make_generator, numpy_dtype, seed_from_random_state, to_numpy
+from .._backend import (
+    device_array,
+    make_generator,
+    numpy_dtype,
+    seed_from_random_state,
+    to_numpy,
+)
 from ..distributed import (
     allreduce_,
     allreduce_values,
@@ -965,8 +971,8 @@ class FunkSVD(BaseRecommender):
         reg = float(self.regularization)
         reg_b = reg if self.reg_bias is None else float(self.reg_bias)
         # zero-copy views of the fitted arrays on CPU: nothing of size n_items per call
-        feats = torch.as_tensor(self.item_factors_, dtype=dtype).to(device)
-        offsets = torch.as_tensor(self.item_bias_, dtype=dtype).to(device)
+        feats = device_array(self, "item_factors_", device, dtype)  # once per fit
+        offsets = device_array(self, "item_bias_", device, dtype)
         reg_vec = torch.full((k + 1,), reg, dtype=dtype, device=device)
         reg_vec[k] = reg_b
         z = torch.zeros((X.shape[0], k + 1), dtype=dtype, device=device)
@@ -984,7 +990,7 @@ class FunkSVD(BaseRecommender):
     def _fold_in_all(self, X, device, dtype):
         """``loss="mse_all"``: each row's ``p_u`` by the weighted ridge regression of a sweep."""
         k = self.n_components
-        feats = torch.as_tensor(self.item_factors_, dtype=dtype).to(device)
+        feats = device_array(self, "item_factors_", device, dtype)  # once per fit
         gram = feats.T.to(torch.float64) @ feats.to(torch.float64)
         reg = torch.full((k,), float(self.regularization), dtype=dtype, device=device)
         z = torch.zeros((X.shape[0], k), dtype=dtype, device=device)

@@ -9,7 +9,14 @@ import scipy.sparse as sp
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from .._backend import csr_matmul_cpu, make_generator, numpy_dtype, to_numpy, to_torch
+from .._backend import (
+    csr_matmul_cpu,
+    device_array,
+    make_generator,
+    numpy_dtype,
+    to_numpy,
+    to_torch,
+)
 from .._validation import check_n_components
 from ..linalg import exact_svd, gram_svd, randomized_svd
 from ._base import BaseRecommender
@@ -251,9 +258,20 @@ class SVDRecommender(BaseRecommender):
         if device.type == "cpu":  # see csr_matmul_cpu: the fastest kernel measured there
             V = self._weighted_factors().astype(numpy_dtype(dtype), copy=False)
             return csr_matmul_cpu(self._scale(X), V), None
-        V = torch.as_tensor(self._weighted_factors(), dtype=dtype).to(device)
+        # copied to the device once per fit, not once per batch
+        V = device_array(self, "item_factors_", device, dtype)
+        if self.shrinkage != 0:
+            V = V * device_array(self, "component_weights_", device, dtype)
         Xs = to_torch(self._scale(X), device=device, dtype=dtype)
         return torch.sparse.mm(Xs, V), None
+
+    def _similarity_factors(self, kind):
+        """Items: the columns of the model's rank-k approximation of ``X``,
+        ``V_k diag(s w)`` (``w = component_weights_``), so that their cosine is
+        that of the items' (shrunk) rating columns; users: ``user_factors_``."""
+        if kind == "items":
+            return self.item_factors_ * (self.singular_values_ * self.component_weights_)
+        return self.user_factors_
 
     def _weighted_factors(self):
         """``V_k diag(component_weights_)``: the fold-in's right factor."""
