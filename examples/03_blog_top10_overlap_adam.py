@@ -6,8 +6,8 @@ to each test user (items they kept visible excluded) and measure the
 overlap with the hidden 10, ``|top-10 & hidden| / 10`` (precision@10, since
 exactly 10 are hidden). The model is the blog's "NaiveFunk": Funk's
 factorisation ``r_ui ~ mu + b_u + b_i + p_u . q_i`` trained on the observed
-ratings only, with Adam (``FunkSVD(solver="adam")``), beside plain SGD,
-PureSVD and the most popular items.
+ratings only (``loss="mse"``), with Adam (``FunkSVD(loss="mse", solver="adam")``),
+beside plain SGD, PureSVD and the most popular items.
 
 Two variants:
 
@@ -41,9 +41,10 @@ print(f"{len(test_users)} test users, items hidden per user: {hidden}")
 
 def models():
     return {
-        "FunkSVD, Adam (NaiveFunk)": FunkSVD(n_components=32, n_epochs=20, solver="adam",
-                                            learning_rate=0.005, random_state=0),
-        "FunkSVD, SGD": FunkSVD(n_components=32, random_state=0),
+        "FunkSVD, Adam (NaiveFunk)": FunkSVD(n_components=32, n_epochs=20, loss="mse",
+                                            solver="adam", learning_rate=0.005,
+                                            random_state=0),
+        "FunkSVD, SGD": FunkSVD(n_components=32, loss="mse", random_state=0),
         "PureSVD": SVDRecommender(n_components=20, random_state=0),
     }
 

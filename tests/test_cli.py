@@ -113,9 +113,12 @@ def test_compress_writes_png_and_reports_psnr_and_size(png, tmp_path):
     assert res["rank"] == 12
     assert res["psnr_db"] == pytest.approx(peak_signal_noise_ratio(img, recon), abs=1e-6)
     h, w, c = img.shape
-    assert res["factor_bytes"] == 12 * (h + w * c) * 4
+    # uint8 factors (the default): one byte per number, a float32 scale and offset
+    # per component of each factor.
+    assert res["factor_dtype"] == "uint8"
+    assert res["factor_bytes"] == 12 * (h + w * c) + 16 * 12
     assert res["raw_bytes"] == img.nbytes
-    assert res["compression_ratio"] == pytest.approx(res["factor_bytes"] / img.nbytes)
+    assert res["compression_ratio"] == pytest.approx(img.nbytes / res["factor_bytes"])
     with PIL.open(plot) as fig:
         assert fig.size[0] > 300 and fig.size[1] > 200
 

@@ -106,3 +106,13 @@ def test_readme_python_blocks_run(data_home, tmp_path):
     lines = proc.stdout.splitlines()
     # The numbers the README states in its comments.
     assert lines[0] == "172 1614736 30.1" and lines[1] == "144"
+    code = "\n".join(blocks)
+    # The recommenders' outputs, stated as comment lines under the loops that print them.
+    stated = [ln.strip()[2:] for ln in code.splitlines()
+              if ln.strip().startswith(("# PureSVD ", "# FunkSVD ", "# AsySVD "))]
+    assert len(stated) == 6
+    for expected in stated:
+        assert expected in lines, (expected, lines)
+    # FunkSVD(loss="mse"): test RMSE and MAE, two predicted ratings.
+    for expected in ("0.93 0.731", "[4.23 4.59]"):
+        assert f"# {expected}" in code and expected in lines, (expected, lines)
