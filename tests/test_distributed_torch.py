@@ -27,14 +27,16 @@ from sksvd.distributed import (
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(),
                                 reason="torch built without torch.distributed")
 
-# Mini-batch runs: the defaults of FunkSVD; AsySVD with fewer epochs and larger batches to keep
-# the test short. Full-batch runs: one step per epoch (batch_size above nnz / n_users).
+# The rating models (loss="mse": data-parallel training runs the mini-batch solvers).
+# Mini-batch runs: FunkSVD's rating defaults; AsySVD with fewer epochs and larger batches to
+# keep the test short. Full-batch runs: one step per epoch (batch_size above nnz / n_users).
 ESTIMATORS = {
-    "funk": FunkSVD(random_state=0, device="cpu"),
-    "asy": AsySVD(n_epochs=6, batch_size=256, learning_rate=0.01, random_state=0, device="cpu"),
-    "funk_full": FunkSVD(n_epochs=5, batch_size=100_000, learning_rate=5e-4, random_state=0,
-                         device="cpu"),
-    "asy_full": AsySVD(n_epochs=3, batch_size=1_000, random_state=0, device="cpu"),
+    "funk": FunkSVD(loss="mse", random_state=0, device="cpu"),
+    "asy": AsySVD(loss="mse", n_epochs=6, batch_size=256, learning_rate=0.01, random_state=0,
+                  device="cpu"),
+    "funk_full": FunkSVD(loss="mse", n_epochs=5, batch_size=100_000, learning_rate=5e-4,
+                         random_state=0, device="cpu"),
+    "asy_full": AsySVD(loss="mse", n_epochs=3, batch_size=1_000, random_state=0, device="cpu"),
 }
 
 
@@ -43,16 +45,16 @@ def _rank_work(X_train, X_early, X_late):
     out = {"rank": get_rank(), "world_size": get_world_size()}
     for name, est in ESTIMATORS.items():
         out[name] = est.fit(X_train)  # distributed="auto": the group is initialised
-    grown = FunkSVD(n_epochs=3, batch_size=100_000, learning_rate=5e-4, random_state=0,
-                    device="cpu").fit(X_early)
+    grown = FunkSVD(loss="mse", n_epochs=3, batch_size=100_000, learning_rate=5e-4,
+                    random_state=0, device="cpu").fit(X_early)
     out["grown"] = grown.partial_fit(X_late)
     bad = X_train[:-1] if get_rank() == 1 else X_train
     try:
-        FunkSVD(n_epochs=1, device="cpu").fit(bad)
+        FunkSVD(loss="mse", n_epochs=1, device="cpu").fit(bad)
     except ValueError as exc:
         out["mismatch"] = str(exc)
     try:
-        FunkSVD(solver="als", device="cpu").fit(X_train)
+        FunkSVD(loss="mse", solver="als", device="cpu").fit(X_train)
     except ValueError as exc:
         out["als"] = str(exc)
     return out
@@ -121,8 +123,8 @@ def test_full_batch_fit_equals_single_process(ranks, u1, name):
 
 def test_growing_partial_fit_equals_single_process(ranks, early_late):
     early, late = early_late
-    single = FunkSVD(n_epochs=3, batch_size=100_000, learning_rate=5e-4, random_state=0,
-                     device="cpu").fit(early).partial_fit(late)
+    single = FunkSVD(loss="mse", n_epochs=3, batch_size=100_000, learning_rate=5e-4,
+                     random_state=0, device="cpu").fit(early).partial_fit(late)
     dist = ranks[0]["grown"]
     assert dist.user_factors_.shape == single.user_factors_.shape == (late.shape[0], 32)
     np.testing.assert_allclose(dist.user_factors_, single.user_factors_, atol=1e-4)
