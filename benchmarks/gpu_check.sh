@@ -38,7 +38,7 @@ cat "$OUT/nvidia_smi.txt" >> "$SUMMARY"
 tests_rc=skipped
 if [ "${GPU_CHECK_SKIP_TESTS:-0}" != 1 ]; then
     t=$(date +%s)
-    SKSVD_DEVICE=cuda timeout -k 10 "$TEST_S" "$PY" -m pytest -q -x -rfEs -p no:cacheprovider \
+    SKSVD_DEVICE=cuda timeout -k 10 "$TEST_S" "$PY" -m pytest -q -rfEs -p no:cacheprovider \
         tests > "$OUT/tests_cuda.log" 2>&1
     tests_rc=$?
     echo "tests: rc=$tests_rc (124 = out of time) in $(( $(date +%s) - t )) s" >> "$SUMMARY"
