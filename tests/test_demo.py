@@ -43,13 +43,21 @@ def test_demo_quick_runs_to_the_end(data_home, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in ("china_rank_profile.png", "china_reconstructions.png",
                  "flower_rank_profile.png", "flower_reconstructions.png",
-                 "funksvd_training.png", "asysvd_training.png"):
+                 "funksvd_training.png", "funksvd_als_training.png", "asysvd_training.png"):
         _check_png(out / name)
     text = proc.stdout
     assert "jpeg_dB_same_bytes" in text and "80% of sum s_i" in text
     for model in ("PureSVD", "FunkSVD", "AsySVD"):
         assert model in text
     assert "ndcg@10" in text and "rmse" in text
+    assert "raw/size" in text  # compression ratio read raw / compressed
+    # The defaults rank (no rating columns); FunkSVD(loss="mse") has RMSE and MAE.
+    rows = {ln.split()[0]: ln.split() for ln in text.splitlines()
+            if ln.startswith(("PureSVD ", "FunkSVD ", "AsySVD ", "FunkSVD(loss='mse') "))}
+    assert len(rows) == 4, rows
+    for name in ("PureSVD", "FunkSVD", "AsySVD"):
+        assert rows[name][4:6] == ["n/a", "n/a"], rows[name]
+    assert 0.5 < float(rows["FunkSVD(loss='mse')"][4]) < 2.0
     assert "Star Wars (1977)" in text  # the new user's profile, by title
     table = text[text.index("a new user"):]
     assert sum(ln.strip()[:2].strip().isdigit() for ln in table.splitlines()) == 10
