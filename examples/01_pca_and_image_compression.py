@@ -8,8 +8,9 @@ on the centred cloud finds the first axis and projects the points on it.
 
 Part 2: the photograph ``china.jpg`` (shipped with scikit-learn) as a
 427 x 1920 matrix (the three colour channels side by side), kept at rank k:
-the share of energy ``sum s_i^2`` and of ``sum s_i`` against rank, the size
-of the two factors against the raw image, PSNR, and the reconstructions.
+the share of energy ``sum s_i^2`` and of ``sum s_i`` against rank, the
+compression ratio (the raw image's bytes over those of the two factors, stored
+in 8 bits), PSNR, and the reconstructions.
 
 Run: ``python examples/01_pca_and_image_compression.py [--output DIR]``
 (figures go to ``demo_output/examples`` by default).
@@ -76,8 +77,8 @@ print(f"\nchina.jpg as a {M.shape[0]} x {M.shape[1]} matrix")
 
 # The blog's "80% of the variance at rank 130" is a share of sum s_i:
 seed = compress_image(img, 0.8, criterion="singular_values")
-print(f"80% of sum s_i: rank {seed.n_components}, factors {seed.compression_ratio:.0%} of "
-      f"the raw bytes, PSNR {psnr(img, seed.reconstruct()):.1f} dB")
+print(f"80% of sum s_i: rank {seed.n_components}, compression ratio (raw / factors) "
+      f"{seed.compression_ratio:.2f}, PSNR {psnr(img, seed.reconstruct()):.1f} dB")
 energy = compress_image(img, 0.8)                           # criterion="energy"
 print(f"80% of the energy sum s_i^2: rank {energy.n_components} (a poor guide to quality)")
 target = compress_image(img, psnr=30.0)
@@ -97,7 +98,7 @@ axes[0].set_title("original")
 for ax, k in zip(axes[1:], ranks, strict=True):
     ci = compress_image(img, k)
     ax.imshow(ci.reconstruct())
-    ax.set_title(f"rank {k}, {ci.compression_ratio:.0%} size")
+    ax.set_title(f"rank {k}, raw / factors = {ci.compression_ratio:.1f}")
 for ax in axes:
     ax.set_axis_off()
 fig.savefig(out / "china_reconstructions.png", dpi=100)

@@ -28,8 +28,10 @@ X_train, X_test = train_test_split_interactions(X, test_size=0.2, random_state=0
                                                 mode="global")
 print(f"{X.shape[0]} users x {X.shape[1]} items; train {X_train.nnz:,}, test {X_test.nnz:,}")
 
+# The course's model and start: random factors (init="random"; AsySVD's default starts
+# from PureSVD and fine-tunes it at a much smaller step).
 asy = AsySVD(n_components=64, n_epochs=10, loss="mse_neg", n_negatives=4, use_bias=False,
-             learning_rate=0.01, random_state=0)
+             learning_rate=0.01, init="random", init_std=0.05, random_state=0)
 t0 = time.perf_counter()
 asy.fit(X_train)
 seconds = time.perf_counter() - t0
