@@ -87,7 +87,7 @@ print(f"PSNR >= 30 dB needs rank {target.n_components}")
 profile = rank_profile(img, [1, 5, 10, 20, 50, 100, 130, 200, 300], ssim=False)
 print(profile[["rank", "energy", "singular_value_share", "compression_ratio", "psnr",
                "jpeg_psnr"]].round(3).to_string(index=False))
-plot_rank_profile(profile, title="china.jpg: energy and size against rank").savefig(
+plot_rank_profile(profile, title="china.jpg: quality and size against rank").savefig(
     out / "china_rank_profile.png", dpi=100)
 
 ranks = (5, 20, 50, 130)

@@ -80,7 +80,7 @@ def _images_part(out, clock, device, quick=False):
         clock.step(f"{name} {img.shape}: SVD at ranks {ranks[0]}..{ranks[-1]}, PSNR, SSIM, "
                    "JPEG at the same bytes")
         profile = rank_profile(img, ranks, device=device)
-        fig = plot_rank_profile(profile, title=f"{name}: energy, size and PSNR against rank")
+        fig = plot_rank_profile(profile, title=f"{name}: quality and size against rank")
         fig.savefig(out / f"{stem}_rank_profile.png", dpi=110)
         # One SVD at the largest rank of the strip; the smaller ranks are its leading parts
         # (each component is quantized with its own scale, so they are the rank-k images).
