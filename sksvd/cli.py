@@ -44,9 +44,9 @@ PROG = "sksvd"
 #: The recommenders the command line knows: name -> (class name, the command line's own
 #: parameters, over the class's defaults).
 MODELS = {
-    "puresvd": ("SVDRecommender", {"n_components": 50}),
-    "funksvd": ("FunkSVD", {"early_stopping": True}),
-    "asysvd": ("AsySVD", {"early_stopping": True}),
+    "puresvd": ("SVDRecommender", {}),
+    "funksvd": ("FunkSVD", {}),
+    "asysvd": ("AsySVD", {}),
 }
 # The module of each recommender class (its defaults are read from the source for --help).
 _MODEL_FILES = {"SVDRecommender": "puresvd.py", "FunkSVD": "funksvd.py", "AsySVD": "asysvd.py"}
@@ -931,9 +931,9 @@ def _make_model(name, args):
         params["loss"] = args.loss
     if getattr(args, "shrinkage", None) is not None and "shrinkage" in accepted:
         params["shrinkage"] = args.shrinkage
-    if name == "funksvd" and params.get("loss", accepted.get("loss", "mse")) != "mse":
-        # FunkSVD stops early on the RMSE of held-out ratings: with loss="mse" only.
-        params.pop("early_stopping", None)
+    if params.get("loss") == "mse" and "early_stopping" in accepted:
+        # Rating models stop early on the RMSE of held-out ratings.
+        params["early_stopping"] = True
     params.update(device=args.device, random_state=args.seed, verbose=int(args.verbose > 0))
     return cls(**params)
 
@@ -952,7 +952,7 @@ def _check_model_options(args, names):
 
 def _check_rank(name, n_components, X):
     limit = min(X.shape)
-    if name == "puresvd" and n_components > limit:
+    if name == "puresvd" and n_components != "auto" and n_components > limit:
         raise UsageError(f"--components {n_components}: expected at most "
                          f"min(n_users, n_items) = {limit}")
 
@@ -1097,7 +1097,7 @@ def _cmd_recommend(args):
         "recommendations": recs}
     if bounds is not None:
         payload["rating_range"] = list(bounds)
-    text = (f"{type(model).__name__} ({model.n_components} factors, fitted on {args.data} in "
+    text = (f"{type(model).__name__} ({model.item_factors_.shape[1]} factors, fitted on {args.data} in "
             f"{fit_s:.1f} s), top {len(recs)} for {who}:\n"
             + format_table(_list_rows(frame, "score", bounds), digits=3))
     if out is not None:
@@ -1152,7 +1152,7 @@ def _cmd_similar(args):
                "fit_seconds": round(fit_s, 3),
                "similar": [{k: _plain(v) for k, v in r.items()}
                            for r in frame.to_dict("records")]}
-    text = (f"{type(model).__name__} ({model.n_components} factors, fitted on {args.data} in "
+    text = (f"{type(model).__name__} ({model.item_factors_.shape[1]} factors, fitted on {args.data} in "
             f"{fit_s:.1f} s): the {len(frame)} items most similar to {item['title']} "
             f"(id {item['item_id']}, {item['ratings']} ratings){note}:\n"
             + format_table(_list_rows(frame, "similarity"), digits=3))

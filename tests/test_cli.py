@@ -347,7 +347,7 @@ def test_usage_errors_name_the_option(data_home, args, named):
 def test_help_states_the_classes_defaults():
     import inspect
 
-    from sksvd import AsySVD, FunkSVD
+    from sksvd import AsySVD, FunkSVD, SVDRecommender
 
     text = " ".join(run("recommend", "--help").stdout.split())
     for cls in (FunkSVD, AsySVD):
@@ -359,7 +359,8 @@ def test_help_states_the_classes_defaults():
                                   if hasattr(c, "options")).options)
             assert f"{cls.__name__} {{{','.join(options)}}}" in text
             assert f"{cls.__name__} {sig['loss'].default}" in text
-    assert "SVDRecommender 50" in text
+    n_pure = inspect.signature(SVDRecommender).parameters["n_components"].default
+    assert f"SVDRecommender {n_pure}" in text
 
 
 def test_loss_and_shrinkage_reach_the_models(data_home):
