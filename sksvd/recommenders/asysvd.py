@@ -607,6 +607,10 @@ class AsySVD(BaseRecommender):
     BPR or sampled zeros from a random start, or at larger steps, ranked
     below it, and the small step keeps it (see
     ``benchmarks/bench_topn.py`` for the comparison with PureSVD and EASE).
+    Tuning for top-N lists, a grid of 6 points for ``GridSearchCV`` with
+    :func:`sksvd.model_selection.make_topk_scorer` on the training matrix:
+    ``{"n_components": [64, 128], "init_shrinkage": [3e3, 1e4, 3e4]}``
+    (``benchmarks/bench_topn.py``).
     ``loss="mse"`` turns the same ``"auto"`` parameters into Koren's rating
     model (biases, x- and y-terms, unweighted y-term, random start with
     ``init_std=0.05``, ``learning_rate=0.003``), whose defaults were chosen

@@ -532,6 +532,11 @@ class FunkSVD(BaseRecommender):
     out, those rated >= 4 relevant, NDCG@10) of MovieLens 100K ``u1.base``
     and ``u2.base`` and of an 80% part of MovieLens latest-small.
 
+    Tuning for top-N lists, a grid of 12 points for ``GridSearchCV`` with
+    :func:`sksvd.model_selection.make_topk_scorer` on the training matrix:
+    ``{"n_components": [32, 64], "regularization": [0.03, 0.06],
+    "unobserved_weight": [0.1, 0.25, 0.5]}`` (``benchmarks/bench_topn.py``).
+
     ``loss="mse"`` (for ratings): Funk's biased factorisation on the
     observed ratings only. A rating is predicted as
 
