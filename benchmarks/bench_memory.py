@@ -1,4 +1,4 @@
-"""Bounded memory (issue 9): fit, transform and recommend on a 1,000,000 x 1,000,000 CSR.
+"""Bounded memory: fit, transform and recommend on a 1,000,000 x 1,000,000 CSR.
 
 Run ``python -m benchmarks.bench_memory [--quick]``.
 

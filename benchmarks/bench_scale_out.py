@@ -4,7 +4,7 @@ Run ``python -m benchmarks.bench_scale_out [--quick] [--device cpu|cuda] [--nnz 
 [--dask-nnz 20000000]``. With ``--device cuda`` the ranks are gloo processes sharing the
 GPU (NCCL refuses two ranks on one device): a functional run, not a multi-GPU figure.
 
-Two paths (issue 10):
+Two paths:
 
 - **torch.distributed** (FunkSVD, AsySVD): ``sksvd.distributed.spawn`` starts a
   gloo group of 1 or 2 local processes (one torch thread each); every rank fits

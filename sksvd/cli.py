@@ -554,7 +554,8 @@ def build_parser():
     rank.add_argument("--energy", type=_share, metavar="F",
                       help="smallest rank holding the share F of sum s_i^2 (0 < F < 1)")
     rank.add_argument("--sv-share", type=_share, metavar="F",
-                      help="smallest rank holding the share F of sum s_i (the seed's "
+                      help="smallest rank holding the share F of sum s_i (the blog post "
+                           "'SVD for Image Compression and Recommender Systems': "
                            "'80%% of the variance')")
     rank.add_argument("--psnr", type=_positive_float, metavar="DB",
                       help="smallest rank whose reconstruction from the stored factors "

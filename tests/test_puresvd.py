@@ -52,8 +52,9 @@ def test_fold_in_and_predict_formulas_for_new_users():
     np.testing.assert_allclose(pr, [full[0, 1], full[3, 2]], rtol=1e-5, atol=1e-5)
 
 
-def test_seed_book_example_new_reader():
-    # the seed's book recommender: a new reader who rated four books gets scores for all others
+def test_blog_post_book_example_new_reader():
+    # the book recommender of the blog post "SVD for Image Compression and Recommender
+    # Systems": a new reader who rated four books gets scores for all others
     X = _ratings(m=80, n=30, density=0.3)
     rec = SVDRecommender(5, shrinkage=0.0, device="cpu", random_state=0).fit(X)
     reader = sp.csr_matrix((np.array([5.0, 4.0, 5.0, 3.0]), (np.zeros(4, int), [1, 4, 7, 9])),

@@ -693,12 +693,12 @@ class BaseRecommender(TransformerMixin, BaseEstimator):
     _xfail_checks = {
         "check_estimator_sparse_array": (
             "asserts predict(X).shape == (n_samples,); a recommender's predict returns the "
-            "(n_rows, n_items) score matrix (API.md). Sparse input itself is supported and "
+            "(n_rows, n_items) score matrix. Sparse input itself is supported and "
             "tested in tests/test_puresvd.py and the other recommender tests."
         ),
         "check_estimator_sparse_matrix": (
             "asserts predict(X).shape == (n_samples,); a recommender's predict returns the "
-            "(n_rows, n_items) score matrix (API.md). Sparse input itself is supported."
+            "(n_rows, n_items) score matrix. Sparse input itself is supported."
         ),
     }
 

@@ -566,7 +566,8 @@ class FunkSVD(BaseRecommender):
         batches on skewed data), its step is scaled down to that bound.
     ``"adam"``
         The same mini-batch gradients with the Adam update (Kingma and Ba
-        2015), as the "NaiveFunk" of the seed trains it; use a smaller
+        2015), as the "NaiveFunk" of the blog post "SVD for Image Compression and
+        Recommender Systems" trains it; use a smaller
         ``learning_rate`` (e.g. 0.005).
     ``"als"``
         Alternating least squares on the observed entries: each sweep solves
