@@ -122,12 +122,18 @@ def recommender_cases(cls):
            lambda: _fitted(cls(**kw)).recommend(X[:2], exclude_seen="yes"))
     yield (name, "recommend(row with no interaction)",
            lambda: _fitted(cls(**kw)).recommend(np.zeros((1, 12)), k=3))
-    yield (name, "predict_ratings(users=[99], items=[0]) with 30 users",
-           lambda: _fitted(cls(**kw)).predict_ratings([99], [0]))
-    yield (name, "predict_ratings(users=[0.5], items=[0])",
-           lambda: _fitted(cls(**kw)).predict_ratings([0.5], [0]))
-    yield (name, "predict_ratings(users=[0, 1], items=[0])",
-           lambda: _fitted(cls(**kw)).predict_ratings([0, 1], [0]))
+    # FunkSVD's and AsySVD's defaults rank; their rating model is loss="mse".
+    has_loss = name != "SVDRecommender"
+    rkw, rating = ({**kw, "loss": "mse"}, "loss='mse': ") if has_loss else (kw, "")
+    if has_loss:
+        yield (name, "predict_ratings(users=[0], items=[0]) with the default loss",
+               lambda: _fitted(cls(**kw)).predict_ratings([0], [0]))
+    yield (name, f"{rating}predict_ratings(users=[99], items=[0]) with 30 users",
+           lambda: _fitted(cls(**rkw)).predict_ratings([99], [0]))
+    yield (name, f"{rating}predict_ratings(users=[0.5], items=[0])",
+           lambda: _fitted(cls(**rkw)).predict_ratings([0.5], [0]))
+    yield (name, f"{rating}predict_ratings(users=[0, 1], items=[0])",
+           lambda: _fitted(cls(**rkw)).predict_ratings([0, 1], [0]))
     yield (name, "recommend(X, filter_items=[12]) with 12 items",
            lambda: _fitted(cls(**kw)).recommend(X[:2], filter_items=[12]))
     yield (name, "recommend(X, items=[-1])",
@@ -141,11 +147,14 @@ def recommender_cases(cls):
     yield (name, "explain(X[:2], item=0)", lambda: _fitted(cls(**kw)).explain(X[:2], 0))
     yield (name, "explain(X[:1], item=[0, 1])",
            lambda: _fitted(cls(**kw)).explain(X[:1], [0, 1]))
-    if name != "SVDRecommender":
+    if has_loss:
         yield name, "learning_rate=-1", lambda: cls(**{**kw, "learning_rate": -1}).fit(X)
         yield name, "n_epochs=0", lambda: cls(**{**kw, "n_epochs": 0}).fit(X)
-        yield (name, "learning_rate=1e6 (diverges)",
-               lambda: cls(**{**kw, "learning_rate": 1e6, "n_epochs": 3}).fit(X))
+        yield name, "loss='hinge'", lambda: cls(**{**kw, "loss": "hinge"}).fit(X)
+        yield (name, "early_stopping=True with the default loss",
+               lambda: cls(**{**kw, "early_stopping": True}).fit(X))
+        yield (name, f"{rating}learning_rate=1e6 (a step far too large)",
+               lambda: cls(**{**rkw, "learning_rate": 1e6, "n_epochs": 3}).fit(X))
 
 
 def cases():
@@ -185,10 +194,10 @@ def cases():
 
     import pandas as pd
 
-    yield "plotting.plot_rank_profile", "DataFrame without 'energy'", lambda: (
+    yield "plotting.plot_rank_profile", "DataFrame without 'psnr' and 'nbytes'", lambda: (
         plotting.plot_rank_profile(pd.DataFrame({"rank": [1], "compression_ratio": [0.1]})))
     yield "plotting.plot_rank_profile", "empty DataFrame", lambda: plotting.plot_rank_profile(
-        pd.DataFrame({"rank": [], "energy": [], "compression_ratio": []}))
+        pd.DataFrame({"rank": [], "psnr": [], "nbytes": []}))
     yield "plotting.plot_training", "estimator not fitted", lambda: plotting.plot_training(
         FunkSVD())
 
@@ -244,10 +253,10 @@ def cases():
         SVDRecommender(2), X, X, metrics=("auc",))
     yield "model_selection.evaluate", "X_test of another shape", lambda: ms.evaluate(
         SVDRecommender(2), X, X[:, :5])
-    yield ("sklearn cross_val_score(FunkSVD(), X)",
+    yield ("sklearn cross_val_score(FunkSVD(loss='mse'), X)",
            "scoring='neg_root_mean_squared_error' (error_score='raise')",
-           lambda: cross_val_score(FunkSVD(2, n_epochs=1), X, cv=2, error_score="raise",
-                                   scoring="neg_root_mean_squared_error"))
+           lambda: cross_val_score(FunkSVD(2, n_epochs=1, loss="mse"), X, cv=2,
+                                   error_score="raise", scoring="neg_root_mean_squared_error"))
     yield "pipeline.recommend", "a Pipeline ending in Normalizer", lambda: spipeline.recommend(
         make_pipeline(Normalizer()).fit(X), X)
 
