@@ -3,7 +3,7 @@
 Quality (default), in one run:
 
 * Ratings: for each official fold uX (train ``uX.base``, test ``uX.test``),
-  ``AsySVD()`` (defaults, ``loss="mse"``) against Surprise ``SVD()`` and
+  ``AsySVD(loss="mse")`` (the rating model, its defaults) against Surprise ``SVD()`` and
   ``SVDpp()`` with their defaults (Surprise clips to [1, 5]; ours is unclipped).
 * Top-N: same folds; relevant = ``uX.test`` items rated >= 4, the user's
   ``uX.base`` items excluded from the lists, users with no relevant item
@@ -196,9 +196,10 @@ def rating_rows(folds, data_home, device, svdpp):
     for fold in folds:
         f = load_movielens("100k", fold=fold, data_home=data_home)
         te = f.X_test.tocoo()
-        rec, sec = _clock(lambda f=f: AsySVD(random_state=0, device=device).fit(f.X_train))
+        rec, sec = _clock(lambda f=f: AsySVD(loss="mse", random_state=0,
+                                             device=device).fit(f.X_train))
         pred = rec.predict_ratings(te.row, te.col)
-        rows.append({"fold": fold, "model": "AsySVD() mse", "rmse": rmse(te.data, pred),
+        rows.append({"fold": fold, "model": "AsySVD(loss='mse')", "rmse": rmse(te.data, pred),
                      "mae": mae(te.data, pred), "fit_s": sec})
         for name in ("SVD", "SVDpp") if svdpp else ("SVD",):
             est, sec = surprise_fit_predict(name, f.X_train, f.X_test)
@@ -352,7 +353,7 @@ def main(argv=None):
         notes.append(f"Quality part run with {torch.get_num_threads()} torch thread(s).")
         tables.update({"Ratings per fold": r, "Top-N per fold": t,
                        "Strong generalisation (users held out of fit)": s})
-        asy = next(x["rmse"] for x in rm if x["model"] == "AsySVD() mse")
+        asy = next(x["rmse"] for x in rm if x["model"] == "AsySVD(loss='mse')")
         svd = next(x["rmse"] for x in rm if x["model"] == "Surprise SVD()")
         pure = next(x["ndcg@10"] for x in tm if x["model"] == "PureSVD k=20")
         extra["acceptance"] = {

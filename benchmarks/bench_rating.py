@@ -2,10 +2,10 @@
 
 Quality (default): for each official fold uX (train ``uX.base``, test ``uX.test``)
 
-* ``FunkSVD()`` with its defaults, and Surprise ``SVD()``, ``SVDpp()``,
-  ``BaselineOnly()`` with theirs (Surprise clips its predictions to [1, 5]; ours
-  are reported unclipped); FunkSVD with its Adam and ALS solvers at one
-  setting each (``OTHER_SOLVERS``);
+* ``FunkSVD(loss="mse")`` (the rating model) with its defaults, and Surprise
+  ``SVD()``, ``SVDpp()``, ``BaselineOnly()`` with theirs (Surprise clips its
+  predictions to [1, 5]; ours are reported unclipped); FunkSVD with its Adam
+  and ALS solvers at one setting each (``OTHER_SOLVERS``);
 * ``FunkSVD`` and Surprise ``SVD`` "tuned": each grid below is fitted on 90% of
   ``uX.base`` and scored (RMSE) on the other 10% (``train_test_split_interactions``,
   seed 0); the best setting is refitted on all of ``uX.base`` and scored on
@@ -125,7 +125,7 @@ def select(make_fit, predict, configs, X_base):
 
 
 def fit_funk(cfg, X, device):
-    return FunkSVD(**cfg, random_state=0, device=device).fit(X)
+    return FunkSVD(**cfg, loss="mse", random_state=0, device=device).fit(X)
 
 
 def fit_surprise_svd(cfg, X):
@@ -153,10 +153,12 @@ def run_fold(fold, args, funk_grid, svd_grid):
 
     # The two default fits, each timed in this run (best of --repeat).
     svd, t_svd = timed(lambda: SVD(random_state=0).fit(ts), repeat=args.repeat)
-    funk, t_funk = timed(lambda: FunkSVD(random_state=0, device=args.device).fit(X_base),
+    funk, t_funk = timed(lambda: FunkSVD(loss="mse", random_state=0,
+                                         device=args.device).fit(X_base),
                          repeat=args.repeat)
     add("Surprise SVD (defaults)", t_svd, *surprise_predict(svd, X_test), epochs=20)
-    add("FunkSVD() (defaults)", t_funk, *funk_predict(funk, X_test), epochs=funk.n_epochs)
+    add("FunkSVD(loss='mse') (defaults)", t_funk, *funk_predict(funk, X_test),
+        epochs=funk.n_epochs)
     base, t_base = timed(lambda: BaselineOnly(verbose=False).fit(ts))
     add("Surprise BaselineOnly", t_base, *surprise_predict(base, X_test))
     for label, cfg in OTHER_SOLVERS.items():
@@ -206,7 +208,7 @@ def run_quality(args):
                         "mean_fit_s": float(np.mean([r["fit_s"] for r in rs])),
                         "ratings_per_s": float(np.mean(rps)) if rps else None})
     by = {s["model"]: s for s in summary}
-    funk_d, svd_d = by["FunkSVD() (defaults)"], by["Surprise SVD (defaults)"]
+    funk_d, svd_d = by["FunkSVD(loss='mse') (defaults)"], by["Surprise SVD (defaults)"]
     funk_t = by["FunkSVD (tuned)"]
     svd_t = by["Surprise SVD (tuned)"]
     checks = {
@@ -250,8 +252,8 @@ def scale_fit(X, batch_size, n_epochs, device):
         # called inside fit, so get_num_threads() is what the epoch ran on
         stamps.append((time.perf_counter(), time.process_time(), torch.get_num_threads()))
 
-    est = FunkSVD(n_components=128, n_epochs=n_epochs, batch_size=batch_size, random_state=0,
-                  device=device, callback=stamp)
+    est = FunkSVD(n_components=128, n_epochs=n_epochs, batch_size=batch_size, loss="mse",
+                  random_state=0, device=device, callback=stamp)
     t0 = (time.perf_counter(), time.process_time(), 0)
     est.fit(X)
     return est, t0, stamps, time.perf_counter() - t0[0]

@@ -1,12 +1,15 @@
-"""Top-N recommendation: quality on MovieLens beside implicit, and PureSVD speed at scale.
+"""Top-N recommendation: quality on MovieLens beside EASE and implicit, and PureSVD speed.
 
 Run ``python -m benchmarks.bench_topn [--quick] [--device cpu|cuda] [--speed | --no-speed]``.
 
-Quality (issue 4, issue 7): every model is ranked by the one top-k routine
+Quality: every model is ranked by the one top-k routine
 (:func:`sksvd._topk.topk_items`, directly or through ``recommend``) and scored
 by the one metric code (:func:`sksvd.metrics.topk_metrics`); the protocol is
-:data:`PROTOCOL`. Speed (issue 4): :func:`speed` on a 200,000 x 50,000
-power-law CSR with 20M interactions.
+:data:`PROTOCOL`. The sksvd recommenders appear with their defaults (no
+tuning), PureSVD at fixed ranks, and the best point of a
+:class:`~sklearn.model_selection.GridSearchCV` on the training matrix; EASE
+(Steck 2019) is the closed-form reference. Speed: :func:`speed` on a
+200,000 x 50,000 power-law CSR with 20M interactions.
 """
 
 from __future__ import annotations
@@ -28,34 +31,86 @@ K_EVAL = (10, 20)
 RANKING = ("ndcg", "recall", "precision", "map")
 RELEVANCE = 4.0
 FOLDS = ("u1", "u2", "u3", "u4", "u5")
+SEEDS = (0, 1, 2)
 MATCH_TOL = 1e-3
+DEFAULTS = ("SVDRecommender()", "FunkSVD()", "AsySVD()")
+PURESVD_RANKS = (20, 50, 100)
+EASE_GRID = (100.0, 300.0, 1000.0, 3000.0, 10000.0, 30000.0)
+SEARCH_GRIDS = {
+    "SVDRecommender": {"n_components": [100, 200, 400], "shrinkage": [3000.0, 10000.0, 30000.0]},
+    "FunkSVD": {"n_components": [32, 64], "regularization": [0.03, 0.06],
+                "unobserved_weight": [0.1, 0.25, 0.5]},
+    "AsySVD": {"n_components": [64, 128], "init_shrinkage": [3000.0, 10000.0, 30000.0]},
+}
+SEARCH_FOLDS = 3
+EASE_MARGIN = 1.02
+FIT_LIMIT_S = 3.0
+NEW_USERS = "ml-100k new users"
+NEW_USER_SHARE = 0.2
 
 PROTOCOL = f"""\
 **Top-N protocol.** MovieLens 100K, official folds u1..u5: each model is
 trained on `uX.base` (ratings as stored, 1..5) and evaluated on `uX.test`.
-MovieLens latest-small: one per-user 80/20 split of each user's ratings
-(`train_test_split_interactions(X, 0.2, random_state=0)`), train on the 80%.
+MovieLens latest-small: a per-user 80/20 split of each user's ratings
+(`train_test_split_interactions(X, 0.2, random_state=seed)`) for the seeds
+{", ".join(map(str, SEEDS))}, train on the 80%; its means are over the three seeds.
 *Relevant* items of a user are its test items rated >= {RELEVANCE:g}. Items the
 user rated in the training matrix are *excluded* from its list (set to -inf
 before the top-k). Users with no relevant test item are *skipped* (not in the
 means; counted as `n_skipped`). Every model is ranked by the same top-k
-routine (`sksvd._topk.topk_items`: implicit's factors and scipy's singular
-vectors go through it too) and scored by the same code
+routine (`sksvd._topk.topk_items`: EASE's, implicit's and scipy's factors go
+through it too; the sksvd models through their own `recommend`, which folds
+the user's training row in) and scored by the same code
 (`sksvd.metrics.topk_metrics`): NDCG (binary gains, log2 discount, ideal DCG over
 min(|R_u|, k) places), recall (hits / |R_u|), precision (hits / k), MAP (sum of
 precision at each hit / min(|R_u|, k)), at 10 and 20, and catalogue coverage
 (share of items in at least one evaluated user's top-k).
-**Hyper-parameters** are chosen, per fold, on a validation split of the
-training matrix only: `train_test_split_interactions(train, 0.2,
+
+**Rows.** `SVDRecommender()`, `FunkSVD()`, `AsySVD()`: the library's
+defaults (`random_state=0`), no tuning. `PureSVD k=20/50/100`:
+`SVDRecommender(k, shrinkage=0)`, fixed ranks (no tuning); "PureSVD's best" of
+a dataset is the best of their three means. `<model> grid-best`:
+`GridSearchCV(model(random_state=0), grid, scoring=make_topk_scorer("ndcg",
+k=10, holdout=0.2, relevance_threshold={RELEVANCE:g}, random_state=0),
+cv=KFold({SEARCH_FOLDS}, shuffle=True, random_state=0))` fitted on the training matrix
+only (KFold splits users; the scorer folds the held-out users' other 80% in),
+then its `best_estimator_` (refitted on the whole training matrix; `fit_s` is
+its `refit_time_`) on the test part; grids: """ + "; ".join(
+    f"{m}: " + " x ".join(f"{k} {v}" for k, v in g.items()) for m, g in SEARCH_GRIDS.items()
+) + f""". `EASE` (Steck 2019): `B = I - P diag(1/diag(P))`, `P = (X^T X +
+lambda I)^-1` on the ratings as stored, scores `X B`; computed in float64 in
+its dual form (`X (X^T X + lambda I)^-1 = (X X^T + lambda I)^-1 X`, a
+users x users solve), exact on the unseen items (the only ones ranked), checked
+against the direct item x item formula on every ml-100k fold (largest
+difference in the notes); lambda from {", ".join(f"{x:g}" for x in EASE_GRID)}.
+scipy-`svds` PureSVD k=50 (float64 ARPACK) is the reference of PureSVD k=50;
+most-popular ranks items by their number of training ratings. implicit's ALS
+gets the ratings as confidences (alpha * r, alpha tuned); BPR gets binarized
+interactions. implicit is run with BLAS limited to one thread, as it
+recommends.
+
+**Tuning.** EASE and implicit's hyper-parameters are chosen, per split, on a
+validation split of the training matrix only: `train_test_split_interactions(train, 0.2,
 random_state=0)` (per user, 20% of each user's training ratings), fitting on
 the remaining 80% and maximising NDCG@10 with the same relevance rule; the
-chosen setting is then refitted on the whole training matrix. The grids and
-every validation score are recorded below. scipy-`svds` PureSVD uses the rank
-chosen for ours (float64 ARPACK); most-popular ranks items by their number of
-training ratings. implicit's ALS gets the ratings as confidences (alpha * r,
-alpha tuned); BPR gets binarized interactions. implicit is run with BLAS
-limited to one thread, as it recommends. Fit time is the refit on the whole
-training matrix; recommend time is the top-20 for the evaluated users."""
+chosen setting is then refitted on the whole training matrix. The grid-best
+rows are chosen by the cross-validation above, also on the training matrix
+only. The test part is never used to choose anything. Every grid point's
+score is recorded below.
+
+**New users (strong generalisation).** MovieLens 100K `u1.base` only:
+{100 * NEW_USER_SHARE:g}% of the users (`np.random.RandomState(0).permutation`) are
+held out of `fit`; the models are fitted on the other users' rows; each held-out
+user's ratings are split per user 80/20
+(`train_test_split_interactions(X_new, 0.2, random_state=0)`), the 80% folded in
+by `recommend` (and excluded from the list) and NDCG@10 measured on the 20%
+(relevant: rated >= {RELEVANCE:g}). Rows: the three defaults and PureSVD
+k=20/50/100.
+
+Fit time is the fit on the whole training matrix (one thread pool of
+torch/BLAS on a 2-core machine shared with other work: timings are noisy;
+the load average at the start is given below); recommend time is the top-20
+for the evaluated users."""
 
 
 def _data_home():
@@ -92,18 +147,17 @@ class Model:
         raise NotImplementedError
 
 
+def _product(g):
+    keys = list(g)
+    return [dict(zip(keys, v, strict=True)) for v in itertools.product(*g.values())]
+
+
 class SksvdModel(Model):
-    """An sksvd recommender, ranked by its own ``recommend`` (fold-in, then the one top-k)."""
+    """An sksvd recommender with fixed parameters, ranked by its own ``recommend``."""
 
-    def __init__(self, name, cls_name, fixed, grid_full, grid_quick, label=None):
+    def __init__(self, name, cls_name, fixed, label=None):
         self.name, self.cls_name, self.fixed = name, cls_name, fixed
-        self.grid_full, self.grid_quick = grid_full, grid_quick
         self.label = label or name
-
-    def grid(self, quick):
-        g = self.grid_quick if quick else self.grid_full
-        keys = list(g)
-        return [dict(zip(keys, v, strict=True)) for v in itertools.product(*g.values())]
 
     def fit(self, X, params, device):
         import sksvd
@@ -113,6 +167,84 @@ class SksvdModel(Model):
 
     def recommend(self, state, X_rows, rows, k, device):
         return state.recommend(X_rows, k=k)[0]
+
+
+class SearchModel(SksvdModel):
+    """An sksvd recommender chosen by ``GridSearchCV`` with the top-k scorer."""
+
+    def __init__(self, cls_name, grid_full, grid_quick):
+        super().__init__(f"{cls_name} grid-best", cls_name, {})
+        self.grid_full, self.grid_quick = grid_full, grid_quick
+
+    def grid(self, quick):
+        return _product(self.grid_quick if quick else self.grid_full)
+
+    def search(self, X, device, quick):
+        """The fitted search (``refit=True``: ``best_estimator_`` is fitted on all of ``X``)."""
+        from sklearn.model_selection import GridSearchCV, KFold
+
+        import sksvd
+        from sksvd.model_selection import make_topk_scorer
+
+        est = getattr(sksvd, self.cls_name)(random_state=0, device=device)
+        scorer = make_topk_scorer("ndcg", k=10, holdout=0.2, relevance_threshold=RELEVANCE,
+                                  random_state=0)
+        g = self.grid_quick if quick else self.grid_full
+        return GridSearchCV(est, g, scoring=scorer,
+                            cv=KFold(SEARCH_FOLDS, shuffle=True, random_state=0)).fit(X)
+
+
+class EASE(Model):
+    """EASE (Steck 2019), closed form, float64, through the users x users dual.
+
+    ``B = I - P diag(1/diag(P))`` with ``P = (X^T X + lam I)^-1``. With
+    ``M = (X X^T + lam I)^-1`` (push-through identity ``X P = M X``),
+    ``diag(P)_j = (1 - x_j^T M x_j) / lam`` and, for an item ``j`` not in
+    the row ``x``, ``(x B)_j = (x X^T M x_j) / (1 - x_j^T M x_j)``: the
+    scores of the unseen items are ``U V^T`` with ``U = x X^T M`` and
+    ``V = X^T diag(1 / (1 - diag(X^T M X)))``, ranked by the one top-k.
+    """
+
+    name, label = "EASE", "EASE (Steck 2019)"
+
+    def __init__(self, lambdas=EASE_GRID):
+        self.lambdas = lambdas
+
+    def grid(self, quick):
+        return [{"lambda": lam} for lam in self.lambdas]
+
+    def fit(self, X, params, device):
+        lam = float(params["lambda"])
+        X = sp.csr_matrix(X, dtype=np.float64)
+        K = (X @ X.T).toarray()
+        K[np.diag_indices_from(K)] += lam
+        M = np.linalg.inv(K)
+        M = (M + M.T) / 2
+        MX = np.asarray(X.T @ M).T                            # (n_users, n_items) = M X
+        diag = np.asarray(X.multiply(MX).sum(0)).ravel()      # x_j^T M x_j
+        V = X.T.toarray() / (1.0 - diag)[:, None]             # (n_items, n_users)
+        return X, M, V
+
+    def recommend(self, state, X_rows, rows, k, device):
+        import torch
+
+        X, M, V = state
+        U = np.asarray((sp.csr_matrix(X_rows, dtype=np.float64) @ X.T).toarray()) @ M
+        return _rank_factors(U, V, X_rows, k, device, dtype=torch.float64)
+
+    @staticmethod
+    def direct_difference(state, X, lam, X_rows):
+        """Largest |dual - direct| over the unseen scores, relative to the largest score."""
+        Xd = sp.csr_matrix(X, dtype=np.float64)
+        G = (Xd.T @ Xd).toarray()
+        G[np.diag_indices_from(G)] += lam
+        P = np.linalg.inv(G)
+        B = np.eye(P.shape[0]) - P / np.diag(P)[None, :]
+        S = sp.csr_matrix(X_rows, dtype=np.float64) @ B
+        _, M, V = state
+        S_dual = np.asarray((sp.csr_matrix(X_rows, dtype=np.float64) @ Xd.T).toarray()) @ M @ V.T
+        unseen = sp.csr_matrix(X_rows).toarray() == 0
+        return float(np.abs(S - S_dual)[unseen].max() / np.abs(S[unseen]).max())
 
 
 def _rank_factors(U, V, X_rows, k, device, dtype=None):
@@ -127,13 +259,16 @@ def _rank_factors(U, V, X_rows, k, device, dtype=None):
 class SvdsPureSVD(Model):
     """PureSVD from scipy's ARPACK ``svds`` in float64: the reference of the match check."""
 
-    name, label = "scipy-svds PureSVD", "scipy svds"
+    name, label = "scipy-svds PureSVD k=50", "scipy svds"
 
     def fit(self, X, params, device):
         from scipy.sparse.linalg import svds
 
         _, _, Vt = svds(X.astype(np.float64), k=params["n_components"], random_state=0)
         return np.ascontiguousarray(Vt.T)
+
+    def grid(self, quick):
+        return [{"n_components": 50}]
 
     def recommend(self, V, X_rows, rows, k, device):
         import torch
@@ -151,9 +286,7 @@ class ImplicitModel(Model):
         self.label = self.name
 
     def grid(self, quick):
-        g = self.grid_quick if quick else self.grid_full
-        keys = list(g)
-        return [dict(zip(keys, v, strict=True)) for v in itertools.product(*g.values())]
+        return _product(self.grid_quick if quick else self.grid_full)
 
     def fit(self, X, params, device):
         from threadpoolctl import threadpool_limits
@@ -211,19 +344,24 @@ def _importable(cls_name):
         return repr(exc)
 
 
+def default_models():
+    """The library's defaults and PureSVD at the fixed ranks (no tuning)."""
+    out = [SksvdModel(name, name[:-2], {}) for name in DEFAULTS]
+    out += [SksvdModel(f"PureSVD k={k}", "SVDRecommender", {"n_components": k, "shrinkage": 0.0})
+            for k in PURESVD_RANKS]
+    return out
+
+
 def models(quick):
-    """The models compared, with their grids (quick grids are subsets)."""
-    out = [
-        SksvdModel("sksvd PureSVD", "SVDRecommender", {},
-                   {"n_components": [5, 10, 15, 20, 30, 50, 75, 100]},
-                   {"n_components": [10, 20, 50]}),
-        SvdsPureSVD(),
-    ]
+    """The models compared, with their grids (quick: smaller implicit grids, no grid search)."""
+    out = default_models() + [SvdsPureSVD(), EASE()]
+    if not quick:
+        out += [SearchModel(cls_name, g, {}) for cls_name, g in SEARCH_GRIDS.items()]
     try:
         import implicit  # noqa: F401
 
         out += [
-            ImplicitModel("als", {"factors": [8, 16, 32, 64, 128], "regularization": [0.1, 1.0],
+            ImplicitModel("als", {"factors": [16, 32, 64, 128], "regularization": [0.1, 1.0],
                                   "alpha": [1.0, 5.0]},
                           {"factors": [16, 32], "regularization": [0.1], "alpha": [1.0]},
                           {"iterations": 15}),
@@ -235,14 +373,6 @@ def models(quick):
     except ImportError:
         pass
     out.append(MostPopular())
-    if not quick:
-        out += [
-            SksvdModel("sksvd PureSVD scaled", "SVDRecommender", {},
-                       {"n_components": [10, 20, 50, 100], "popularity_scaling": [0.25, 0.5]},
-                       {}, label="sksvd PureSVD, popularity-scaled (EigenRec)"),
-            SksvdModel("sksvd FunkSVD", "FunkSVD", {}, {"n_components": [16, 64]}, {}),
-            SksvdModel("sksvd AsySVD", "AsySVD", {}, {"n_components": [16, 64]}, {}),
-        ]
     return out
 
 
@@ -293,10 +423,32 @@ def tune(model, X_train, device, quick, log):
     for params in grid:
         state = model.fit(X_fit, params, device)
         res, _ = evaluate_split(model, state, X_fit, X_val, device, ks=(10,))
-        records.append({"params": params, "val_ndcg@10": res["ndcg@10"]})
+        records.append({"params": params, "score": res["ndcg@10"]})
         log(f"    {model.name} {params}: val NDCG@10 {res['ndcg@10']:.4f}")
-    best = max(records, key=lambda r: r["val_ndcg@10"])
+    best = max(records, key=lambda r: r["score"])
     return best["params"], records
+
+
+def fit_and_evaluate(model, X_train, X_test, device, quick, log):
+    """Tune (on ``X_train`` only), fit and evaluate one model on one split."""
+    if isinstance(model, SearchModel):
+        t0 = time.perf_counter()
+        search = model.search(X_train, device, quick)
+        res_cv = search.cv_results_
+        records = [{"params": p, "score": float(s)}
+                   for p, s in zip(res_cv["params"], res_cv["mean_test_score"], strict=True)]
+        for r in records:
+            log(f"    {model.name} {r['params']}: {SEARCH_FOLDS}-fold NDCG@10 {r['score']:.4f}")
+        params, state, fit_s = search.best_params_, search.best_estimator_, search.refit_time_
+        log(f"    {model.name}: search {time.perf_counter() - t0:.0f}s")
+    else:
+        params, records = tune(model, X_train, device, quick, log)
+        t0 = time.perf_counter()
+        state = model.fit(X_train, params, device)
+        _sync(device)
+        fit_s = time.perf_counter() - t0
+    res, rec_s = evaluate_split(model, state, X_train, X_test, device)
+    return params, records, state, fit_s, res, rec_s
 
 
 def splits(dataset, quick):
@@ -315,18 +467,42 @@ def splits(dataset, quick):
             from sksvd.model_selection import train_test_split_interactions
 
             ds = load_movielens("latest-small", data_home=home, download_if_missing=False)
-            X_train, X_test = train_test_split_interactions(ds.X, 0.2, random_state=0)
-            yield "80/20 seed 0", X_train, X_test
+            for seed in SEEDS:
+                X_train, X_test = train_test_split_interactions(ds.X, 0.2, random_state=seed)
+                yield f"80/20 seed {seed}", X_train, X_test
+
+
+def new_user_split(seed=0):
+    """ml-100k ``u1.base``: (X_fit of the kept users, X_in, X_hidden of the held-out users)."""
+    from sksvd.model_selection import train_test_split_interactions
+
+    _, X, _ = next(splits("ml-100k", quick=True))
+    order = np.random.RandomState(seed).permutation(X.shape[0])
+    n_out = int(round(NEW_USER_SHARE * X.shape[0]))
+    out, kept = np.sort(order[:n_out]), np.sort(order[n_out:])
+    X_in, X_hidden = train_test_split_interactions(X[out], 0.2, random_state=seed)
+    return X[kept], X_in, X_hidden
+
+
+def _record(per_split, grid_rows, dataset, split, model, params, records, fit_s, res, rec_s,
+            how="validation split"):
+    for r in records:
+        grid_rows.append({"dataset": dataset, "split": split, "model": model.name,
+                          "tuned by": how, "params": _fmt_params(r["params"]),
+                          "ndcg@10": r["score"], "chosen": r["params"] == params})
+    per_split.append({"dataset": dataset, "split": split, "model": model.name,
+                      "params": _fmt_params(params), **res, "fit_s": fit_s,
+                      "recommend_s": rec_s})
 
 
 def quality(quick=False, device="cpu", log=print):
-    """Run the top-N comparison; return (summary rows, per-split rows, grid rows, checks)."""
+    """Run the top-N comparison; return (summary, per-split rows, grid rows, checks, notes)."""
     datasets = ("ml-100k",) if quick else ("ml-100k", "ml-latest-small")
     per_split, grid_rows, notes = [], [], []
+    ease_diffs = []
     for dataset in datasets:
         for split, X_train, X_test in splits(dataset, quick):
             log(f"  {dataset} {split}: {X_train.shape}, {X_train.nnz} train ratings")
-            chosen_rank = None
             for model in models(quick):
                 if isinstance(model, SksvdModel):
                     err = _importable(model.cls_name)
@@ -334,32 +510,39 @@ def quality(quick=False, device="cpu", log=print):
                         notes.append(f"{model.name} skipped: not importable ({err})")
                         continue
                 try:
-                    if isinstance(model, SvdsPureSVD):
-                        params, records = {"n_components": chosen_rank}, []
-                    else:
-                        params, records = tune(model, X_train, device, quick, log)
-                    if model.name == "sksvd PureSVD":
-                        chosen_rank = params["n_components"]
-                    t0 = time.perf_counter()
-                    state = model.fit(X_train, params, device)
-                    _sync(device)
-                    fit_s = time.perf_counter() - t0
-                    res, rec_s = evaluate_split(model, state, X_train, X_test, device)
+                    params, records, state, fit_s, res, rec_s = fit_and_evaluate(
+                        model, X_train, X_test, device, quick, log)
+                    if isinstance(model, EASE) and dataset == "ml-100k":
+                        rows = np.flatnonzero(np.diff(relevant_of(X_test).indptr))
+                        ease_diffs.append(EASE.direct_difference(
+                            state, X_train, params["lambda"], X_train[rows]))
                 except Exception as exc:  # record and go on: one model must not sink the suite
                     notes.append(f"{model.name} on {dataset} {split} failed: {exc!r}")
                     log(f"    {model.name} FAILED: {exc!r}")
                     continue
-                for r in records:
-                    grid_rows.append({"dataset": dataset, "split": split, "model": model.name,
-                                      "params": _fmt_params(r["params"]),
-                                      "val_ndcg@10": r["val_ndcg@10"],
-                                      "chosen": r["params"] == params})
-                row = {"dataset": dataset, "split": split, "model": model.name,
-                       "params": _fmt_params(params), **res, "fit_s": fit_s,
-                       "recommend_s": rec_s}
-                per_split.append(row)
+                how = (f"GridSearchCV, {SEARCH_FOLDS}-fold over users"
+                       if isinstance(model, SearchModel) else "validation split")
+                _record(per_split, grid_rows, dataset, split, model, params, records, fit_s,
+                        res, rec_s, how)
                 log(f"    {model.name} {params}: NDCG@10 {res['ndcg@10']:.4f} "
                     f"fit {fit_s:.2f}s rec {rec_s:.2f}s")
+    if ease_diffs:
+        notes.append("EASE dual form against the direct item x item formula (float64, at the "
+                     "chosen lambda, the evaluated users' unseen items): largest difference "
+                     f"{max(ease_diffs):.1e} of the largest score.")
+    X_fit, X_in, X_hidden = new_user_split()
+    split = f"u1.base, {100 * NEW_USER_SHARE:g}% of users held out of fit"
+    log(f"  {NEW_USERS}: fit on {X_fit.shape[0]} users, {X_in.shape[0]} new users folded in")
+    for model in default_models():
+        if _importable(model.cls_name):
+            continue
+        t0 = time.perf_counter()
+        state = model.fit(X_fit, {}, device)
+        _sync(device)
+        fit_s = time.perf_counter() - t0
+        res, rec_s = evaluate_split(model, state, X_in, X_hidden, device)
+        _record(per_split, grid_rows, NEW_USERS, split, model, {}, [], fit_s, res, rec_s)
+        log(f"    {model.name}: NDCG@10 {res['ndcg@10']:.4f} fit {fit_s:.2f}s")
     summary = summarize(per_split)
     checks = make_checks(per_split, summary)
     return summary, per_split, grid_rows, checks, notes
@@ -395,37 +578,85 @@ def _get(rows, dataset, model, key="ndcg@10"):
     return None
 
 
+def _best_of(summary, dataset, names):
+    """(name, mean NDCG@10) of the best of ``names`` present for ``dataset``."""
+    found = [(n, _get(summary, dataset, n)) for n in names]
+    found = [(n, v) for n, v in found if v is not None]
+    return max(found, key=lambda nv: nv[1]) if found else (None, None)
+
+
+def _check(name, ours, ref, difference, target, passed, detail=""):
+    return {"check": name, "ours": ours, "reference": ref, "difference": difference,
+            "target": target, "passed": bool(passed), "detail": detail}
+
+
 def make_checks(per_split, summary):
-    """Issue 4's quality checks on ml-100k, with the measured numbers."""
+    """The quality checks, with the measured numbers."""
     checks = []
-    ours = _get(summary, "ml-100k", "sksvd PureSVD")
-    ref = _get(summary, "ml-100k", "scipy-svds PureSVD")
+    ours = _get(summary, "ml-100k", "PureSVD k=50")
+    ref = _get(summary, "ml-100k", SvdsPureSVD.name)
     if ours is not None and ref is not None:
         diffs = [abs(a["ndcg@10"] - b["ndcg@10"])
                  for a in per_split for b in per_split
                  if a["dataset"] == b["dataset"] == "ml-100k" and a["split"] == b["split"]
-                 and a["model"] == "sksvd PureSVD" and b["model"] == "scipy-svds PureSVD"]
-        checks.append({"check": "PureSVD matches scipy-svds PureSVD (mean NDCG@10, same rank)",
-                       "ours": ours, "reference": ref, "difference": abs(ours - ref),
-                       "target": f"<= {MATCH_TOL:g}", "passed": abs(ours - ref) <= MATCH_TOL,
-                       "detail": f"largest per-fold difference {max(diffs):.2e}"})
+                 and a["model"] == "PureSVD k=50" and b["model"] == SvdsPureSVD.name]
+        checks.append(_check("ml-100k: PureSVD k=50 matches scipy-svds PureSVD k=50 "
+                             "(mean NDCG@10)", ours, ref, abs(ours - ref), f"<= {MATCH_TOL:g}",
+                             abs(ours - ref) <= MATCH_TOL,
+                             f"largest per-fold difference {max(diffs):.2e}"))
+    puresvd = [f"PureSVD k={k}" for k in PURESVD_RANKS]
+    datasets = list(dict.fromkeys(r["dataset"] for r in summary))
+    for dataset in datasets:
+        best_name, best = _best_of(summary, dataset, puresvd)
+        if best is None:
+            continue
+        for name in DEFAULTS:
+            v = _get(summary, dataset, name)
+            if v is not None:
+                checks.append(_check(
+                    f"{dataset}: {name} mean NDCG@10 >= PureSVD's best of k in "
+                    f"{{{', '.join(map(str, PURESVD_RANKS))}}}", v, best, v - best, ">= 0",
+                    v >= best, f"PureSVD's best: {best_name}"))
+    for dataset in datasets:
+        ease = _get(summary, dataset, "EASE")
+        name, best = _best_of(summary, dataset, [f"{c} grid-best" for c in SEARCH_GRIDS])
+        if ease is not None and best is not None:
+            checks.append(_check(
+                f"{dataset}: best sksvd grid-best mean NDCG@10 >= {EASE_MARGIN:g} x EASE",
+                best, ease, best / ease, f">= {EASE_MARGIN:g} (ratio)",
+                best >= EASE_MARGIN * ease, f"best: {name}"))
+    u1 = [r for r in per_split if r["dataset"] == "ml-100k" and r["split"] == "u1"]
+    for name in DEFAULTS:
+        row = next((r for r in u1 if r["model"] == name), None)
+        if row is not None:
+            folds = [r["fit_s"] for r in per_split
+                     if r["dataset"] == "ml-100k" and r["model"] == name]
+            checks.append(_check(f"{name} fit on ml-100k u1.base <= {FIT_LIMIT_S:g} s",
+                                 row["fit_s"], FIT_LIMIT_S, row["fit_s"] / FIT_LIMIT_S,
+                                 "<= 1 (ratio)", row["fit_s"] <= FIT_LIMIT_S,
+                                 f"over the {len(folds)} folds: mean {np.mean(folds):.2f} s, "
+                                 f"largest {max(folds):.2f} s"))
     als = _get(summary, "ml-100k", "implicit ALS")
+    ours = _get(summary, "ml-100k", "SVDRecommender()")
     if ours is not None and als is not None:
-        checks.append({"check": "PureSVD NDCG@10 beats implicit's best ALS", "ours": ours,
-                       "reference": als, "difference": ours - als, "target": "> 0",
-                       "passed": ours > als, "detail": ""})
+        checks.append(_check("ml-100k: SVDRecommender() NDCG@10 beats implicit's best ALS",
+                             ours, als, ours - als, "> 0", ours > als))
     return checks
 
 
 def quality_ratios(summary):
     """ours / peer ratios (same run) recorded for the regression guard."""
-    ours = _get(summary, "ml-100k", "sksvd PureSVD")
+    ours = _get(summary, "ml-100k", "SVDRecommender()")
     out = {}
-    for peer in ("scipy-svds PureSVD", "implicit ALS", "implicit BPR", "most-popular"):
+    for peer in ("EASE", "implicit ALS", "implicit BPR", "most-popular"):
         other = _get(summary, "ml-100k", peer)
         if ours and other:
-            out[f"ml-100k NDCG@10 sksvd PureSVD / {peer}"] = {
+            out[f"ml-100k NDCG@10 SVDRecommender() / {peer}"] = {
                 "value": ours / other, "better": "higher", "ours": ours, "peer": other}
+    a, b = _get(summary, "ml-100k", "PureSVD k=50"), _get(summary, "ml-100k", SvdsPureSVD.name)
+    if a and b:
+        out["ml-100k NDCG@10 PureSVD k=50 / scipy-svds k=50"] = {
+            "value": a / b, "better": "higher", "ours": a, "peer": b}
     return out
 
 
@@ -452,7 +683,7 @@ def _ours_child(X, k, device, top_k=10):
     from sksvd import SVDRecommender
 
     cuda = str(device).startswith("cuda")
-    SVDRecommender(4, random_state=0, device=device).fit(X[:1000])
+    SVDRecommender(4, shrinkage=0.0, random_state=0, device=device).fit(X[:1000])
     _sync(device)
     base = h.current_rss()
     h.reset_peak_rss()
@@ -460,7 +691,7 @@ def _ours_child(X, k, device, top_k=10):
         torch.cuda.reset_peak_memory_stats()
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
-    rec = SVDRecommender(k, random_state=0, device=device).fit(X)
+    rec = SVDRecommender(k, shrinkage=0.0, random_state=0, device=device).fit(X)
     _sync(device)
     out = {"fit_s": time.perf_counter() - t0, "fit_load": load,
            "fit_peak_extra_mb": _mb(max(h.peak_rss() - base, 0)),
@@ -632,7 +863,7 @@ def _cpu_breakdown(X, V, k, bs, starts, picked, fold, fused, tile):
 
 def speed(device="cpu", log=print, shape=SPEED_SHAPE, k=100, als_factors=128,
           als_iterations=15, timeout=3600):
-    """Issue 4's speed part; returns (rows, extra dict, checks, ratios)."""
+    """The speed part; returns (rows, extra dict, checks, ratios)."""
     n_users, n_items, nnz = shape
     t0 = time.perf_counter()
     X = h.cached_powerlaw_csr(n_users, n_items, nnz, seed=0)
@@ -763,23 +994,42 @@ def main(quick=False, device="cpu", speed_part=None, quality_part=True, log=prin
     return summary
 
 
+def chosen_params(per_split):
+    """The parameters chosen on the training data, per split (tuned rows only)."""
+    tuned = ("EASE", "implicit ALS", "implicit BPR") + tuple(f"{c} grid-best"
+                                                           for c in SEARCH_GRIDS)
+    return [{"dataset": r["dataset"], "split": r["split"], "model": r["model"],
+             "chosen": r["params"], "ndcg@10 (test)": r["ndcg@10"]}
+            for r in per_split if r["model"] in tuned]
+
+
 def quality_main(quick=False, device="cpu", log=print):
     """The quality part; writes ``results/topn.{json,md}``."""
-    log(f"[{NAME}] quality ({'quick: fold u1, small grids' if quick else 'full'}), "
+    log(f"[{NAME}] quality ({'quick: fold u1, small grids, no grid search' if quick else 'full'}), "
         f"device {device}")
+    load = os.getloadavg()
+    t0 = time.perf_counter()
     summary, per_split, grid_rows, checks, notes = quality(quick, device, log)
+    load_end = os.getloadavg()
     ratios = quality_ratios(summary)
     cols = (["dataset", "model", "ndcg@10", "recall@10", "precision@10", "map@10", "ndcg@20",
              "recall@20", "precision@20", "map@20", "coverage@10", "coverage@20", "fit_s",
              "recommend_s", "n_users", "n_skipped", "chosen"])
-    tables = {"Checks (issue 4, quality)": checks,
+    tables = {"Checks (quality)": checks,
+              "Chosen parameters (on the training data only)": chosen_params(per_split),
               "Per split": per_split,
-              "Validation grid (NDCG@10 on a split of the training data)": grid_rows}
-    text_notes = PROTOCOL + ("\n\n" + "\n".join(f"- {n}" for n in notes) if notes else "")
+              "Tuning grids (NDCG@10 on the training data: a validation split, or the "
+              "GridSearchCV mean)": grid_rows}
+    notes = [f"Load average (1, 5, 15 min) at the start {load[0]:.2f}, {load[1]:.2f}, "
+             f"{load[2]:.2f}; at the end {load_end[0]:.2f}, {load_end[1]:.2f}, "
+             f"{load_end[2]:.2f}, on {os.cpu_count()} cores; the whole run took "
+             f"{time.perf_counter() - t0:.0f} s."] + notes
+    text_notes = PROTOCOL + "\n\n" + "\n".join(f"- {n}" for n in notes)
     h.write_results(NAME, summary, device=device, notes=text_notes, columns=cols,
                     tables=tables, extra={"checks": checks, "ratios": ratios,
                                           "protocol": PROTOCOL, "quick": quick,
-                                          "notes_list": notes})
+                                          "notes_list": notes,
+                                          "load_average": [list(load), list(load_end)]})
     return summary
 
 
@@ -810,7 +1060,7 @@ def speed_main(device="cpu", log=print):
              f"{load_end[0]:.1f}, on {os.cpu_count()} cores."
              + ("\n\n" + "\n".join(f"- {n}" for n in extra["notes"]) if extra["notes"] else ""))
     h.write_results(f"{NAME}_speed", rows, device=device, notes=notes,
-                    tables={"Checks (issue 4, speed)": checks,
+                    tables={"Checks (speed)": checks,
                             "Top-10 breakdown (where the time goes)": extra["breakdown"]},
                     extra={"checks": checks, "ratios": ratios,
                            "gemm_gflops": extra["gemm_gflops"],
