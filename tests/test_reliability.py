@@ -100,11 +100,14 @@ def _estimators():
         SVDRecommender(n_components=1, device="cpu", random_state=0),
         FunkSVD(n_components=2, n_epochs=2, device="cpu", random_state=0),
         AsySVD(n_components=2, n_epochs=2, device="cpu", random_state=0),
+        # The rating models: another solver (SGD) and AsySVD's biased model.
+        FunkSVD(n_components=2, n_epochs=2, loss="mse", device="cpu", random_state=0),
+        AsySVD(n_components=2, n_epochs=2, loss="mse", device="cpu", random_state=0),
     ]
 
 
 @FAST
-@given(matrices(max_side=6), st.integers(0, 3))
+@given(matrices(max_side=6), st.integers(0, 5))
 def test_estimators_fit_or_raise_clearly_and_never_return_nan(A, which):
     est = _estimators()[which]
     before = _snapshot(A)
@@ -148,12 +151,15 @@ def test_recommend_is_thread_safe(ml100k):
         np.testing.assert_array_equal(scores, ref[1])
 
 
-@pytest.mark.parametrize("cls", [SVDRecommender, FunkSVD, AsySVD])
-def test_same_seed_bitwise_equal_and_recommend_batch_independent(cls, ml100k):
+@pytest.mark.parametrize("cls, loss", [(SVDRecommender, None), (FunkSVD, None), (AsySVD, None),
+                                       (FunkSVD, "mse"), (AsySVD, "mse")])
+def test_same_seed_bitwise_equal_and_recommend_batch_independent(cls, loss, ml100k):
     X = ml100k.X[:300]
     kw = dict(n_components=8, device="cpu", random_state=0)
     if cls is not SVDRecommender:
         kw["n_epochs"] = 2
+    if loss is not None:
+        kw["loss"] = loss
     a, b = cls(**kw).fit(X), cls(**kw).fit(X)
     np.testing.assert_array_equal(a.item_factors_, b.item_factors_)
     np.testing.assert_array_equal(a.user_factors_, b.user_factors_)
