@@ -174,11 +174,15 @@ def _public_estimator(name):
         pytest.skip(f"sksvd.{name} not available yet ({exc})")
 
 
-@pytest.mark.parametrize("name", ["SVDRecommender", "FunkSVD", "AsySVD"])
-def test_sksvd_recommenders_round_trip(name, X, tmp_path):
+@pytest.mark.parametrize("name, loss", [("SVDRecommender", None), ("FunkSVD", None),
+                                        ("AsySVD", None), ("FunkSVD", "mse"),
+                                        ("AsySVD", "mse")])
+def test_sksvd_recommenders_round_trip(name, loss, X, tmp_path):
     cls = _public_estimator(name)
-    params = {"n_components": 3, "random_state": 0, "device": "cpu", "n_epochs": 2}
-    est = cls(**{k: v for k, v in params.items() if k in cls().get_params()}).fit(X)
+    params = {"n_components": 3, "random_state": 0, "device": "cpu", "n_epochs": 2,
+              "loss": loss}
+    est = cls(**{k: v for k, v in params.items()
+                 if k in cls().get_params() and v is not None}).fit(X)
     path = skio.save(est, tmp_path / "m.npz")
     with np.load(path, allow_pickle=False) as npz:
         assert json.loads(npz["__header__"].tobytes())["class"] == f"sksvd.{name}"
@@ -186,6 +190,10 @@ def test_sksvd_recommenders_round_trip(name, X, tmp_path):
     assert type(loaded) is cls and loaded.get_params() == est.get_params()
     _same_predictions(est, loaded, X)
     _same_predictions(est, pickle.loads(pickle.dumps(est)), X)
+    if loss == "mse":  # the rating model's ratings survive too
+        users, items = np.arange(4), np.arange(4)
+        np.testing.assert_array_equal(loaded.predict_ratings(users, items),
+                                      est.predict_ratings(users, items))
 
 
 def test_compressor_round_trip(tmp_path):
