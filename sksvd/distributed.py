@@ -391,7 +391,7 @@ def fit_parallel(estimator, X, nprocs=2, *, threads=None, return_all=False):
     >>> from sksvd import FunkSVD
     >>> from sksvd.distributed import fit_parallel
     >>> X = sp.random(50, 20, density=0.3, format="csr", random_state=0) * 5
-    >>> rec = fit_parallel(FunkSVD(n_components=4, device="cpu"), X, nprocs=2)  # doctest: +SKIP
+    >>> rec = fit_parallel(FunkSVD(n_components=4, loss="mse", device="cpu"), X, nprocs=2)  # doctest: +SKIP
     >>> rec.item_factors_.shape  # doctest: +SKIP
     (20, 4)
     """
