@@ -479,7 +479,7 @@ class _Trainer:
             mine[:, :k] = z
         P, Q = self.pa[:, :k].double(), self.qa[:, :k].double()
         sq = self._residuals_sq(self.users, self.items, self.y)
-        pred_sq = self._predictions_sq(self.users, self.items)
+        pred_sq = self._residuals_sq(self.users, self.items, torch.zeros_like(self.y))
         # all entries' squared predictions: trace((P^T P)(Q^T Q))
         zeros = float(((P.T @ P) * (Q.T @ Q)).sum()) - pred_sq
         n_users, n_items = P.shape[0], Q.shape[0]
@@ -490,14 +490,6 @@ class _Trainer:
 
     def _zeros(self, n):
         return torch.zeros(n, dtype=self.dtype, device=self.device)
-
-    def _predictions_sq(self, users, items, chunk=2**20):
-        total = torch.zeros((), dtype=torch.float64, device=self.device)
-        for s in range(0, users.shape[0], chunk):
-            pu = self.pa.index_select(0, users[s:s + chunk])
-            qi = self.qa.index_select(0, items[s:s + chunk])
-            total += (pu * qi).sum(1).double().square().sum()
-        return float(total)
 
 
 # ----------------------------------------------------------------------------- estimator
