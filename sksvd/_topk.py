@@ -396,6 +396,16 @@ def _topk_tiled(U, Qt, k, seen=None, tile=None, out=None):
     return best_v, best_i
 
 
+def _item_side(Q, d_off, aug):
+    """The item side ``Q^T`` of the score product, or with ``aug`` the augmented
+    ``[Q | 1 | d]^T`` (``d`` the item offsets, zero when ``d_off`` is None), which
+    adds the row offsets and ``d`` inside the same GEMM."""
+    if not aug:
+        return Q.T
+    d = torch.zeros(Q.shape[0], dtype=Q.dtype, device=Q.device) if d_off is None else d_off
+    return torch.cat([Q, torch.ones_like(d)[:, None], d[:, None]], dim=1).T
+
+
 def topk_items(user_vectors, item_factors, k, *, seen=None, user_offset=None, item_offset=None,
                n_rows=None, batch_size=None, device="cpu", dtype=torch.float32):
     r"""Top-``k`` items of ``user_vectors @ item_factors.T (+ offsets)``, in batches.
@@ -575,12 +585,7 @@ def _topk_device(user_vectors, item_factors, k, *, seen=None, user_offset=None,
 
     def item_side(aug):
         if aug not in Qts:
-            if aug:
-                d = torch.zeros(n_items, dtype=dtype, device=device) if d_off is None \
-                    else d_off
-                Qts[aug] = torch.cat([Q, torch.ones_like(d)[:, None], d[:, None]], dim=1).T
-            else:
-                Qts[aug] = Q.T
+            Qts[aug] = _item_side(Q, d_off, aug)
         return Qts[aug]
 
     def mask(S, start, stop):
@@ -684,12 +689,7 @@ def _topk_cpu(user_vectors, item_factors, k, seen, user_offset, item_offset, n_u
     def item_side(aug):
         with lock:
             if aug not in Qts:
-                if aug:
-                    d = torch.zeros(n_items, dtype=dtype, device=device) if d_off is None \
-                        else d_off
-                    Qts[aug] = torch.cat([Q, torch.ones_like(d)[:, None], d[:, None]], dim=1).T
-                else:
-                    Qts[aug] = Q.T
+                Qts[aug] = _item_side(Q, d_off, aug)
             return Qts[aug]
 
     def run(start):
