@@ -20,12 +20,12 @@ splits of the training files only (``train_test_split_interactions(uX.base,
 0.2, random_state=0)``: relevant = held out and rated >= 4; NDCG@10 with the
 rest folded in, as the protocol):
 
-* ``mse_neg`` (session 1): per-user split of ``u1.base``, and also 2 user
+* ``mse_neg``: per-user split of ``u1.base``, and also 2 user
   folds of ``KFold(5, shuffle=True, random_state=1)`` of ml-100k scored like
   the strong-generalisation table (so not independent of those user folds).
-* ``bpr`` (plain Rendle BPR, uniform negatives, the session-1 grid on
+* ``bpr`` (plain Rendle BPR, uniform negatives, the grid on
   ``u1.base``): 0.241 vs PureSVD's 0.263 there.
-* ``bpr, confidence r^3`` (session 2): BPR with each rating's pairs weighted
+* ``bpr, confidence r^3``: BPR with each rating's pairs weighted
   by the cubed rating (a confidence growing with the rating, as Hu, Koren and
   Volinsky 2008 weigh observations; no threshold). Chosen on ``mode="global"``
   splits (20% of the entries, like the uX files) of ``u1.base`` and
@@ -38,10 +38,10 @@ rest folded in, as the protocol):
   negatives (8, 16), a larger step, 150-200 epochs, 32 or 128 factors, a
   batch of 32, BPR fine-tuning of a fitted ``mse_neg`` model (lowers its
   NDCG), weights r, r^4 (as r^3), exp(r - 5) (-0.13), and 1 / 0.1 for
-  ratings >= 4 / below (session 1's "bpr, confidence"). On the test folds it
+  ratings >= 4 / below (a "bpr, confidence" variant). On the test folds it
   scored 0.3944 against PureSVD's 0.3952 (top-N) and 0.3744 against 0.3851
   (strong generalisation): validation margins of +1 to +3% did not carry over.
-* ``bpr, svd init`` (session 3): BPR fine-tuning of PureSVD. ``init="svd"``
+* ``bpr, svd init``: BPR fine-tuning of PureSVD. ``init="svd"``
   starts from PureSVD k=20 of the ratings (``profile_weights="value"``: the
   y-term sums ``r_uj y_j``, as PureSVD folds in ``x_u V``), so that before any
   step the model ranks exactly as PureSVD (row ``svd init only``: one epoch at

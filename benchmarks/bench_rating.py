@@ -62,7 +62,7 @@ FUNK_GRID = {
     "regularization": [0.05, 0.06, 0.07],
     "init_std": [0.01],
 }
-# Surprise SVD's grid (unchanged since session 1): its validation optimum lies inside it
+# Surprise SVD's grid: its validation optimum lies inside it
 # (checked on the u1..u3.base validation splits: 120 epochs, 500 factors or reg 0.08 are
 # worse than 80 epochs, 100 factors, reg 0.1).
 SVD_GRID = {

@@ -163,7 +163,7 @@ def test_share_criteria_on_china(china):
     M, s = china
     k_sv = int(np.searchsorted(np.cumsum(s) / s.sum(), 0.8)) + 1
     k_en = int(np.searchsorted(np.cumsum(s**2) / np.sum(s**2), 0.8)) + 1
-    assert (k_sv, k_en) == (144, 1)  # the numbers API.md states
+    assert (k_sv, k_en) == (144, 1)  # 80% of sum s_i needs rank 144, 80% of sum s_i^2 rank 1
     c = TruncatedSVDCompressor(0.8, criterion="singular_values").fit(M)
     assert c.n_components_ == 144
     assert TruncatedSVDCompressor(0.8).fit(M).n_components_ == 1

@@ -1,4 +1,4 @@
-"""Past one machine with Dask: the SVD family fitted block by block (issue 10)."""
+"""Past one machine with Dask: the SVD family fitted block by block."""
 
 import numpy as np
 import pytest

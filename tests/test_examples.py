@@ -48,7 +48,7 @@ def test_01_pca_and_image_compression(tmp_path):
     assert svd_line.split(":")[1] == pca_line.split(":")[1]
     assert "axes agree up to sign:    True" in out
     assert "TruncatedSVDCompressor axes agree: True" in out
-    assert "80% of sum s_i: rank 144" in out  # API.md: china.jpg needs rank 144
+    assert "80% of sum s_i: rank 144" in out  # 80% of sum s_i on china.jpg needs rank 144
     for name in ("pca_point_cloud.png", "china_rank_profile.png", "china_reconstructions.png"):
         with PIL.open(tmp_path / name) as im:
             assert im.size[0] > 300

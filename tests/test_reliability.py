@@ -1,4 +1,4 @@
-"""Bad input everywhere, determinism, thread safety and bounded memory (issue 9).
+"""Bad input everywhere, determinism, thread safety and bounded memory.
 
 Property-based: hypothesis feeds the validators and every estimator random
 shapes, dtypes, sparse formats, NaN/inf, negative and huge values, empty rows
