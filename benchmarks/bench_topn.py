@@ -37,7 +37,8 @@ DEFAULTS = ("SVDRecommender()", "FunkSVD()", "AsySVD()")
 PURESVD_RANKS = (20, 50, 100)
 EASE_GRID = (100.0, 300.0, 1000.0, 3000.0, 10000.0, 30000.0)
 SEARCH_GRIDS = {
-    "SVDRecommender": {"n_components": [100, 200, 400], "shrinkage": [3000.0, 10000.0, 30000.0]},
+    "SVDRecommender": {"n_components": [200, 400], "shrinkage": [3000.0, 10000.0],
+                       "popularity_scaling": [0.0, 0.1, 0.2]},
     "FunkSVD": {"n_components": [32, 64], "regularization": [0.03, 0.06],
                 "unobserved_weight": [0.1, 0.25, 0.5]},
     "AsySVD": {"n_components": [64, 128], "init_shrinkage": [3000.0, 10000.0, 30000.0]},
@@ -46,7 +47,7 @@ SEARCH_FOLDS = 3
 EASE_MARGIN = 1.02
 FIT_LIMIT_S = 3.0
 NEW_USERS = "ml-100k new users"
-NEW_USER_SHARE = 0.2
+NEW_USER_FOLDS = 5
 
 PROTOCOL = f"""\
 **Top-N protocol.** MovieLens 100K, official folds u1..u5: each model is
@@ -98,14 +99,14 @@ rows are chosen by the cross-validation above, also on the training matrix
 only. The test part is never used to choose anything. Every grid point's
 score is recorded below.
 
-**New users (strong generalisation).** MovieLens 100K `u1.base` only:
-{100 * NEW_USER_SHARE:g}% of the users (`np.random.RandomState(0).permutation`) are
-held out of `fit`; the models are fitted on the other users' rows; each held-out
-user's ratings are split per user 80/20
-(`train_test_split_interactions(X_new, 0.2, random_state=0)`), the 80% folded in
+**New users (strong generalisation).** MovieLens 100K `u1.base` only: its
+users are cut into {NEW_USER_FOLDS} folds (`KFold({NEW_USER_FOLDS}, shuffle=True, random_state=0)`), so
+every user is held out of `fit` once; the models are fitted on the other folds'
+rows; each held-out user's ratings are split per user 80/20
+(`train_test_split_interactions(X_new, 0.2, random_state=fold)`), the 80% folded in
 by `recommend` (and excluded from the list) and NDCG@10 measured on the 20%
-(relevant: rated >= {RELEVANCE:g}). Rows: the three defaults and PureSVD
-k=20/50/100.
+(relevant: rated >= {RELEVANCE:g}); the means are over the {NEW_USER_FOLDS} folds. Rows: the three
+defaults and PureSVD k=20/50/100.
 
 Fit time is the fit on the whole training matrix (one thread pool of
 torch/BLAS on a 2-core machine shared with other work: timings are noisy;
@@ -472,16 +473,17 @@ def splits(dataset, quick):
                 yield f"80/20 seed {seed}", X_train, X_test
 
 
-def new_user_split(seed=0):
-    """ml-100k ``u1.base``: (X_fit of the kept users, X_in, X_hidden of the held-out users)."""
+def new_user_splits():
+    """ml-100k ``u1.base``: (fold, X_fit of the kept users, X_in, X_hidden of the held-out users)."""
+    from sklearn.model_selection import KFold
+
     from sksvd.model_selection import train_test_split_interactions
 
     _, X, _ = next(splits("ml-100k", quick=True))
-    order = np.random.RandomState(seed).permutation(X.shape[0])
-    n_out = int(round(NEW_USER_SHARE * X.shape[0]))
-    out, kept = np.sort(order[:n_out]), np.sort(order[n_out:])
-    X_in, X_hidden = train_test_split_interactions(X[out], 0.2, random_state=seed)
-    return X[kept], X_in, X_hidden
+    folds = KFold(NEW_USER_FOLDS, shuffle=True, random_state=0).split(np.arange(X.shape[0]))
+    for fold, (kept, out) in enumerate(folds):
+        X_in, X_hidden = train_test_split_interactions(X[out], 0.2, random_state=fold)
+        yield fold, X[kept], X_in, X_hidden
 
 
 def _record(per_split, grid_rows, dataset, split, model, params, records, fit_s, res, rec_s,
@@ -530,19 +532,19 @@ def quality(quick=False, device="cpu", log=print):
         notes.append("EASE dual form against the direct item x item formula (float64, at the "
                      "chosen lambda, the evaluated users' unseen items): largest difference "
                      f"{max(ease_diffs):.1e} of the largest score.")
-    X_fit, X_in, X_hidden = new_user_split()
-    split = f"u1.base, {100 * NEW_USER_SHARE:g}% of users held out of fit"
-    log(f"  {NEW_USERS}: fit on {X_fit.shape[0]} users, {X_in.shape[0]} new users folded in")
-    for model in default_models():
-        if _importable(model.cls_name):
-            continue
-        t0 = time.perf_counter()
-        state = model.fit(X_fit, {}, device)
-        _sync(device)
-        fit_s = time.perf_counter() - t0
-        res, rec_s = evaluate_split(model, state, X_in, X_hidden, device)
-        _record(per_split, grid_rows, NEW_USERS, split, model, {}, [], fit_s, res, rec_s)
-        log(f"    {model.name}: NDCG@10 {res['ndcg@10']:.4f} fit {fit_s:.2f}s")
+    for fold, X_fit, X_in, X_hidden in new_user_splits():
+        split = f"u1.base, user fold {fold} of {NEW_USER_FOLDS} held out of fit"
+        log(f"  {NEW_USERS}: fit on {X_fit.shape[0]} users, {X_in.shape[0]} new users folded in")
+        for model in default_models():
+            if _importable(model.cls_name):
+                continue
+            t0 = time.perf_counter()
+            state = model.fit(X_fit, {}, device)
+            _sync(device)
+            fit_s = time.perf_counter() - t0
+            res, rec_s = evaluate_split(model, state, X_in, X_hidden, device)
+            _record(per_split, grid_rows, NEW_USERS, split, model, {}, [], fit_s, res, rec_s)
+            log(f"    {model.name}: NDCG@10 {res['ndcg@10']:.4f} fit {fit_s:.2f}s")
     summary = summarize(per_split)
     checks = make_checks(per_split, summary)
     return summary, per_split, grid_rows, checks, notes
