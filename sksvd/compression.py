@@ -296,16 +296,19 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         self.verbose = verbose
 
     def fit(self, X, y=None):
-        """Fit the truncated SVD of ``X``.
+        """Fit the truncated SVD of ``X`` (:meth:`fit_transform` without the scores).
 
         Parameters
         ----------
         X : array-like or scipy.sparse matrix of shape (n_samples, n_features)
-        y : ignored
+            The matrix to factorise; sparse input stays sparse.
+        y : None
+            Ignored; present for scikit-learn's API.
 
         Returns
         -------
         self : TruncatedSVDCompressor
+            The fitted estimator.
 
         Examples
         --------

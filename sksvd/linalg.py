@@ -1,8 +1,14 @@
-"""Truncated SVD kernels on torch tensors: exact and randomized, dense and sparse.
+"""Truncated SVD kernels: exact and randomized, dense and sparse.
 
 Pure functions with shape contracts, in the manner of :mod:`torch.linalg`:
 estimators call them, and the numpy wrapper :func:`truncated_svd` is the
-bridge for numpy/scipy input. Signs are made deterministic as scikit-learn's
+bridge for numpy/scipy input. Results are torch tensors. The exact solvers
+run in torch on the input's device. The randomized solver chooses its
+kernels once per call (:func:`sksvd._backend.kernel_backend`): on the CPU
+its products and small dense steps run through numpy/scipy (BLAS/LAPACK on
+zero-copy views of the input, which also takes numpy arrays and scipy sparse
+matrices as they are), on other devices through torch; the iteration
+around them is the same code. Signs are made deterministic as scikit-learn's
 ``svd_flip`` does for ``TruncatedSVD`` (the largest-magnitude entry of each
 right singular vector is positive).
 
@@ -46,8 +52,8 @@ __all__ = [
 
 
 # Elements per block when accumulating norms in float64 on the CPU (1 MiB of
-# float64: a float64 copy of a whole small matrix would double the peak memory
-# of a fit; measured as fast as 4M-element blocks). Devices use larger blocks.
+# float64, cache-sized: a float64 copy of a whole small matrix would double the
+# peak memory of a fit). Devices use larger blocks (fewer kernel launches).
 _NORM_BLOCK = 2**17
 _NORM_BLOCK_DEVICE = 2**22
 
@@ -275,7 +281,7 @@ class _Operator:
 
 
 def _dot(a, b):
-    """Small dense product; numpy's BLAS on the CPU (see :class:`_Operator`)."""
+    """Small dense product of two tensors on one device; numpy's BLAS for CPU tensors."""
     if a.device.type == "cpu":
         return torch.from_numpy(a.numpy() @ b.numpy())
     return a @ b
@@ -285,9 +291,8 @@ def _cholesky_qr(Y):
     """``Q`` of ``Y = Q R`` by Cholesky QR (Gram matrix in float64), or None if ``Y`` is ill-conditioned.
 
     CPU only. BLAS-3 throughout (a Gram product and a triangular solve),
-    several times faster than Householder QR on the tall, skinny blocks here
-    (measured: LAPACK's ``sgeqrf`` of a 50,000 x 40 block runs at about 3
-    GFLOP/s). Refused (None) when the Cholesky factor fails or its diagonal
+    where LAPACK's Householder QR (``geqrf``) of a tall, skinny block is
+    mostly BLAS-2 and memory-bound. Refused (None) when the Cholesky factor fails or its diagonal
     spans more than 1e-5 (``cond(Y)`` above about 1e5), where Householder QR
     is needed. (Off the CPU, :func:`_orthonormalize` takes Householder QR
     directly: that test would read the device's result on the host.)
@@ -376,8 +381,7 @@ def randomized_svd(A, n_components, *, n_oversamples=10, n_iter="auto", generato
     flops instead of ``4 s L b``), the space starts from ``G Omega`` with a
     Gaussian ``Omega`` of ``s`` rows, and the long-side vectors take one pass
     of ``k`` columns. It is the same Krylov space (one half-step further),
-    so the same accuracy; measured on ``china.jpg`` (one thread), 12 ms
-    against 18 ms for the passes over ``A``.
+    so the same accuracy, for fewer flops while ``s <= 12 b``.
 
     ``n_iter="auto"`` stops when a step no longer pays: after each pass
     ``F^T Q_i`` the energy captured by the top ``k`` Ritz values,
@@ -718,11 +722,10 @@ def default_block_size(dims, dense_passes=False):
 
     A third of ``dims`` rounded up to a multiple of 8, at least ``min(dims, 16)``;
     a half with ``dense_passes`` (the passes are GEMMs over a dense ``A``, whose
-    rate grows with the block: measured on one core of this 2-core EPYC, a
-    4096 x 12288 image times 40 / 56 columns ran at 90 / 98 GFLOP/s, and at
-    k = 100 the fit took the same time (0.51 s) with 56-column blocks, in 3
-    steps instead of 4, at an error ratio of 1.0027 instead of 1.0050). Sparse
-    passes and the Gram path keep the third (fastest measured there).
+    rate grows with the block width, so wider blocks reach the same error in
+    fewer steps for the same time). Sparse passes and the Gram path keep the
+    third: the space grows by smaller steps, so the stopping rule stops at a
+    finer grain (the comparison is in ``benchmarks/bench_compression.py``).
 
     Examples
     --------
@@ -746,7 +749,7 @@ def _top_eigh(T, k, vectors=True):
     k = min(k, r)
     # T is symmetric as built; LAPACK reads one triangle of this (Fortran) copy.
     M = np.array(T.numpy(), order="F")
-    if r < 600:  # measured: the full divide-and-conquer is faster below a few hundred
+    if r < 600:  # small T: the full divide-and-conquer beats the subset solver's setup
         out = scipy.linalg.eigh(M, overwrite_a=True, check_finite=False, driver="evd",
                                 eigvals_only=not vectors)
     else:
@@ -816,8 +819,8 @@ def gram_svd(A, n_components, At=None):
         G = Bt64 @ B64
     r = G.shape[0]
     if G.device.type == "cpu":
-        # LAPACK's syevr for the top k pairs only: several times faster on the
-        # CPU than torch.linalg.eigh's full syevd (measured 0.5 s vs 18 s, n=943).
+        # LAPACK's syevr for the top k pairs only: the full decomposition of
+        # torch.linalg.eigh (syevd) computes every pair.
         import scipy.linalg
 
         w, vecs = scipy.linalg.eigh(G.numpy(), subset_by_index=[r - k, r - 1])
