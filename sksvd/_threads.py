@@ -144,9 +144,10 @@ def outer_threads():
     --------
     >>> import torch
     >>> from sksvd._threads import outer_threads, torch_threads
+    >>> before = torch.get_num_threads()
     >>> with torch_threads(1):
-    ...     outer_threads() == torch.get_num_threads()
-    False
+    ...     outer_threads() == before
+    True
     """
     saved = _TORCH.saved()
     return int(saved) if saved is not None else torch.get_num_threads()
