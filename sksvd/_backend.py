@@ -22,6 +22,8 @@ __all__ = [
     "resolve_device",
     "resolve_dtype",
     "numpy_dtype",
+    "kernel_backend",
+    "svd_operands",
     "to_torch",
     "to_numpy",
     "make_generator",
@@ -149,6 +151,73 @@ def numpy_dtype(dtype):
     return np.dtype(np.float64) if dtype == torch.float64 else np.dtype(np.float32)
 
 
+# The CPU runs the host kernels (numpy/scipy/BLAS on host arrays: faster there than
+# torch's for the products of the SVD and top-k kernels). False: the CPU runs the torch
+# kernels a GPU runs (the tests check the device code on the CPU with it).
+_HOST_KERNELS_ON_CPU = True
+
+
+def kernel_backend(device):
+    """The kernels that run on ``device``: ``"host"`` (numpy/scipy) or ``"torch"``.
+
+    The one choice of backend: :mod:`sksvd.linalg`'s products, the top-k of
+    :mod:`sksvd._topk` and the estimators' operands follow it.
+
+    Examples
+    --------
+    >>> from sksvd._backend import kernel_backend
+    >>> kernel_backend("cpu")
+    'host'
+    """
+    device = torch.device(device)
+    return "host" if device.type == "cpu" and _HOST_KERNELS_ON_CPU else "torch"
+
+
+def svd_operands(X, device, dtype, transpose=False):
+    """``(A, At)``: a numpy/scipy ``X`` as the SVD kernels of :mod:`sksvd.linalg` take it.
+
+    Host kernels (:func:`kernel_backend`): ``X`` itself in ``dtype``'s numpy
+    type (no copy when it has it; no int64 index copy, no transposed CSR) and
+    ``At=None``. Torch kernels: ``X`` on ``device``, moved once (a dense array
+    bound for CUDA is cast into pinned host memory, one host copy with the
+    cast, and sent without blocking), and with ``transpose`` a sparse ``X``'s
+    transpose as CSR (so that both products of the SVD are row-parallel).
+
+    Parameters
+    ----------
+    X : ndarray or scipy.sparse matrix of shape (m, n)
+    device : torch.device
+    dtype : torch.dtype
+    transpose : bool, default=False
+
+    Returns
+    -------
+    A : ndarray, scipy.sparse matrix or torch.Tensor of shape (m, n)
+        The operand, on the host or on ``device``.
+    At : torch.Tensor of shape (n, m) or None
+        The transposed sparse CSR operand (torch kernels, sparse ``X``, ``transpose``).
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from sksvd._backend import svd_operands
+    >>> A, At = svd_operands(np.eye(2), torch.device("cpu"), torch.float32)
+    >>> A.dtype, At
+    (dtype('float32'), None)
+    """
+    device = torch.device(device)
+    if kernel_backend(device) == "host":
+        return X.astype(numpy_dtype(dtype), copy=False), None
+    if sp.issparse(X):
+        At = to_torch(X.T.tocsr(), device=device, dtype=dtype) if transpose else None
+        return to_torch(X, device=device, dtype=dtype), At
+    if device.type != "cuda":
+        return to_torch(X, device=device, dtype=dtype), None
+    pinned = torch.empty(X.shape, dtype=dtype, pin_memory=True)
+    pinned.numpy()[...] = X  # cast and copy in one pass
+    return pinned.to(device, non_blocking=True), None
+
+
 def to_torch(X, device="cpu", dtype=torch.float32):
     """Move a numpy array or scipy sparse matrix to torch, keeping sparsity.
 
@@ -166,6 +235,7 @@ def to_torch(X, device="cpu", dtype=torch.float32):
     Returns
     -------
     torch.Tensor
+        ``X`` on ``device`` in ``dtype``, strided or sparse CSR.
 
     Examples
     --------
@@ -221,7 +291,7 @@ def to_numpy(t, dtype=None):
 
 
 def seed_from_random_state(random_state):
-    """Draw a 63-bit integer seed from a ``random_state`` argument.
+    """An integer seed from a ``random_state`` argument: the int itself, or a draw in [0, 2**31 - 1).
 
     ``None`` draws from fresh entropy, an int is used as is, a
     :class:`numpy.random.RandomState` is advanced once (sklearn's convention).
@@ -277,9 +347,10 @@ def csr_matmul_cpu(X, V):
 
     A weighted sum of rows of ``V`` per row of ``X``, by
     :func:`torch.nn.functional.embedding_bag` (``mode="sum"`` with the stored
-    values as weights): measured 3x faster than scipy's CSR kernel and 2-3x
-    faster than ``torch.sparse.mm`` for a batch of 512 users x 50,000 items
-    (60-80k nonzeros) times 100 factors on one core. Rows with no entry give
+    values as weights): a gather of whole rows of ``V`` per nonzero, which
+    vectorises over the factors where scipy's CSR kernel and
+    ``torch.sparse.mm`` loop per element (the comparison is in
+    ``benchmarks/bench_topn.py``). Rows with no entry give
     zeros. The result has ``V``'s dtype; ``X``'s values are cast to it.
 
     Examples

@@ -13,15 +13,15 @@ import threading
 import numpy as np
 import torch
 
-from ._backend import numpy_dtype, resolve_device, to_device, to_host, to_torch
+from ._backend import kernel_backend, numpy_dtype, resolve_device, to_device, to_host, to_torch
+from ._threads import n_workers, single_threaded, thread_map
 
 __all__ = ["topk_items", "topk_rows", "default_batch_size", "device_batch_size",
            "mask_seen_"]
 
 # Elements of each worker's (batch, n_items) score block: 2**25 floats = 128 MiB in
-# float32. With the batches spread over the cores (one BLAS thread each), larger blocks
-# won (measured on a 2-core EPYC, top-10 of 40,000 users x 50,000 items at 100
-# factors: 123, 136, 145, 156 and 158 GFLOP/s for 64, 128, 256, 512 and 2,048 rows).
+# float32. With the batches spread over the cores (one BLAS thread each), taller
+# blocks make more efficient GEMMs (figures in benchmarks/results).
 _BLOCK_ELEMENTS = 2**25
 # Fewest rows per batch (a very wide catalogue): skinnier GEMMs lose efficiency.
 _MIN_ROWS = 16
@@ -30,13 +30,9 @@ _MIN_ROWS = 16
 _GROUPS = 32
 # CPU: rows per batch and items per tile of the fused score-and-select loop
 # (:func:`_topk_tiled`): a (512, 4096) block of float32 scores (8 MiB per worker)
-# stays in this machine's L3 cache. Measured on a shared 2-core EPYC (top-10 of
-# 40,000-60,000 users x 50,000 items at 100 factors, two workers, runs vary by a
-# few percent): 0.65-0.73 of the 4096^3 GEMM rate for (512, 4096), 0.68-0.71 for
-# (512, 2048) and (384, 2048), 0.64 for (256, 2048), against 0.61 for 128 MiB
-# blocks scored whole, then selected.
+# stays in a server CPU's L3 cache, so the selection reads the scores from the
+# cache instead of RAM (the tile sizes compared are in benchmarks/results).
 _CPU_BATCH = 512
-_CPU_LOCK = threading.Lock()
 _TILE_ITEMS = 4096
 
 
@@ -312,8 +308,8 @@ def _above(S, thr, contiguous, groups=4):
 
     With contiguous rows the row is first reduced to the maxima of ``groups``
     interleaved slices (one vectorised pass), and only the slots whose maximum
-    passes are looked at (then put back in row-major order): measured 25%
-    cheaper than comparing every score.
+    passes are looked at (then put back in row-major order): cheaper than
+    comparing every score.
     ``flatnonzero`` of the 1-D view is several times faster than a 2-D ``nonzero``.
     """
     b, w = S.shape
@@ -338,11 +334,8 @@ def _topk_tiled(U, Qt, k, seen=None, tile=None, out=None):
     ``k``-th best score, and only the few items above it (for scores in no
     particular order, about ``k / j`` per row in the ``j``-th block) are merged
     in. A block with many such items (scores rising with the item id) goes
-    through :func:`topk_rows` instead. Scoring into RAM-sized blocks and
-    reading them back doubled the memory traffic: measured on one core of a
-    2-core EPYC, a (671 x 100) @ (100 x 50,000) product ran at 109 GFLOP/s into
-    one block, (512 x 100) @ (100 x 4,096) tiles at 124-128 GFLOP/s, and the
-    selection's read of the large block cost 0.7 ns per score.
+    through :func:`topk_rows` instead. Scoring into a RAM-sized block and
+    reading it back would double the memory traffic.
 
     ``seen`` (CSR with ``U``'s rows) marks items excluded: each tile's seen
     entries (grouped by tile once, by a counting sort) are set to ``-inf``
@@ -483,16 +476,11 @@ def topk_items(user_vectors, item_factors, k, *, seen=None, user_offset=None, it
         n_users = user_vectors.shape[0]
     if seen is not None and seen.shape[0] != n_users:
         raise ValueError(f"seen: expected {n_users} rows, got {seen.shape[0]}")
-    if device.type == "cpu" and not _DEVICE_PATH_ON_CPU:
-        return _topk_cpu(user_vectors, item_factors, k, seen, user_offset, item_offset,
-                         n_users, batch_size, device, dtype)
-    return _topk_device(user_vectors, item_factors, k, seen=seen, user_offset=user_offset,
-                        item_offset=item_offset, n_rows=n_users, batch_size=batch_size,
-                        device=device, dtype=dtype)
+    kernel = _topk_cpu if kernel_backend(device) == "host" else _topk_device
+    return kernel(user_vectors, item_factors, k, seen=seen, user_offset=user_offset,
+                  item_offset=item_offset, n_rows=n_users, batch_size=batch_size,
+                  device=device, dtype=dtype)
 
-
-# The device path on the CPU too (tests: torch's CPU kernels run the GPU's code).
-_DEVICE_PATH_ON_CPU = False
 # GPU score blocks: at most this many bytes, and at most 1 / _FREE_SHARE of the free
 # device memory (the block, the selection's temporaries and the caller's own work).
 _DEVICE_BLOCK_BYTES = 2**30
@@ -663,9 +651,10 @@ def _topk_device(user_vectors, item_factors, k, *, seen=None, user_offset=None,
     return to_host(ids_out, vals_out)
 
 
-def _topk_cpu(user_vectors, item_factors, k, seen, user_offset, item_offset, n_users,
-              batch_size, device, dtype):
-    """:func:`topk_items` on the CPU: batches over worker threads, each by :func:`_topk_tiled`."""
+def _topk_cpu(user_vectors, item_factors, k, *, seen=None, user_offset=None, item_offset=None,
+              n_rows=None, batch_size=None, device="cpu", dtype=torch.float32):
+    """:func:`topk_items` on the host: batches over worker threads, each by :func:`_topk_tiled`."""
+    n_users = int(n_rows) if n_rows is not None else user_vectors.shape[0]
     Q = to_torch(item_factors, device=device, dtype=dtype)
     n_items = Q.shape[0]
     if callable(user_vectors):
@@ -717,22 +706,10 @@ def _topk_cpu(user_vectors, item_factors, k, seen, user_offset, item_offset, n_u
     starts = range(0, n_users, batch_size)
     # Batches in parallel, one core each (a GEMM on one BLAS thread, then the
     # single-threaded selection), so that the selection of one batch overlaps the
-    # GEMM of another instead of leaving cores idle between threaded GEMMs; one BLAS
-    # thread also with one worker, as OpenBLAS rounds differently on 1 and 2 threads.
-    # One CPU top-k at a time in this process: each already uses every core, and
-    # BLAS's thread count is a setting that overlapping calls would change under
-    # each other (concurrent calls then returned scores 1 ulp apart).
-    from concurrent.futures import ThreadPoolExecutor
-
-    from .linalg import _single_threaded
-
-    with _CPU_LOCK:
-        workers = min(torch.get_num_threads(), len(starts))
-        with _single_threaded():
-            if workers < 2:
-                for start in starts:
-                    run(start)
-            else:
-                with ThreadPoolExecutor(max_workers=workers) as pool:
-                    list(pool.map(run, starts))
+    # GEMM of another instead of leaving cores idle between threaded GEMMs. BLAS on
+    # one thread also with one worker and with overlapping calls: OpenBLAS rounds
+    # differently on one and several threads, and the scores must not depend on it.
+    workers = n_workers(len(starts))
+    with single_threaded():
+        thread_map(run, starts, workers)
     return ids_out, scores_out

@@ -7,7 +7,6 @@ randomized SVD -> fitted attributes back as numpy arrays.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
@@ -24,7 +23,16 @@ from sklearn.utils.extmath import safe_sparse_dot
 from sklearn.utils.sparsefuncs import mean_variance_axis
 from sklearn.utils.validation import check_is_fitted
 
-from ._backend import make_generator, numpy_dtype, resolve_device, resolve_dtype, to_numpy, to_torch
+from ._backend import (
+    make_generator,
+    numpy_dtype,
+    resolve_device,
+    resolve_dtype,
+    svd_operands,
+    to_numpy,
+    to_torch,
+)
+from ._threads import n_workers, thread_map, torch_threads
 from ._validation import check_matrix, check_n_components, check_values_from_norm
 from .linalg import (
     choose_algorithm,
@@ -52,8 +60,7 @@ def _column_moments(X):
     only what ``(mean - c)^2 / var`` costs, instead of ``mean^2 / var``), so
     they agree with ``np.var(X, axis=0)`` to rounding without a second pass
     or an X-size temporary. Matrices over 16 MB are split into row ranges
-    summed on torch's thread count (the 4096 x 12288 image: 45 ms on one
-    thread).
+    summed on worker threads (:func:`sksvd._threads.n_workers`).
     """
     m, n = X.shape
     block = _block_rows(X)
@@ -69,17 +76,11 @@ def _column_moments(X):
             col_sq += np.einsum("ij,ij->j", rows, rows)
         return total, col_sum, col_sq
 
-    # Large matrices: row ranges on torch's threads (numpy releases the GIL here);
+    # Large matrices: row ranges on worker threads (numpy releases the GIL here);
     # the partial sums share the shift, so they simply add up.
-    workers = min(torch.get_num_threads(), max(1, X.nbytes // (8 * 2**20)))
-    if workers > 1:
-        from concurrent.futures import ThreadPoolExecutor
-
-        cuts = np.linspace(0, m, workers + 1).astype(int)
-        with ThreadPoolExecutor(workers) as pool:
-            parts = list(pool.map(part, cuts[:-1], cuts[1:]))
-    else:
-        parts = [part(0, m)]
+    workers = n_workers(X.nbytes // (8 * 2**20))
+    cuts = np.linspace(0, m, workers + 1).astype(int)
+    parts = thread_map(lambda c: part(*c), zip(cuts[:-1], cuts[1:], strict=True), workers)
     total = sum(p[0] for p in parts)
     col_sum, col_sq = sum(p[1] for p in parts), sum(p[2] for p in parts)
     mean = col_sum / m
@@ -101,28 +102,6 @@ def _energy_and_variance(X):
     return total, float(var.sum())
 
 
-@contextmanager
-def _one_lapack_thread(device):
-    """Run dense CPU factorisations (``torch.linalg.svd``/``svdvals``) on one thread.
-
-    Measured on a shared 2-core machine: ``torch.linalg.svd`` of the 427 x 1920
-    ``china.jpg`` matrix takes 11.9 s with torch's default 2 threads while other
-    processes run, 0.09 s with 1 thread (GEMMs are unaffected): threaded LAPACK
-    stalls on spinning OpenMP barriers when cores are oversubscribed. The
-    sizes this estimator factorises exactly are small, so one thread costs
-    little even on an idle machine.
-    """
-    if device.type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _input_nbytes(X):
     """Bytes of ``X`` as given: a dense array's ``nbytes``, a sparse matrix's three arrays."""
     if sp.issparse(X):
@@ -139,20 +118,6 @@ def _factor_nbytes(m, n, k, factor_dtype):
     """
     extra = 16 * k if factor_dtype == "uint8" else 0
     return k * (m + n) * np.dtype(factor_dtype).itemsize + extra
-
-
-def _to_device(X, device, dtype):
-    """``X`` as a tensor on ``device`` in ``dtype``, moved once.
-
-    A dense array bound for CUDA is cast into pinned host memory (one host
-    copy, the cast included) and sent with ``non_blocking=True``; sparse
-    input goes through :func:`sksvd._backend.to_torch`.
-    """
-    if sp.issparse(X) or device.type != "cuda":
-        return to_torch(X, device=device, dtype=dtype)
-    pinned = torch.empty(X.shape, dtype=dtype, pin_memory=True)
-    pinned.numpy()[...] = X  # cast and copy in one pass
-    return pinned.to(device, non_blocking=True)
 
 
 def _smallest_rank(cumulative, share):
@@ -331,16 +296,19 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         self.verbose = verbose
 
     def fit(self, X, y=None):
-        """Fit the truncated SVD of ``X``.
+        """Fit the truncated SVD of ``X`` (:meth:`fit_transform` without the scores).
 
         Parameters
         ----------
         X : array-like or scipy.sparse matrix of shape (n_samples, n_features)
-        y : ignored
+            The matrix to factorise; sparse input stays sparse.
+        y : None
+            Ignored; present for scikit-learn's API.
 
         Returns
         -------
         self : TruncatedSVDCompressor
+            The fitted estimator.
 
         Examples
         --------
@@ -386,14 +354,6 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         if dtype in (torch.float16, torch.bfloat16):
             dtype = torch.float32  # linear algebra is not available in half precision
         sparse = sp.issparse(X)
-        self._At = None
-        if device.type == "cpu":
-            # The CPU kernels take numpy/scipy as they are (zero-copy, no int64
-            # index copy, no transposed CSR); torch tensors only where needed.
-            A = X.astype(numpy_dtype(dtype), copy=False)
-        else:
-            A = _to_device(X, device, dtype)
-        self._total = total
         max_rank = min(m, n)
 
         algorithm = self.algorithm
@@ -403,39 +363,41 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             if not isinstance(n_components, int) and self.criterion == "singular_values" \
                     and not sparse:
                 algorithm = "full"  # the full spectrum is needed anyway
+        # The operands of the kernels, moved once per fit (the rank-growing rounds reuse
+        # them); with torch kernels, sparse X's transpose as CSR for the randomized solver.
+        A, At = svd_operands(X, device, dtype, transpose=algorithm == "randomized")
+        operands = (A, At, total)
 
-        try:
-            n_iter_done = 0
-            if isinstance(n_components, int):
-                if algorithm == "full":
-                    U, S, Vt = self._exact(A, n_components, device)
-                else:
-                    U, S, Vt, n_iter_done = self._randomized(A, X, n_components, device)
-            elif self.criterion == "singular_values":
-                if algorithm == "full":
-                    U, S, Vt = self._exact(A, max_rank, device, spectrum=True)
-                    spectrum = S
-                else:
-                    with _one_lapack_thread(device):
-                        spectrum = singular_values(self._as_tensor(A, device, dtype)
-                                                   .to(torch.float64))
-                cum = torch.cumsum(spectrum.to(torch.float64), 0)
-                cum = to_numpy(cum / cum[-1]) if float(cum[-1]) > 0 else np.ones(len(cum))
-                k = _smallest_rank(cum, n_components)
-                if algorithm == "full":
-                    U, S, Vt = U[:, :k], S[:k], Vt[:k]
-                else:
-                    U, S, Vt, n_iter_done = self._randomized(A, X, k, device)
-            else:  # float share of the energy ||X||_F^2
-                share = n_components * total
-                if algorithm == "full":
-                    U, S, Vt = self._exact(A, max_rank, device, spectrum=True)
-                    k = self._rank_for_energy(S, share)
-                    U, S, Vt = U[:, :k], S[:k], Vt[:k]
-                else:
-                    U, S, Vt, n_iter_done, algorithm = self._grow_rank(A, X, share, device)
-        finally:
-            self._At = self._total = None  # fit-time helpers only
+        n_iter_done = 0
+        if isinstance(n_components, int):
+            if algorithm == "full":
+                U, S, Vt = self._exact(A, n_components, device)
+            else:
+                U, S, Vt, n_iter_done = self._randomized(operands, n_components)
+        elif self.criterion == "singular_values":
+            if algorithm == "full":
+                U, S, Vt = self._exact(A, max_rank, device, spectrum=True)
+                spectrum = S
+            else:
+                with torch_threads(1):
+                    spectrum = singular_values(self._as_tensor(A, device, dtype)
+                                               .to(torch.float64))
+            cum = torch.cumsum(spectrum.to(torch.float64), 0)
+            cum = to_numpy(cum / cum[-1]) if float(cum[-1]) > 0 else np.ones(len(cum))
+            k = _smallest_rank(cum, n_components)
+            if algorithm == "full":
+                U, S, Vt = U[:, :k], S[:k], Vt[:k]
+            else:
+                U, S, Vt, n_iter_done = self._randomized(operands, k)
+        else:  # float share of the energy ||X||_F^2
+            share = n_components * total
+            if algorithm == "full":
+                U, S, Vt = self._exact(A, max_rank, device, spectrum=True)
+                k = self._rank_for_energy(S, share)
+                U, S, Vt = U[:, :k], S[:k], Vt[:k]
+            else:
+                U, S, Vt, n_iter_done, algorithm = self._grow_rank(operands, sparse, share,
+                                                                   device)
         out_dtype = numpy_dtype(dtype)
         U, S, Vt = to_numpy(U, out_dtype), to_numpy(S, out_dtype), to_numpy(Vt, out_dtype)
         k = S.shape[0]
@@ -466,7 +428,12 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         return to_torch(A, device=device, dtype=dtype or resolve_dtype(A.dtype))
 
     def _exact(self, A, k, device, spectrum=False):
-        """Exact truncated SVD (``torch.linalg.svd``), single-threaded on the CPU.
+        """Exact truncated SVD (``torch.linalg.svd``), torch on one thread.
+
+        Threaded LAPACK stalls on spinning OpenMP barriers when cores are
+        oversubscribed, and the sizes factorised exactly here are small, so
+        one thread costs little even on an idle machine (a GPU's SVD does not
+        use torch's CPU threads).
 
         ``spectrum=True``: the rank is to be chosen from the singular values,
         so the SVD runs in float64 whatever ``dtype`` (on the device), and CPU
@@ -475,23 +442,16 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         T = self._as_tensor(A, device)
         if spectrum:
             T = T.to(torch.float64)
-        with _one_lapack_thread(device):
+        with torch_threads(1):
             return exact_svd(T, k)
 
-    def _randomized(self, A, X, k, device):
-        """One call of the randomized kernel at rank ``k``: (U, S, Vt, n_iter)."""
-        if isinstance(A, torch.Tensor) and sp.issparse(X) \
-                and getattr(self, "_At", None) is None:
-            # Off the CPU: rows of X.T as CSR, so that both products are
-            # row-parallel; built once per fit (the rank-growing rounds reuse it).
-            Xt = X.T.tocsr()
-            self._At = to_torch(Xt, device=device, dtype=A.dtype)
-            del Xt
-        gen = make_generator(self.random_state)
+    def _randomized(self, operands, k):
+        """One call of the randomized kernel at rank ``k`` on ``(A, At, ||X||_F^2)``: (U, S, Vt, n_iter)."""
+        A, At, total = operands
         U, S, Vt, info = randomized_svd(A, k, n_oversamples=self.n_oversamples,
-                                        n_iter=self.n_iter, value_tol=self.tol, generator=gen,
-                                        At=getattr(self, "_At", None),
-                                        total=getattr(self, "_total", None), return_info=True)
+                                        n_iter=self.n_iter, value_tol=self.tol,
+                                        generator=make_generator(self.random_state), At=At,
+                                        total=total, return_info=True)
         return U, S, Vt, info["n_iter"]
 
     @staticmethod
@@ -499,7 +459,7 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         energy = np.cumsum(to_numpy(S).astype(np.float64) ** 2)
         return _smallest_rank(energy, share)
 
-    def _grow_rank(self, A, X, share, device):
+    def _grow_rank(self, operands, sparse, share, device):
         """Randomized SVD at ranks 16, 32, 64, ... until ``sum s_i^2 >= share``.
 
         The energy captured by a randomized rank-``j`` fit never exceeds the
@@ -507,6 +467,7 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         sure; it can exceed the exact smallest rank by the solver's error.
         Once the rank would pass 80% of ``min(m, n)`` the exact SVD is used.
         """
+        A = operands[0]
         m, n = A.shape
         max_rank = min(m, n)
         k = min(16, max_rank)
@@ -517,11 +478,11 @@ class TruncatedSVDCompressor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             bar = tqdm(desc="rank", unit="round", leave=False)
         try:
             while True:
-                if k >= 0.8 * max_rank and not sp.issparse(X):
+                if k >= 0.8 * max_rank and not sparse:
                     U, S, Vt = self._exact(A, max_rank, device, spectrum=True)
                     j = self._rank_for_energy(S, share)
                     return U[:, :j], S[:j], Vt[:j], 0, "full"
-                U, S, Vt, n_iter = self._randomized(A, X, k, device)
+                U, S, Vt, n_iter = self._randomized(operands, k)
                 energy = np.cumsum(to_numpy(S).astype(np.float64) ** 2)
                 if bar is not None:
                     bar.update(1)

@@ -1,8 +1,14 @@
-"""Truncated SVD kernels on torch tensors: exact and randomized, dense and sparse.
+"""Truncated SVD kernels: exact and randomized, dense and sparse.
 
 Pure functions with shape contracts, in the manner of :mod:`torch.linalg`:
 estimators call them, and the numpy wrapper :func:`truncated_svd` is the
-bridge for numpy/scipy input. Signs are made deterministic as scikit-learn's
+bridge for numpy/scipy input. Results are torch tensors. The exact solvers
+run in torch on the input's device. The randomized solver chooses its
+kernels once per call (:func:`sksvd._backend.kernel_backend`): on the CPU
+its products and small dense steps run through numpy/scipy (BLAS/LAPACK on
+zero-copy views of the input, which also takes numpy arrays and scipy sparse
+matrices as they are), on other devices through torch; the iteration
+around them is the same code. Signs are made deterministic as scikit-learn's
 ``svd_flip`` does for ``TruncatedSVD`` (the largest-magnitude entry of each
 right singular vector is positive).
 
@@ -17,14 +23,20 @@ faster approximate singular value decomposition", NeurIPS 2015.
 
 from __future__ import annotations
 
-import threading
-from contextlib import contextmanager
-
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ._backend import make_generator, resolve_device, resolve_dtype, to_numpy, to_torch
+from ._backend import (
+    kernel_backend,
+    make_generator,
+    resolve_device,
+    resolve_dtype,
+    sparse_matmul,
+    to_numpy,
+    to_torch,
+)
+from ._threads import blas_threads, outer_threads, single_threaded, thread_map
 
 __all__ = [
     "svd_flip",
@@ -40,18 +52,14 @@ __all__ = [
 
 
 # Elements per block when accumulating norms in float64 on the CPU (1 MiB of
-# float64: a float64 copy of a whole small matrix would double the peak memory
-# of a fit; measured as fast as 4M-element blocks). Devices use larger blocks.
+# float64, cache-sized: a float64 copy of a whole small matrix would double the
+# peak memory of a fit). Devices use larger blocks (fewer kernel launches).
 _NORM_BLOCK = 2**17
 _NORM_BLOCK_DEVICE = 2**22
 
 
 def _is_sparse(A):
     return A.layout != torch.strided
-
-
-def _mm(A, B):
-    return torch.sparse.mm(A, B) if _is_sparse(A) else A @ B
 
 
 def _transpose(A):
@@ -169,43 +177,37 @@ def exact_svd(A, n_components):
     return U, S[:k], Vt
 
 
-# CPU torch tensors go through numpy/scipy (False: through torch, as on a GPU; for tests).
-_CPU_NUMPY = True
-
-try:  # scipy's CSR x dense kernel, writing into a given output (GIL released)
-    from scipy.sparse._sparsetools import csr_matvecs as _csr_matvecs
-except ImportError:  # pragma: no cover - a scipy without it: the copying path
-    _csr_matvecs = None
-
-
 class _Operator:
     """``F``, the short-side-first view of ``A`` (``A`` or ``A.T``), for products.
 
-    ``F`` has shape (s, L) with ``s = min(m, n)``. On the CPU the products go
-    through numpy/scipy on zero-copy views (OpenBLAS GEMMs and scipy's CSR
-    kernels beat torch's on the machines measured; ``A.T @ Y`` of a CSR
-    matrix is scipy's CSC kernel on the same arrays, no transposed copy);
-    elsewhere through torch (``At``, the transposed CSR, is built once when
-    not given).
+    ``F`` has shape (s, L) with ``s = min(m, n)``. The kernels are chosen
+    once, from ``A``'s kind and device (:func:`sksvd._backend.kernel_backend`):
+    ``backend="host"`` runs the products through numpy/scipy on zero-copy
+    views (BLAS GEMMs, and scipy's CSR kernels on row blocks in worker
+    threads; ``A.T @ Y`` of a CSR matrix is scipy's CSC kernel on the same
+    arrays, no transposed copy); ``backend="torch"`` through torch on ``A``'s
+    device (``At``, the transposed CSR, is built once when not given).
+    ``threads`` is the count the threaded steps (the passes over ``A``) use.
     """
 
-    def __init__(self, A, At=None):
+    def __init__(self, A, At=None, threads=None):
         m, n = A.shape
         self.transposed = m > n
         self.shape = (n, m) if self.transposed else (m, n)
-        self.chunks, self.pool, self.threads = None, None, torch.get_num_threads()
+        self.threads = int(threads) if threads is not None else outer_threads()
+        self.chunks = None
         if isinstance(A, np.ndarray) or sp.issparse(A):
             if A.dtype.kind != "f":
                 raise TypeError(f"A has dtype {A.dtype}: expected float32 or float64")
-            self.backend = "numpy"
+            self.backend = "host"
             self.device = torch.device("cpu")
             self.dtype = resolve_dtype(A.dtype)
             if sp.issparse(A) and A.format != "csr":
                 A = sp.csr_matrix(A)
             self.A = A
-        elif _CPU_NUMPY and A.device.type == "cpu" \
+        elif kernel_backend(A.device) == "host" \
                 and (not _is_sparse(A) or A.layout == torch.sparse_csr):
-            self.backend = "numpy"
+            self.backend = "host"
             self.device, self.dtype = A.device, A.dtype
             if _is_sparse(A):
                 self.A = sp.csr_matrix((A.values().numpy(), A.col_indices().numpy(),
@@ -217,21 +219,19 @@ class _Operator:
             self.device, self.dtype = A.device, A.dtype
             self.A = A
             self.At = At if At is not None else _transpose(A)
-        if self.backend == "numpy" and sp.issparse(self.A):
-            self._split_rows(torch.get_num_threads())
+        if self.backend == "host" and sp.issparse(self.A):
+            self._split_rows(self.threads)
 
     def _split_rows(self, n_threads, min_nnz=2**18):
         """Row blocks of the CSR matrix with equal nonzeros, as views (no copy).
 
         scipy's sparse kernels run on one thread but release the GIL, so the
-        blocks' products run in a thread pool of torch's thread count.
+        blocks' products run on ``n_threads`` worker threads.
         """
         A = self.A
         n_threads = min(int(n_threads), max(1, A.nnz // min_nnz))
         if n_threads < 2:
             return
-        from concurrent.futures import ThreadPoolExecutor
-
         bounds = np.searchsorted(A.indptr, np.linspace(0, A.nnz, n_threads + 1)[1:-1])
         rows = [0, *sorted(set(int(r) for r in bounds)), A.shape[0]]
         self.chunks = []
@@ -240,42 +240,27 @@ class _Operator:
             block = sp.csr_matrix((A.data[p0:p1], A.indices[p0:p1], A.indptr[r0:r1 + 1] - p0),
                                   shape=(r1 - r0, A.shape[1]), copy=False)
             self.chunks.append((r0, r1, block))
-        self.pool = ThreadPoolExecutor(max_workers=len(self.chunks))
-
-    def close(self):
-        """Stop the thread pool, if any."""
-        if self.pool is not None:
-            self.pool.shutdown()
-            self.pool = None
 
     def _apply(self, X, transpose):
         """``A @ X`` (``transpose=False``) or ``A.T @ X``, as a torch tensor."""
         if self.backend == "torch":
-            return _mm(self.At if transpose else self.A, X)
+            return sparse_matmul(self.At if transpose else self.A, X)
         x = X.numpy()
-        if self.pool is None and not sp.issparse(self.A):
-            with _blas_threads(self.threads):  # the one threaded step (see randomized_svd)
+        if self.chunks is None and not sp.issparse(self.A):
+            with blas_threads(self.threads):  # the one threaded step (see randomized_svd)
                 out = (self.A.T if transpose else self.A) @ x
-        elif self.pool is None:
+        elif self.chunks is None:
             out = (self.A.T if transpose else self.A) @ x
         elif transpose:  # sum over row blocks of A_c.T @ x_c
-            parts = self.pool.map(lambda c: c[2].T @ x[c[0]:c[1]], self.chunks)
-            out = sum(parts)
-        else:  # row blocks of A @ x, written in place (no per-block temporaries)
-            dtype = np.result_type(self.A, x)
-            out = np.zeros((self.A.shape[0], x.shape[1]), dtype=dtype)
-            direct = _csr_matvecs is not None and x.dtype == dtype == self.A.dtype
-            x = np.ascontiguousarray(x) if direct else x
+            out = sum(thread_map(lambda c: c[2].T @ x[c[0]:c[1]], self.chunks,
+                                 len(self.chunks)))
+        else:  # row blocks of A @ x, each written into its rows of out
+            out = np.empty((self.A.shape[0], x.shape[1]), dtype=np.result_type(self.A, x))
 
             def rows(c):
-                r0, r1, block = c
-                if direct:  # scipy's own kernel, accumulating into out's rows
-                    _csr_matvecs(r1 - r0, block.shape[1], x.shape[1], block.indptr,
-                                 block.indices, block.data, x.ravel(), out[r0:r1].ravel())
-                else:
-                    out[r0:r1] = block @ x
+                out[c[0]:c[1]] = c[2] @ x
 
-            list(self.pool.map(rows, self.chunks))
+            thread_map(rows, self.chunks, len(self.chunks))
         return torch.from_numpy(np.ascontiguousarray(out))
 
     def gram(self):
@@ -283,7 +268,7 @@ class _Operator:
         if self.backend == "torch":
             return self.A.T @ self.A if self.transposed else self.A @ self.A.T
         F = self.A.T if self.transposed else self.A
-        with _blas_threads(self.threads):
+        with blas_threads(self.threads):
             return torch.from_numpy(F @ F.T)
 
     def matmat(self, X):
@@ -296,7 +281,7 @@ class _Operator:
 
 
 def _dot(a, b):
-    """Small dense product; numpy's BLAS on the CPU (see :class:`_Operator`)."""
+    """Small dense product of two tensors on one device; numpy's BLAS for CPU tensors."""
     if a.device.type == "cpu":
         return torch.from_numpy(a.numpy() @ b.numpy())
     return a @ b
@@ -306,9 +291,8 @@ def _cholesky_qr(Y):
     """``Q`` of ``Y = Q R`` by Cholesky QR (Gram matrix in float64), or None if ``Y`` is ill-conditioned.
 
     CPU only. BLAS-3 throughout (a Gram product and a triangular solve),
-    several times faster than Householder QR on the tall, skinny blocks here
-    (measured: LAPACK's ``sgeqrf`` of a 50,000 x 40 block runs at about 3
-    GFLOP/s). Refused (None) when the Cholesky factor fails or its diagonal
+    where LAPACK's Householder QR (``geqrf``) of a tall, skinny block is
+    mostly BLAS-2 and memory-bound. Refused (None) when the Cholesky factor fails or its diagonal
     spans more than 1e-5 (``cond(Y)`` above about 1e5), where Householder QR
     is needed. (Off the CPU, :func:`_orthonormalize` takes Householder QR
     directly: that test would read the device's result on the host.)
@@ -397,8 +381,7 @@ def randomized_svd(A, n_components, *, n_oversamples=10, n_iter="auto", generato
     flops instead of ``4 s L b``), the space starts from ``G Omega`` with a
     Gaussian ``Omega`` of ``s`` rows, and the long-side vectors take one pass
     of ``k`` columns. It is the same Krylov space (one half-step further),
-    so the same accuracy; measured on ``china.jpg`` (one thread), 12 ms
-    against 18 ms for the passes over ``A``.
+    so the same accuracy, for fewer flops while ``s <= 12 b``.
 
     ``n_iter="auto"`` stops when a step no longer pays: after each pass
     ``F^T Q_i`` the energy captured by the top ``k`` Ritz values,
@@ -505,67 +488,20 @@ def randomized_svd(A, n_components, *, n_oversamples=10, n_iter="auto", generato
     if not 1 <= k <= min(m, n):
         raise ValueError(f"n_components={k}: expected an int in [1, {min(m, n)}]")
     op = _Operator(A, At)
-    if op.backend != "numpy":
+    if op.backend != "host":
         return _block_krylov(op, A, k, n_oversamples, n_iter, generator, tol, max_iter,
                              block_size, total, compute_u, compute_v, return_info, value_tol)
     # On the CPU only the passes over A run threaded (BLAS's threads for a dense A,
-    # scipy's kernels in a thread pool for a sparse one); the small dense steps (QR,
-    # Gram-Schmidt, eigh) run on one thread, and so do torch's elementwise ops:
-    # threaded small LAPACK/BLAS calls and two spinning thread pools made the
-    # china.jpg fit 7-10x slower on 2 cores (measured 142 ms against 20 ms).
-    try:
-        with _single_threaded() as threads:
-            op.threads = threads
-            return _block_krylov(op, A, k, n_oversamples, n_iter, generator, tol, max_iter,
-                                 block_size, total, compute_u, compute_v, return_info,
-                                 value_tol)
-    finally:
-        op.close()
+    # scipy's kernels on worker threads for a sparse one); the small dense steps (QR,
+    # Gram-Schmidt, eigh) and torch's elementwise ops run on one thread: threaded
+    # small LAPACK/BLAS calls stall on thread-pool barriers, most of all on a busy
+    # machine, and one thread makes their rounding independent of the thread count.
+    with single_threaded():
+        return _block_krylov(op, A, k, n_oversamples, n_iter, generator, tol, max_iter,
+                             block_size, total, compute_u, compute_v, return_info, value_tol)
 
 
-_CONTROLLER = None
 _GRAM_STEPS = 3  # use the Gram matrix when it costs at most this many steps' passes
-_SINGLE = {"lock": threading.Lock(), "depth": 0, "threads": 1}
-
-
-@contextmanager
-def _single_threaded():
-    """Torch and BLAS on one thread inside; yields the thread count from before.
-
-    Torch's count is reference-counted across Python threads: the first
-    caller to enter saves and lowers it, the last to leave restores it, so
-    concurrent calls (e.g. ``recommend`` from several threads) cannot leave
-    torch stuck at one thread. BLAS's limit is set and restored by each call
-    (threadpoolctl); with OpenBLAS 0.3.31 overlapping calls from several
-    threads can still leave the main thread's BLAS count at 1 (speed only).
-    """
-    state = _SINGLE
-    with state["lock"]:
-        if state["depth"] == 0:
-            state["threads"] = torch.get_num_threads()
-            torch.set_num_threads(1)
-        state["depth"] += 1
-        threads = state["threads"]
-    try:
-        # BLAS's limit is set and restored by each call in its own thread (OpenBLAS
-        # keeps the count per calling thread).
-        with _blas_threads(1):
-            yield threads
-    finally:
-        with state["lock"]:
-            state["depth"] -= 1
-            if state["depth"] == 0:
-                torch.set_num_threads(state["threads"])
-
-
-def _blas_threads(n):
-    """Context manager limiting numpy/scipy's BLAS to ``n`` threads (threadpoolctl)."""
-    global _CONTROLLER
-    if _CONTROLLER is None:
-        from threadpoolctl import ThreadpoolController
-
-        _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER.limit(limits=int(n), user_api="blas")
 
 
 class _StopRule:
@@ -786,11 +722,10 @@ def default_block_size(dims, dense_passes=False):
 
     A third of ``dims`` rounded up to a multiple of 8, at least ``min(dims, 16)``;
     a half with ``dense_passes`` (the passes are GEMMs over a dense ``A``, whose
-    rate grows with the block: measured on one core of this 2-core EPYC, a
-    4096 x 12288 image times 40 / 56 columns ran at 90 / 98 GFLOP/s, and at
-    k = 100 the fit took the same time (0.51 s) with 56-column blocks, in 3
-    steps instead of 4, at an error ratio of 1.0027 instead of 1.0050). Sparse
-    passes and the Gram path keep the third (fastest measured there).
+    rate grows with the block width, so wider blocks reach the same error in
+    fewer steps for the same time). Sparse passes and the Gram path keep the
+    third: the space grows by smaller steps, so the stopping rule stops at a
+    finer grain (the comparison is in ``benchmarks/bench_compression.py``).
 
     Examples
     --------
@@ -814,7 +749,7 @@ def _top_eigh(T, k, vectors=True):
     k = min(k, r)
     # T is symmetric as built; LAPACK reads one triangle of this (Fortran) copy.
     M = np.array(T.numpy(), order="F")
-    if r < 600:  # measured: the full divide-and-conquer is faster below a few hundred
+    if r < 600:  # small T: the full divide-and-conquer beats the subset solver's setup
         out = scipy.linalg.eigh(M, overwrite_a=True, check_finite=False, driver="evd",
                                 eigvals_only=not vectors)
     else:
@@ -884,8 +819,8 @@ def gram_svd(A, n_components, At=None):
         G = Bt64 @ B64
     r = G.shape[0]
     if G.device.type == "cpu":
-        # LAPACK's syevr for the top k pairs only: several times faster on the
-        # CPU than torch.linalg.eigh's full syevd (measured 0.5 s vs 18 s, n=943).
+        # LAPACK's syevr for the top k pairs only: the full decomposition of
+        # torch.linalg.eigh (syevd) computes every pair.
         import scipy.linalg
 
         w, vecs = scipy.linalg.eigh(G.numpy(), subset_by_index=[r - k, r - 1])
@@ -896,7 +831,7 @@ def gram_svd(A, n_components, At=None):
     evals = evals.flip(0).clamp_min(0)
     V = evecs.flip(1)  # right singular vectors of B, descending
     S = evals.sqrt()
-    left = _mm(B64, V)
+    left = sparse_matmul(B64, V)
     left = left / torch.where(S > 0, S, torch.ones_like(S))
     if transpose:  # A = B.T = V S left^T
         U, Vt = V, left.T

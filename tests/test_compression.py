@@ -362,3 +362,117 @@ def test_rank_choices_match_a_float64_numpy_spectrum():
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA")
 def test_cpu_and_gpu_choose_the_same_rank():
     assert _rank_choices("cpu") == _rank_choices("cuda")
+
+
+def _torch_threads_everywhere():
+    """torch's thread count read in this thread and in a new one (OpenMP keeps a copy
+    per thread: a count left behind by worker threads shows in new threads)."""
+    import threading
+
+    import torch
+
+    fresh = []
+    t = threading.Thread(target=lambda: fresh.append(torch.get_num_threads()))
+    t.start()
+    t.join()
+    return torch.get_num_threads(), fresh[0]
+
+
+def _fit_in_threads(make, Xs, n_threads=2):
+    """Fit ``make()`` on each of ``Xs`` from ``n_threads`` overlapping Python threads."""
+    import threading
+
+    barrier = threading.Barrier(n_threads)
+    out = [None] * len(Xs)
+
+    def work(i):
+        barrier.wait()
+        out[i] = make().fit(Xs[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(Xs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+@pytest.mark.parametrize("algorithm", ["full", "randomized"])
+def test_concurrent_fits_restore_torch_threads_and_equal_serial_fits(algorithm):
+    # Two threads fitting at once: torch's thread count is as it was afterwards, and
+    # each fit equals the same fit made alone (no fit state shared between calls).
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        Xs = [_sparse(400, 300, seed=1), _sparse(400, 300, seed=2)]
+        if algorithm == "full":
+            Xs = [X.toarray() for X in Xs]
+
+        def make():
+            return TruncatedSVDCompressor(0.5, algorithm=algorithm, random_state=0,
+                                          device="cpu")
+
+        for _ in range(8):  # overlapping in either order
+            got = _fit_in_threads(make, Xs)
+            assert _torch_threads_everywhere() == (2, 2)
+        for X, est in zip(Xs, got, strict=True):
+            ref = make().fit(X)
+            assert est.n_components_ == ref.n_components_
+            np.testing.assert_array_equal(est.singular_values_, ref.singular_values_)
+            np.testing.assert_array_equal(est.components_, ref.components_)
+            np.testing.assert_array_equal(est.energy_ratio_, ref.energy_ratio_)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_one_instance_fitted_from_two_threads_ends_as_one_of_the_fits():
+    X1, X2 = _sparse(300, 200, seed=1), _sparse(300, 200, seed=2)
+    est = TruncatedSVDCompressor(5, random_state=0, device="cpu")
+    _fit_in_threads(lambda: est, [X1, X2])
+    refs = [TruncatedSVDCompressor(5, random_state=0, device="cpu").fit(X) for X in (X1, X2)]
+    assert any(np.array_equal(est.singular_values_, r.singular_values_) for r in refs)
+    assert not hasattr(est, "_At") and not hasattr(est, "_total")
+
+
+def test_overlapping_exact_fits_leave_torch_threads_as_found(monkeypatch):
+    # Forced order: fit A enters the exact SVD, fit B starts (finding torch at A's one
+    # thread) and enters, A leaves, B leaves last: the count must come back to the original.
+    import threading
+    import time
+
+    import torch
+
+    import sksvd.compression as C
+
+    real, barrier, a_inside = C.exact_svd, threading.Barrier(2), threading.Event()
+
+    def exact_svd(A, k):
+        second = a_inside.is_set()
+        a_inside.set()
+        out = real(A, k)
+        barrier.wait()  # both fits inside
+        if second:
+            time.sleep(0.1)  # B leaves last
+        return out
+
+    monkeypatch.setattr(C, "exact_svd", exact_svd)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        X = _decaying(60, 40)[0]
+
+        def fit(wait):
+            if wait:
+                a_inside.wait()
+            TruncatedSVDCompressor(3, algorithm="full", device="cpu").fit(X)
+
+        threads = [threading.Thread(target=fit, args=(w,)) for w in (False, True)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert _torch_threads_everywhere() == (2, 2)
+    finally:
+        torch.set_num_threads(before)

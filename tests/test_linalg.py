@@ -205,28 +205,26 @@ def test_threaded_sparse_products_equal_scipy():
     for A in (X, X.T.tocsr()):  # tall (F = A.T) and wide (F = A)
         op = _Operator(A)
         op._split_rows(3, min_nnz=1)
-        try:
-            assert len(op.chunks) == 3
-            F = (A.T if op.transposed else A).toarray().astype(np.float64)
-            x = np.random.default_rng(0).standard_normal((F.shape[1], 4)).astype(np.float32)
-            y = np.random.default_rng(1).standard_normal((F.shape[0], 4)).astype(np.float32)
-            np.testing.assert_allclose(op.matmat(torch.from_numpy(x)).numpy(), F @ x,
-                                       rtol=1e-5, atol=1e-5)
-            np.testing.assert_allclose(op.rmatmat(torch.from_numpy(y)).numpy(), F.T @ y,
-                                       rtol=1e-5, atol=1e-5)
-        finally:
-            op.close()
+        assert len(op.chunks) == 3
+        F = (A.T if op.transposed else A).toarray().astype(np.float64)
+        x = np.random.default_rng(0).standard_normal((F.shape[1], 4)).astype(np.float32)
+        y = np.random.default_rng(1).standard_normal((F.shape[0], 4)).astype(np.float32)
+        np.testing.assert_allclose(op.matmat(torch.from_numpy(x)).numpy(), F @ x,
+                                   rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(op.rmatmat(torch.from_numpy(y)).numpy(), F.T @ y,
+                                   rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("sparse", [False, True])
 def test_torch_path_of_the_kernel_equals_the_numpy_path(monkeypatch, sparse):
     # The path GPUs take (torch products, torch.sparse.mm with a transposed CSR), run on the CPU.
+    import sksvd._backend as B
     import sksvd.linalg as L
 
     X = _flat(300, 120)
     A = to_torch(X if sparse else X.toarray())
     ref = randomized_svd(A, 6, n_iter=3, generator=torch.Generator().manual_seed(0))
-    monkeypatch.setattr(L, "_CPU_NUMPY", False)
+    monkeypatch.setattr(B, "_HOST_KERNELS_ON_CPU", False)
     op = L._Operator(A)
     assert op.backend == "torch"
     got = randomized_svd(A, 6, n_iter=3, generator=torch.Generator().manual_seed(0))
@@ -291,14 +289,14 @@ def test_gram_path_equals_the_pass_path_and_numpy(monkeypatch):
 def test_torch_path_stopping_rules_on_the_device_agree_with_the_host(monkeypatch, value_tol):
     # The torch path keeps T on the device and decides there (one bool read per step);
     # run on the CPU it must stop at the same step as the host path, with the same values.
-    import sksvd.linalg as L
+    import sksvd._backend as B
 
     img = load_sample_image("china.jpg")
     X = img.reshape(img.shape[0], -1).astype(np.float64)
     exact = np.linalg.svd(X, compute_uv=False)
     ref = randomized_svd(X, 20, value_tol=value_tol, generator=torch.Generator().manual_seed(0),
                          return_info=True)
-    monkeypatch.setattr(L, "_CPU_NUMPY", False)
+    monkeypatch.setattr(B, "_HOST_KERNELS_ON_CPU", False)
     got = randomized_svd(torch.from_numpy(X), 20, value_tol=value_tol,
                          generator=torch.Generator().manual_seed(0), return_info=True)
     assert got[3]["n_iter"] == ref[3]["n_iter"]

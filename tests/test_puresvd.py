@@ -196,3 +196,38 @@ def test_default_rank_is_capped_and_shrinkage_checked():
     assert rec.item_factors_.shape == (12, 12)  # "auto": min(200, n_users, n_items)
     with pytest.raises(ValueError, match="shrinkage"):
         SVDRecommender(shrinkage=-1.0, device="cpu").fit(X)
+
+
+@pytest.mark.parametrize("algorithm", ["gram", "randomized"])
+def test_concurrent_fits_equal_serial_fits(algorithm):
+    # Two threads each fitting their own recommender at once get the serial results
+    # and leave torch's thread count as it was.
+    import threading
+
+    import torch
+
+    before = torch.get_num_threads()
+    rng = np.random.default_rng(0)
+    Xs = [sp.random(300, 120, density=0.1, format="csr", random_state=s,
+                    data_rvs=lambda n: rng.integers(1, 6, n).astype(float)) for s in (1, 2)]
+
+    def make():
+        return SVDRecommender(8, algorithm=algorithm, random_state=0, device="cpu")
+
+    barrier = threading.Barrier(2)
+    got = [None, None]
+
+    def work(i):
+        barrier.wait()
+        got[i] = make().fit(Xs[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert torch.get_num_threads() == before
+    for X, est in zip(Xs, got, strict=True):
+        ref = make().fit(X)
+        np.testing.assert_array_equal(est.singular_values_, ref.singular_values_)
+        np.testing.assert_array_equal(est.item_factors_, ref.item_factors_)

@@ -193,11 +193,11 @@ def test_tiled_selection_equals_whole_row_selection():
 def topk_device(device, request, monkeypatch):
     """Each device, and on the CPU both paths: the tiled CPU path and the device path
     (the GPU's code, on torch's CPU kernels)."""
-    from sksvd import _topk
+    from sksvd import _backend
 
     if request.param == "tiled" and device != "cpu":
         pytest.skip("the tiled path is the CPU's")
-    monkeypatch.setattr(_topk, "_DEVICE_PATH_ON_CPU", request.param == "device")
+    monkeypatch.setattr(_backend, "_HOST_KERNELS_ON_CPU", request.param != "device")
     return device
 
 
@@ -267,10 +267,10 @@ def test_topk_items_every_device_empty_inputs(topk_device):
 def test_device_path_transfers_do_not_grow_with_batches(monkeypatch, ties):
     # The device path run on the CPU: every transfer goes through sksvd._backend's
     # helpers, which count them. The counts must not depend on the number of batches.
-    from sksvd import _topk
+    from sksvd import _backend
     from sksvd._backend import count_transfers
 
-    monkeypatch.setattr(_topk, "_DEVICE_PATH_ON_CPU", True)
+    monkeypatch.setattr(_backend, "_HOST_KERNELS_ON_CPU", False)
     rng = np.random.default_rng(13)
     if ties:
         U = rng.integers(-1, 2, (600, 2)).astype(np.float32)
@@ -293,14 +293,20 @@ def test_device_path_transfers_do_not_grow_with_batches(monkeypatch, ties):
     assert counts[0]["host_reads"] <= 2
 
 
+def _device_path_on_cpu(monkeypatch, pending_bytes):
+    """Run the device path's torch kernels on the CPU, with a tie-check budget in bytes."""
+    from sksvd import _backend, _topk
+
+    monkeypatch.setattr(_backend, "_HOST_KERNELS_ON_CPU", False)
+    monkeypatch.setattr(_topk, "_PENDING_BYTES", pending_bytes)
+
+
 def test_device_path_checkpoints_bound_held_vectors(monkeypatch):
     # With a tiny budget for the vectors kept for the tie check, the host reads the
     # tie flags at several checkpoints: results unchanged.
-    from sksvd import _topk
     from sksvd._backend import count_transfers
 
-    monkeypatch.setattr(_topk, "_DEVICE_PATH_ON_CPU", True)
-    monkeypatch.setattr(_topk, "_PENDING_BYTES", 1000)
+    _device_path_on_cpu(monkeypatch, 1000)
     rng = np.random.default_rng(14)
     U = rng.integers(-1, 2, (300, 2)).astype(np.float32)
     Q = rng.integers(-1, 2, (700, 2)).astype(np.float32)
@@ -333,10 +339,7 @@ def test_device_batch_size():
 def test_device_path_callable_mixing_offsets_and_ties(monkeypatch):
     # A callable that gives offsets for some batches only (two item sides), tied rows in
     # every batch, and checkpoints every few batches: each row still equals a full sort.
-    from sksvd import _topk
-
-    monkeypatch.setattr(_topk, "_DEVICE_PATH_ON_CPU", True)
-    monkeypatch.setattr(_topk, "_PENDING_BYTES", 2000)
+    _device_path_on_cpu(monkeypatch, 2000)
     rng = np.random.default_rng(15)
     U = rng.integers(-1, 2, (230, 2)).astype(np.float32)
     Q = rng.integers(-1, 2, (500, 2)).astype(np.float32)

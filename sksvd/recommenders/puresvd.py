@@ -12,8 +12,10 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from .._backend import (
     csr_matmul_cpu,
     device_array,
+    kernel_backend,
     make_generator,
     numpy_dtype,
+    svd_operands,
     to_numpy,
     to_torch,
 )
@@ -211,11 +213,9 @@ class SVDRecommender(BaseRecommender):
         if algorithm == "auto":
             algorithm = "gram" if min(n_users, n_items) <= _GRAM_MAX else "randomized"
         self.algorithm_ = algorithm
-        if algorithm == "randomized" and device.type == "cpu":
-            # scipy's CSR kernels on the matrix as it is (no int64 index copy,
-            # no transposed CSR): see sksvd.linalg.randomized_svd.
-            A, At = Xs.astype(numpy_dtype(dtype), copy=False), None
-        else:
+        if algorithm == "randomized":
+            A, At = svd_operands(Xs, device, dtype, transpose=True)
+        else:  # the exact solvers take torch tensors on every device
             A = to_torch(Xs, device=device, dtype=dtype)
             At = None if algorithm == "full" else to_torch(Xs.T.tocsr(), device=device,
                                                            dtype=dtype)
@@ -260,7 +260,7 @@ class SVDRecommender(BaseRecommender):
         self._set_factors(U, S, Vt)
 
     def _fold_in(self, X, device, dtype):
-        if device.type == "cpu":  # see csr_matmul_cpu: the fastest kernel measured there
+        if kernel_backend(device) == "host":  # see csr_matmul_cpu
             V = self._weighted_factors().astype(numpy_dtype(dtype), copy=False)
             return csr_matmul_cpu(self._scale(X), V), None
         # copied to the device once per fit, not once per batch
