@@ -326,8 +326,8 @@ def main(argv=None):
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads for the quality part (default: torch's)")
-    p.add_argument("--data-home", default=os.environ.get("SKSVD_DATA_HOME",
-                                                          "/work/shared/data"))
+    p.add_argument("--data-home", default=None,
+                   help="folder holding ml-100k/ (default: sksvd.datasets.get_data_home())")
     args = p.parse_args(argv)
     warnings.filterwarnings("ignore", message=".*differs from the official release.*")
     import torch

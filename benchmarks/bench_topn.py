@@ -19,7 +19,6 @@ import itertools
 import os
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -114,7 +113,9 @@ for the evaluated users."""
 
 
 def _data_home():
-    return Path(os.environ.get("SKSVD_DATA_HOME", "/work/shared/data"))
+    from sksvd.datasets import get_data_home
+
+    return get_data_home()
 
 
 def _torch_device(device):

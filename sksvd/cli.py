@@ -63,7 +63,8 @@ class UsageError(Exception):
 def find_data_home():
     """Where the command line and the demo look for MovieLens.
 
-    The environment variable ``SKSVD_DATA_HOME`` when set; else the folder
+    :func:`sksvd.datasets.get_data_home` without an argument: the
+    environment variable ``SKSVD_DATA_HOME`` when set; else the folder
     ``../shared/data`` beside a source checkout of sksvd, when it exists;
     else ``~/sksvd_data`` (where :func:`sksvd.datasets.load_movielens`
     downloads to).
@@ -71,6 +72,7 @@ def find_data_home():
     Returns
     -------
     pathlib.Path
+        The data home.
 
     Examples
     --------
@@ -81,13 +83,9 @@ def find_data_home():
     ...     print(find_data_home())
     /tmp/movielens
     """
-    env = os.environ.get("SKSVD_DATA_HOME", "").strip()
-    if env:
-        return Path(env).expanduser()
-    beside = Path(__file__).resolve().parents[2] / "shared" / "data"
-    if beside.is_dir():
-        return beside
-    return Path("~", "sksvd_data").expanduser()
+    from .datasets import get_data_home
+
+    return get_data_home()
 
 
 def _fmt(value, digits=4):

@@ -7,8 +7,9 @@ reads any ``user, item, rating`` table. Both return a
 (n_users, n_items), float32, row ``u`` the user ``user_ids[u]`` and column
 ``i`` the item ``item_ids[i]``.
 
-Where the data live: the ``data_home`` argument, else the environment
-variable ``SKSVD_DATA_HOME``, else ``~/sksvd_data``; each release sits in a
+Where the data live (:func:`get_data_home`): the ``data_home`` argument,
+else the environment variable ``SKSVD_DATA_HOME``, else ``../shared/data``
+beside a source checkout when it exists, else ``~/sksvd_data``; each release sits in a
 folder named as in its official zip (``ml-100k``, ``ml-latest-small``,
 ``ml-1m``, ``ml-10M100K``, ``ml-20m``, ``ml-25m``).
 
@@ -66,6 +67,9 @@ SHA256 = {
 #: Seconds without data before a download is abandoned.
 DOWNLOAD_TIMEOUT = 60
 
+# ``../shared/data`` beside a source checkout (the folder holding ``sksvd/``).
+_CHECKOUT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
 _FOLDS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")
 
 # The 19 genre flags of ml-100k's u.item, in column order (u.genre, "unknown" first).
@@ -99,16 +103,21 @@ _RELEASES = {
 def get_data_home(data_home=None):
     """The folder where sksvd looks for (and downloads) data sets.
 
+    The one rule used by the loaders, the command line, the demo, the
+    benchmarks and the tests.
+
     Parameters
     ----------
     data_home : str or path-like, default=None
         Returned as a :class:`pathlib.Path` (``~`` expanded) when given; else
-        the environment variable ``SKSVD_DATA_HOME`` when set and not empty;
-        else ``~/sksvd_data``. The folder is not created here.
+        the environment variable ``SKSVD_DATA_HOME`` when set and not blank;
+        else the folder ``../shared/data`` beside a source checkout of sksvd
+        when it exists; else ``~/sksvd_data``. The folder is not created here.
 
     Returns
     -------
     pathlib.Path
+        The data home, ``~`` expanded.
 
     Examples
     --------
@@ -117,7 +126,10 @@ def get_data_home(data_home=None):
     '/tmp/my_data'
     """
     if data_home is None:
-        data_home = os.environ.get("SKSVD_DATA_HOME") or os.path.join("~", "sksvd_data")
+        data_home = os.environ.get("SKSVD_DATA_HOME", "").strip()
+        if not data_home:
+            beside = _CHECKOUT_DATA
+            data_home = beside if beside.is_dir() else os.path.join("~", "sksvd_data")
     return Path(os.fspath(data_home)).expanduser()
 
 

@@ -187,9 +187,23 @@ def test_data_home_order(tmp_path, monkeypatch):
     monkeypatch.setenv("SKSVD_DATA_HOME", str(tmp_path / "env"))
     assert get_data_home(tmp_path / "arg") == tmp_path / "arg"
     assert get_data_home() == tmp_path / "env"
-    monkeypatch.delenv("SKSVD_DATA_HOME")
+    monkeypatch.setenv("SKSVD_DATA_HOME", "  ")  # blank: not set
+    monkeypatch.setattr(datasets, "_CHECKOUT_DATA", tmp_path / "checkout" / "shared" / "data")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert get_data_home() == tmp_path / "home" / "sksvd_data"
+    assert get_data_home() == tmp_path / "home" / "sksvd_data"  # no shared/data folder
+    (tmp_path / "checkout" / "shared" / "data").mkdir(parents=True)
+    assert get_data_home() == tmp_path / "checkout" / "shared" / "data"
+    monkeypatch.delenv("SKSVD_DATA_HOME")
+    assert get_data_home() == tmp_path / "checkout" / "shared" / "data"
+
+
+def test_cli_data_home_is_the_datasets_rule(tmp_path, monkeypatch):
+    from sksvd.cli import find_data_home
+
+    monkeypatch.delenv("SKSVD_DATA_HOME", raising=False)
+    assert find_data_home() == get_data_home()
+    monkeypatch.setenv("SKSVD_DATA_HOME", str(tmp_path))
+    assert find_data_home() == get_data_home() == tmp_path
 
 
 def test_env_data_home_is_used(tmp_path, monkeypatch):
