@@ -14,7 +14,8 @@ folder named as in its official zip (``ml-100k``, ``ml-latest-small``,
 ``ml-1m``, ``ml-10M100K``, ``ml-20m``, ``ml-25m``).
 
 Parsing is vectorized with pandas. A malformed or truncated file raises a
-``ValueError`` that names the file (and the line when one is at fault); a
+``ValueError`` that names the file (and the line when one is at fault).
+Downloads go through :func:`pooch.retrieve` (sha256 checked by pooch); a
 download is written into a temporary folder inside the data home, checked,
 parsed, and only then renamed into place, so a failed, truncated or altered
 download leaves nothing behind.
@@ -23,14 +24,10 @@ download leaves nothing behind.
 from __future__ import annotations
 
 import csv
-import hashlib
-import http.client
 import io
 import os
 import shutil
 import tempfile
-import urllib.error
-import urllib.request
 import warnings
 import weakref
 import zipfile
@@ -739,25 +736,32 @@ def _fold_path(folder, fold, part):
 
 
 # --------------------------------------------------------------------------- download
-def _fetch(url, dest):
-    """Stream ``url`` into ``dest``; returns the sha256 hex digest. Raises when the
-    transfer is cut short of its Content-Length."""
-    h, n = hashlib.sha256(), 0
+def _fetch(url, dest, sha256):
+    """Download ``url`` to ``dest`` with :func:`pooch.retrieve`, checked against ``sha256``
+    (hex, or ``None`` for no check).
+
+    Raises ValueError when the sha256 does not match or the transfer is cut short
+    of its Content-Length, OSError when the download fails.
+    """
+    import pooch
+    import requests
+
+    downloader = pooch.HTTPDownloader(timeout=DOWNLOAD_TIMEOUT, progressbar=False)
+    known_hash = None if sha256 is None else f"sha256:{sha256.lower()}"
     try:
-        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as resp, \
-                open(dest, "wb") as f:
-            length = resp.headers.get("Content-Length")
-            while chunk := resp.read(1 << 20):
-                h.update(chunk)
-                f.write(chunk)
-                n += len(chunk)
-    except http.client.IncompleteRead as exc:
+        pooch.retrieve(url, known_hash, fname=dest.name, path=dest.parent,
+                       downloader=downloader)
+    except requests.exceptions.ChunkedEncodingError as exc:
         raise ValueError(f"{url}: download truncated ({exc})") from exc
-    except (urllib.error.URLError, OSError) as exc:
+    except (requests.exceptions.RequestException, OSError) as exc:
         raise OSError(f"{url}: download failed ({exc})") from exc
-    if length is not None and n != int(length):
-        raise ValueError(f"{url}: download truncated, got {n} of {int(length)} bytes")
-    return h.hexdigest()
+    except ValueError as exc:
+        if "hash" not in str(exc):
+            raise
+        raise ValueError(
+            f"{url}: sha256 of the download does not match the expected {sha256} "
+            f"(corrupted or changed file); nothing was written to the data home"
+        ) from exc
 
 
 def _extract(archive, dest, folder):
@@ -792,13 +796,7 @@ def _download(name, home):
     tmp = Path(tempfile.mkdtemp(prefix=f".{rel.folder}-", suffix=".part", dir=home))
     try:
         archive = tmp / rel.archive
-        digest = _fetch(url, archive)
-        expected = SHA256.get(name)
-        if expected is not None and digest != expected.lower():
-            raise ValueError(
-                f"{url}: sha256 {digest} does not match the expected {expected} (corrupted "
-                f"or changed file); nothing was written to {home}"
-            )
+        _fetch(url, archive, SHA256.get(name))
         extracted = tmp / "extract"
         _extract(archive, extracted, rel.folder)
         # parse before publishing: a malformed release never lands in the data home
@@ -829,8 +827,9 @@ def load_movielens(name="100k", *, fold=None, data_home=None, download_if_missin
 
     Reads the official files of the release found in the data home (see
     :func:`get_data_home`); when it is missing and ``download_if_missing`` is
-    true, downloads the official zip from ``BASE_URL`` (files.grouplens.org),
-    checks its sha256 against :data:`SHA256` (skipped where that is ``None``),
+    true, downloads the official zip from ``BASE_URL`` (files.grouplens.org)
+    with :func:`pooch.retrieve`, which checks its sha256 against
+    :data:`SHA256` (skipped where that is ``None``),
     extracts it into a temporary folder inside the data home, parses it, and
     only then renames it into place.
 

@@ -333,6 +333,21 @@ def test_download_then_load(tmp_path, served_100k):
     assert load_movielens("100k", data_home=home).X.nnz == 6
 
 
+def test_download_goes_through_pooch_with_the_sha256(tmp_path, served_100k, monkeypatch):
+    import pooch
+
+    calls = []
+    real = pooch.retrieve
+
+    def spy(url, known_hash, **kw):
+        calls.append((url, known_hash))
+        return real(url, known_hash, **kw)
+
+    monkeypatch.setattr(pooch, "retrieve", spy)
+    load_movielens("100k", data_home=tmp_path / "home")
+    assert calls == [(datasets.BASE_URL + "ml-100k.zip", "sha256:" + datasets.SHA256["100k"])]
+
+
 def test_download_without_known_checksum(tmp_path, served_100k, monkeypatch):
     monkeypatch.setitem(datasets.SHA256, "100k", None)
     assert load_movielens("100k", data_home=tmp_path / "home").X.nnz == 6
