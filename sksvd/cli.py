@@ -52,7 +52,7 @@ MODELS = {
 _MODEL_FILES = {"SVDRecommender": "puresvd.py", "FunkSVD": "funksvd.py", "AsySVD": "asysvd.py"}
 _TOPK_METRICS = ("ndcg", "recall", "precision", "map", "hit_rate", "mrr", "coverage")
 _RATING_METRICS = ("rmse", "mae")
-_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
 class UsageError(Exception):
@@ -342,6 +342,13 @@ def _finite_float(text):
 def _device(text):
     if not _DEVICE_RE.match(text):
         raise argparse.ArgumentTypeError(f"{text!r}: expected auto, cpu, cuda or cuda:N")
+    if text.startswith("cuda"):  # refused here, before any data is read, when absent
+        from ._backend import resolve_device
+
+        try:
+            resolve_device(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix("device=")) from None
     return text
 
 
@@ -1330,29 +1337,35 @@ def main(argv=None):
         parser.print_help()
         return 2
     prog = f"{PROG} {args.command}"
-    if not args.verbose:
-        # One line per warning (e.g. a data file that differs from the official release).
-        def _one_line(message, category, filename, lineno, file=None, line=None):
-            print(f"{prog}: warning: {message}", file=sys.stderr)
+    with warnings.catch_warnings():
+        if not args.verbose:
+            # One line per warning (e.g. a data file that differs from the official
+            # release); catch_warnings restores warnings.showwarning on return.
+            def _one_line(message, category, filename, lineno, file=None, line=None):
+                print(f"{prog}: warning: {message}", file=sys.stderr)
 
-        warnings.showwarning = _one_line
+            warnings.showwarning = _one_line
+        return _run(args, extra, prog)
+
+
+def _run(args, extra, prog):
+    """Run the parsed command; usage errors give 2, failures of the work 1."""
+    from sklearn.utils._param_validation import InvalidParameterError
+
     try:
         if args.command == "bench":
             return _cmd_bench(args, extra)
         if extra:
             raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
         return _COMMANDS[args.command](args)
-    except UsageError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
-    except (ValueError, TypeError) as exc:
-        # The library's argument checks name the argument and the value.
+    except (UsageError, InvalidParameterError) as exc:
+        # The command line's and scikit-learn's argument checks name the argument.
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
-    except OSError as exc:
+    except (ValueError, TypeError, OSError, RuntimeError) as exc:
         print(f"{prog}: failed: {exc}", file=sys.stderr)
         return 1
 

@@ -29,7 +29,6 @@ import os
 import shutil
 import tempfile
 import warnings
-import weakref
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -382,8 +381,9 @@ class _ItemTable(pd.DataFrame):
         return pd.DataFrame
 
     def __call__(self):
-        ref = self.__dict__.get("_sksvd_owner")
-        owner = ref() if ref is not None else None
+        # A strong reference (a cycle the garbage collector frees): with a weak one,
+        # ``load_ratings(...).items()`` fails, the Bunch being gone before the call.
+        owner = self.__dict__.get("_sksvd_owner")
         if owner is None:
             raise TypeError("'DataFrame' object is not callable")
         return dict.items(owner)
@@ -408,7 +408,7 @@ class _DataBunch(Bunch):
         if not isinstance(table, _ItemTable):
             table = _ItemTable(table)
             dict.__setitem__(self, "items", table)
-        object.__setattr__(table, "_sksvd_owner", weakref.ref(self))
+        object.__setattr__(table, "_sksvd_owner", self)
         return table
 
     def __reduce__(self):

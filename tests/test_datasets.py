@@ -496,6 +496,17 @@ def test_items_is_the_table_and_items_call_the_dict_view(ml100k):
     assert [k for k, _ in back.items()] == keys and back.items.equals(ml100k.items)
 
 
+def test_items_call_on_a_bunch_nobody_else_holds(tmp_path):
+    (tmp_path / "items.csv").write_text("id,title\n10,Ten\n20,Twenty\n")
+    table = pd.DataFrame({"userId": [1, 2], "movieId": [10, 20], "rating": [5.0, 3.0]})
+    keys = [k for k, _ in load_ratings(table, items=tmp_path / "items.csv").items()]
+    assert "X" in keys and "items" in keys
+    ds = load_ratings(table, items=tmp_path / "items.csv")
+    t = ds.items
+    del ds
+    assert dict(t())["items"] is t  # the table keeps its Bunch
+
+
 def test_id_layer_maps_raw_ids_both_ways(ml100k, data_home):
     raw = pd.read_csv(data_home / "ml-100k" / "u.data", sep="\t", header=None,
                       names=["user", "item", "rating", "ts"])
