@@ -195,8 +195,12 @@ def check_values_from_norm(X, squared_norm, name="X"):
     return None
 
 
-def check_interactions(X, *, name="X", estimator=None, reset=True, dtype=np.float32):
+def check_interactions(X, *, name="X", estimator=None, reset=True, dtype=np.float32,
+                       canonical=False, ensure_min_samples=1):
     """Validate a users x items interaction matrix and return it as CSR.
+
+    The one validator of interaction matrices: the estimators' ``fit``, the
+    metrics' ``y_true`` and the splitters' ``X`` all go through it.
 
     Any scipy sparse format is converted to CSR without densifying; dense
     arrays are accepted and converted. Duplicate (user, item) entries are
@@ -208,14 +212,22 @@ def check_interactions(X, *, name="X", estimator=None, reset=True, dtype=np.floa
     ----------
     X : array-like or scipy.sparse matrix of shape (n_users, n_items)
     name : str, default="X"
+        Argument name used in error messages.
     estimator : estimator instance, default=None
         When given, ``n_features_in_`` (= number of items) is set or checked.
     reset : bool, default=True
-    dtype : numpy dtype, default=np.float32
+    dtype : numpy dtype or None, default=np.float32
+        ``None`` keeps float32 and float64 input as it is (others become float64).
+    canonical : bool, default=False
+        Also sum duplicates and drop explicitly stored zeros, so that ``nnz``
+        counts the interactions (the splitters and metrics count entries).
+    ensure_min_samples : int, default=1
+        Fewest rows accepted (0 for metrics and splitters of an empty matrix).
 
     Returns
     -------
     scipy.sparse.csr_matrix of shape (n_users, n_items)
+        The interactions, never the caller's arrays modified in place.
 
     Examples
     --------
@@ -224,12 +236,18 @@ def check_interactions(X, *, name="X", estimator=None, reset=True, dtype=np.floa
     >>> check_interactions(np.array([[0, 5], [3, 0]])).nnz
     2
     """
+    accepted = (np.float32, np.float64) if dtype == np.float32 else (np.float64, np.float32)
     X = check_matrix(X, name=name, estimator=estimator, reset=reset,
-                     accept_sparse=("csr", "csc", "coo"), dtype=(np.float32, np.float64))
+                     accept_sparse=("csr", "csc", "coo"), dtype=accepted,
+                     ensure_min_samples=ensure_min_samples)
     if sp.issparse(X):
         X = sp.csr_matrix(X, dtype=dtype, copy=False)
     else:
         X = sp.csr_matrix(np.asarray(X, dtype=dtype))
+    if canonical and (not X.has_canonical_format or (X.nnz and not np.all(X.data != 0))):
+        X = X.copy()  # the arrays may be the caller's
+        X.sum_duplicates()
+        X.eliminate_zeros()
     if not X.has_sorted_indices:
         X = X.sorted_indices()
     if X.indptr.dtype != X.indices.dtype:
@@ -292,3 +310,26 @@ def check_k(k, n_items, *, name="k"):
     ValueError: k=0: expected an int in [1, 100]
     """
     return check_int(k, name, min_val=1, max_val=n_items)
+
+
+#: The gains and the denominators of the ranking metrics (``gains=``, ``denominator=``).
+GAINS = ("binary", "graded", "exponential")
+DENOMINATORS = ("relevant", "min")
+
+
+def check_choice(value, name, choices):
+    """Check that ``value`` is one of ``choices``; returns it.
+
+    Examples
+    --------
+    >>> from sksvd._validation import check_choice, GAINS
+    >>> check_choice("graded", "gains", GAINS)
+    'graded'
+    >>> check_choice("log", "gains", GAINS)
+    Traceback (most recent call last):
+    ...
+    ValueError: gains='log': expected one of 'binary', 'graded', 'exponential'
+    """
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name}={value!r}: expected one of {', '.join(map(repr, choices))}")
+    return value

@@ -37,10 +37,9 @@ import warnings
 from typing import NamedTuple
 
 import numpy as np
-import scipy.sparse as sp
 from sklearn.exceptions import UndefinedMetricWarning
 
-from ._validation import check_int, check_matrix
+from ._validation import DENOMINATORS, GAINS, check_choice, check_int, check_interactions
 
 __all__ = [
     "ndcg_at_k",
@@ -59,21 +58,12 @@ __all__ = [
 #: Names accepted by :func:`topk_metrics` and the scorers, in a fixed order.
 RANKING_METRICS = ("ndcg", "recall", "precision", "map", "hit_rate", "mrr")
 
-_GAINS = ("binary", "graded", "exponential")
-_DENOMINATORS = ("relevant", "min")
-
 
 # --------------------------------------------------------------------------- validation
 def _check_y_true(y_true):
     """CSR float64, sorted indices, duplicates summed, explicit zeros dropped; never in place."""
-    Y = check_matrix(y_true, name="y_true", dtype=(np.float64, np.float32),
-                     ensure_min_samples=0, ensure_min_features=1)
-    Y = sp.csr_matrix(Y, dtype=np.float64)
-    if not Y.has_canonical_format or (Y.nnz and not np.all(Y.data != 0)):
-        Y = Y.copy()  # the arrays may be the caller's
-        Y.sum_duplicates()
-        Y.eliminate_zeros()
-    return Y
+    return check_interactions(y_true, name="y_true", dtype=np.float64, canonical=True,
+                              ensure_min_samples=0)
 
 
 def _check_ids(ids, k, *, n_users=None, n_items=None, name="ids"):
@@ -107,21 +97,6 @@ def _check_ids(ids, k, *, n_users=None, n_items=None, name="ids"):
             item = int(s[row, 1:][dup[row]][0])
             raise ValueError(f"{name}: row {row} recommends item {item} more than once")
     return arr
-
-
-def _check_gains(gains):
-    if gains not in _GAINS:
-        raise ValueError(f"gains={gains!r}: expected one of {', '.join(map(repr, _GAINS))}")
-    return gains
-
-
-def _check_denominator(denominator):
-    if denominator not in _DENOMINATORS:
-        raise ValueError(
-            f"denominator={denominator!r}: expected one of "
-            f"{', '.join(map(repr, _DENOMINATORS))}"
-        )
-    return denominator
 
 
 # --------------------------------------------------------------------------- the one core
@@ -268,7 +243,7 @@ def ndcg_at_k(y_true, ids, k=10, *, gains="binary", per_user=False):
     >>> ndcg_at_k(y_true, ids, k=3, per_user=True).round(4)
     array([0.9197,    nan])
     """
-    _check_gains(gains)
+    check_choice(gains, "gains", GAINS)
     if gains != "binary":
         Y = _check_y_true(y_true)
         if Y.nnz and Y.data.min() < 0:
@@ -352,7 +327,7 @@ def recall_at_k(y_true, ids, k=10, *, denominator="relevant", per_user=False):
     >>> recall_at_k(y_true, [[0, 4]], k=2, denominator="min")   # 1 / min(2, 4)
     0.5
     """
-    _check_denominator(denominator)
+    check_choice(denominator, "denominator", DENOMINATORS)
     return _one_metric("recall", y_true, ids, k, per_user, denominator=denominator)
 
 
@@ -620,8 +595,8 @@ def topk_metrics(y_true, ids, k=10, metrics=("ndcg", "recall", "precision", "map
             raise ValueError(
                 f"metrics: unknown metric {m!r}; expected some of {', '.join(allowed)}"
             )
-    _check_gains(gains)
-    _check_denominator(denominator)
+    check_choice(gains, "gains", GAINS)
+    check_choice(denominator, "denominator", DENOMINATORS)
     Y = _check_y_true(y_true)
     if gains != "binary" and Y.nnz and Y.data.min() < 0:
         raise ValueError(

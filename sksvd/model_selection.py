@@ -25,7 +25,15 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from ._topk import default_batch_size
-from ._validation import check_float, check_int, check_interactions, check_k, check_matrix
+from ._validation import (
+    DENOMINATORS,
+    GAINS,
+    check_choice,
+    check_float,
+    check_int,
+    check_interactions,
+    check_k,
+)
 from .metrics import RANKING_METRICS, mae, rmse, topk_metrics
 
 __all__ = [
@@ -37,8 +45,6 @@ __all__ = [
 ]
 
 _RATING_METRICS = ("rmse", "mae")
-_GAINS = ("binary", "graded", "exponential")
-_DENOMINATORS = ("relevant", "min")
 # Guards floor(share * n) against 0.29 * 100 = 28.999999999999996.
 _EPS = 1e-9
 
@@ -67,17 +73,6 @@ def _parse_holdout(holdout, name="holdout", allow_top=True):
     if not 0.0 < float(holdout) < 1.0:
         raise ValueError(msg)
     return "share", float(holdout)
-
-
-def _as_csr(X, name="X"):
-    """Validated CSR (float32 or float64 kept), canonical, stored zeros dropped; never in place."""
-    X = check_matrix(X, name=name, dtype=(np.float64, np.float32), ensure_min_samples=0)
-    X = sp.csr_matrix(X)
-    if not X.has_canonical_format or (X.nnz and not np.all(X.data != 0)):
-        X = X.copy()  # the arrays may be the caller's
-        X.sum_duplicates()
-        X.eliminate_zeros()
-    return X
 
 
 def _row_of_entry(X):
@@ -207,7 +202,7 @@ def train_test_split_interactions(X, test_size=0.2, random_state=0, mode="per_us
     if mode not in ("per_user", "global"):
         raise ValueError(f"mode={mode!r}: expected 'per_user' or 'global'")
     spec = _parse_holdout(test_size, name="test_size", allow_top=False)
-    X = _as_csr(X)
+    X = check_interactions(X, dtype=None, canonical=True, ensure_min_samples=0)
     rng = check_random_state(random_state)
     if mode == "per_user":
         X_train, X_test = _hide_per_row(X, spec, rng)
@@ -408,7 +403,7 @@ class _RatingScorer:
 
     def split(self, X):
         """The fold-in split of the rows of ``X``: ``(X_visible, X_hidden)``, both CSR."""
-        return _hide_per_row(_as_csr(X), _parse_holdout(self.holdout),
+        return _hide_per_row(check_interactions(X, dtype=None, canonical=True, ensure_min_samples=0), _parse_holdout(self.holdout),
                              check_random_state(self.random_state))
 
     def __call__(self, estimator, X, y=None):
@@ -509,12 +504,8 @@ def make_topk_scorer(metric="ndcg", k=10, holdout=0.2, random_state=0, *,
     k = check_int(k, "k", min_val=1)
     _parse_holdout(holdout)
     relevance_threshold = _check_threshold(relevance_threshold)
-    if gains not in _GAINS:
-        raise ValueError(f"gains={gains!r}: expected one of {', '.join(map(repr, _GAINS))}")
-    if denominator not in _DENOMINATORS:
-        raise ValueError(
-            f"denominator={denominator!r}: expected one of {', '.join(map(repr, _DENOMINATORS))}"
-        )
+    check_choice(gains, "gains", GAINS)
+    check_choice(denominator, "denominator", DENOMINATORS)
     return _TopKScorer(metric, k, holdout, random_state, relevance_threshold, gains,
                        denominator)
 
@@ -633,7 +624,8 @@ def evaluate(estimator, X_train, X_test, metrics=("ndcg", "recall", "map"), k=10
         raise ValueError(f"fit={fit!r}: expected 'auto', True or False")
     relevance_threshold = _check_threshold(relevance_threshold)
     X_train = check_interactions(X_train, name="X_train")
-    X_test = _as_csr(X_test, name="X_test")
+    X_test = check_interactions(X_test, name="X_test", dtype=None, canonical=True,
+                                ensure_min_samples=0)
     if X_test.shape != X_train.shape:
         raise ValueError(
             f"X_test: expected the shape of X_train {X_train.shape}, got {X_test.shape}"
