@@ -38,6 +38,7 @@ from typing import NamedTuple
 
 import numpy as np
 from sklearn.exceptions import UndefinedMetricWarning
+from sklearn.metrics import mean_absolute_error, root_mean_squared_error
 
 from ._validation import DENOMINATORS, GAINS, check_choice, check_int, check_interactions
 
@@ -231,6 +232,7 @@ def ndcg_at_k(y_true, ids, k=10, *, gains="binary", per_user=False):
     Returns
     -------
     float or ndarray of shape (n_users,)
+        The NDCG at ``k``: mean over evaluated users, or one value per user.
 
     Examples
     --------
@@ -278,6 +280,7 @@ def precision_at_k(y_true, ids, k=10, *, per_user=False):
     Returns
     -------
     float or ndarray of shape (n_users,)
+        The precision at ``k``: mean over evaluated users, or one value per user.
 
     Examples
     --------
@@ -316,6 +319,7 @@ def recall_at_k(y_true, ids, k=10, *, denominator="relevant", per_user=False):
     Returns
     -------
     float or ndarray of shape (n_users,)
+        The recall at ``k``: mean over evaluated users, or one value per user.
 
     Examples
     --------
@@ -356,6 +360,7 @@ def map_at_k(y_true, ids, k=10, *, per_user=False):
     Returns
     -------
     float or ndarray of shape (n_users,)
+        The average precision (MAP when averaged) at ``k``: mean over evaluated users, or one value per user.
 
     Examples
     --------
@@ -386,6 +391,7 @@ def hit_rate_at_k(y_true, ids, k=10, *, per_user=False):
     Returns
     -------
     float or ndarray of shape (n_users,)
+        The hit rate at ``k``: mean over evaluated users, or one value per user.
 
     Examples
     --------
@@ -416,6 +422,7 @@ def mrr_at_k(y_true, ids, k=10, *, per_user=False):
     Returns
     -------
     float or ndarray of shape (n_users,)
+        The reciprocal rank (MRR when averaged) at ``k``: mean over evaluated users, or one value per user.
 
     Examples
     --------
@@ -508,6 +515,7 @@ def rmse(y_true, y_pred):
     Returns
     -------
     float
+        The RMSE, by :func:`sklearn.metrics.root_mean_squared_error`.
 
     Examples
     --------
@@ -516,7 +524,7 @@ def rmse(y_true, y_pred):
     0.7071067811865476
     """
     a, b = _check_pair(y_true, y_pred)
-    return float(np.sqrt(np.mean((a - b) ** 2)))
+    return float(root_mean_squared_error(a, b))
 
 
 def mae(y_true, y_pred):
@@ -535,6 +543,7 @@ def mae(y_true, y_pred):
     Returns
     -------
     float
+        The MAE, by :func:`sklearn.metrics.mean_absolute_error`.
 
     Examples
     --------
@@ -543,7 +552,7 @@ def mae(y_true, y_pred):
     0.75
     """
     a, b = _check_pair(y_true, y_pred)
-    return float(np.mean(np.abs(a - b)))
+    return float(mean_absolute_error(a, b))
 
 
 def topk_metrics(y_true, ids, k=10, metrics=("ndcg", "recall", "precision", "map"), *,
