@@ -130,6 +130,7 @@ def format_table(rows, columns=None, *, digits=4):
     Returns
     -------
     str
+        The header, a rule of dashes and one line per row (built with pandas).
 
     Examples
     --------
@@ -143,18 +144,20 @@ def format_table(rows, columns=None, *, digits=4):
     """
     if not rows:
         return ""
+    import pandas as pd
+
     columns = list(columns or rows[0].keys())
-    cells = [[_fmt(r.get(c), digits) for c in columns] for r in rows]
-    numeric = [all(_numberish(r.get(c)) for r in rows)
-               and not all(r.get(c) is None for r in rows) for c in columns]
-    widths = [max(len(c), *(len(row[j]) for row in cells)) for j, c in enumerate(columns)]
-
-    def line(values):
-        out = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)]
-        return "  ".join(out).rstrip()
-
-    return "\n".join([line(columns), line(["-" * w for w in widths])]
-                     + [line(row) for row in cells])
+    raw = pd.DataFrame([[r.get(c) for c in columns] for r in rows], columns=columns,
+                       dtype=object)
+    cells = raw.map(lambda v: _fmt(v, digits))
+    numeric = raw.map(_numberish).all() & ~raw.isna().all()
+    widths = cells.map(len).max().combine(pd.Series(columns, index=columns).str.len(), max)
+    header = pd.DataFrame([columns, ["-" * w for w in widths]], columns=columns)
+    table = pd.concat([header, cells], ignore_index=True)
+    for c in columns:
+        pad = table[c].str.rjust if numeric[c] else table[c].str.ljust
+        table[c] = pad(int(widths[c]))
+    return "\n".join(table.agg("  ".join, axis=1).str.rstrip())
 
 
 def _jsonable(obj):
