@@ -60,6 +60,34 @@ __all__ = [
 RANKING_METRICS = ("ndcg", "recall", "precision", "map", "hit_rate", "mrr")
 
 
+_RANKING_PARAMETERS = """Parameters
+    ----------
+    y_true : sparse matrix or array-like of shape (n_users, n_items)
+        Relevant items of each user: its nonzero entries.
+    ids : array-like of int, shape (n_users, >= k)
+        Recommended item ids, best first; ``-1`` is padding.
+    k : int, default=10
+        The first ``k`` ids of each row are scored for the {what}.
+{extra}    per_user : bool, default=False
+        Return per-user values (``NaN`` for skipped users).
+
+    Returns
+    -------
+    float or ndarray of shape (n_users,)
+        The mean {what} over evaluated users, or one value per user."""
+
+
+def _ranking_doc(what, extra=""):
+    """Fill the ``{parameters}`` line of a ranking metric's docstring (one text for all)."""
+
+    def fill(func):
+        func.__doc__ = func.__doc__.replace(
+            "{parameters}", _RANKING_PARAMETERS.format(what=what, extra=extra))
+        return func
+
+    return fill
+
+
 # --------------------------------------------------------------------------- validation
 def _check_y_true(y_true):
     """CSR float64, sorted indices, duplicates summed, explicit zeros dropped; never in place."""
@@ -232,7 +260,7 @@ def ndcg_at_k(y_true, ids, k=10, *, gains="binary", per_user=False):
     Returns
     -------
     float or ndarray of shape (n_users,)
-        The NDCG at ``k``: mean over evaluated users, or one value per user.
+        The mean NDCG over evaluated users, or one value per user.
 
     Examples
     --------
@@ -257,6 +285,7 @@ def ndcg_at_k(y_true, ids, k=10, *, gains="binary", per_user=False):
     return _one_metric("ndcg", y_true, ids, k, per_user, gains=gains)
 
 
+@_ranking_doc('precision')
 def precision_at_k(y_true, ids, k=10, *, per_user=False):
     """Precision at ``k``: the share of the ``k`` places holding a relevant item.
 
@@ -269,18 +298,7 @@ def precision_at_k(y_true, ids, k=10, *, per_user=False):
     ``n_u < k`` (so the best possible value is then ``n_u / k``). Mean over
     users with ``n_u > 0``; others are skipped.
 
-    Parameters
-    ----------
-    y_true : sparse matrix or array-like of shape (n_users, n_items)
-    ids : array-like of int, shape (n_users, >= k)
-    k : int, default=10
-    per_user : bool, default=False
-        Return per-user values (``NaN`` for skipped users).
-
-    Returns
-    -------
-    float or ndarray of shape (n_users,)
-        The precision at ``k``: mean over evaluated users, or one value per user.
+    {parameters}
 
     Examples
     --------
@@ -293,6 +311,7 @@ def precision_at_k(y_true, ids, k=10, *, per_user=False):
     return _one_metric("precision", y_true, ids, k, per_user)
 
 
+@_ranking_doc('recall', extra='    denominator : {"relevant", "min"}, default="relevant"\n')
 def recall_at_k(y_true, ids, k=10, *, denominator="relevant", per_user=False):
     """Recall at ``k``: the share of the user's relevant items found in the top ``k``.
 
@@ -307,19 +326,7 @@ def recall_at_k(y_true, ids, k=10, *, denominator="relevant", per_user=False):
     autoencoders for collaborative filtering"), which reaches 1 for a perfect
     list. Mean over users with ``n_u > 0``; others are skipped.
 
-    Parameters
-    ----------
-    y_true : sparse matrix or array-like of shape (n_users, n_items)
-    ids : array-like of int, shape (n_users, >= k)
-    k : int, default=10
-    denominator : {"relevant", "min"}, default="relevant"
-    per_user : bool, default=False
-        Return per-user values (``NaN`` for skipped users).
-
-    Returns
-    -------
-    float or ndarray of shape (n_users,)
-        The recall at ``k``: mean over evaluated users, or one value per user.
+    {parameters}
 
     Examples
     --------
@@ -335,6 +342,7 @@ def recall_at_k(y_true, ids, k=10, *, denominator="relevant", per_user=False):
     return _one_metric("recall", y_true, ids, k, per_user, denominator=denominator)
 
 
+@_ranking_doc('average precision')
 def map_at_k(y_true, ids, k=10, *, per_user=False):
     """Mean average precision at ``k``.
 
@@ -349,18 +357,7 @@ def map_at_k(y_true, ids, k=10, *, per_user=False):
     users with ``n_u > 0``; others are skipped. With ``k = n_items`` and a
     full ranking it equals :func:`sklearn.metrics.average_precision_score`.
 
-    Parameters
-    ----------
-    y_true : sparse matrix or array-like of shape (n_users, n_items)
-    ids : array-like of int, shape (n_users, >= k)
-    k : int, default=10
-    per_user : bool, default=False
-        Return per-user values (``NaN`` for skipped users).
-
-    Returns
-    -------
-    float or ndarray of shape (n_users,)
-        The average precision (MAP when averaged) at ``k``: mean over evaluated users, or one value per user.
+    {parameters}
 
     Examples
     --------
@@ -373,6 +370,7 @@ def map_at_k(y_true, ids, k=10, *, per_user=False):
     return _one_metric("map", y_true, ids, k, per_user)
 
 
+@_ranking_doc('hit rate')
 def hit_rate_at_k(y_true, ids, k=10, *, per_user=False):
     """Hit rate at ``k``: the share of users with at least one relevant item in their top ``k``.
 
@@ -380,18 +378,7 @@ def hit_rate_at_k(y_true, ids, k=10, *, per_user=False):
     over users with ``n_u > 0`` (others are skipped), i.e. the denominator is
     the number of evaluated users.
 
-    Parameters
-    ----------
-    y_true : sparse matrix or array-like of shape (n_users, n_items)
-    ids : array-like of int, shape (n_users, >= k)
-    k : int, default=10
-    per_user : bool, default=False
-        Return per-user values (``NaN`` for skipped users).
-
-    Returns
-    -------
-    float or ndarray of shape (n_users,)
-        The hit rate at ``k``: mean over evaluated users, or one value per user.
+    {parameters}
 
     Examples
     --------
@@ -404,6 +391,7 @@ def hit_rate_at_k(y_true, ids, k=10, *, per_user=False):
     return _one_metric("hit_rate", y_true, ids, k, per_user)
 
 
+@_ranking_doc('reciprocal rank')
 def mrr_at_k(y_true, ids, k=10, *, per_user=False):
     """Mean reciprocal rank at ``k``.
 
@@ -411,18 +399,7 @@ def mrr_at_k(y_true, ids, k=10, *, per_user=False):
     (1-based) rank of the first relevant item in the top ``k``, and 0 when
     there is none. Mean over users with ``n_u > 0``; others are skipped.
 
-    Parameters
-    ----------
-    y_true : sparse matrix or array-like of shape (n_users, n_items)
-    ids : array-like of int, shape (n_users, >= k)
-    k : int, default=10
-    per_user : bool, default=False
-        Return per-user values (``NaN`` for skipped users).
-
-    Returns
-    -------
-    float or ndarray of shape (n_users,)
-        The reciprocal rank (MRR when averaged) at ``k``: mean over evaluated users, or one value per user.
+    {parameters}
 
     Examples
     --------
