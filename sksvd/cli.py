@@ -528,6 +528,7 @@ def build_parser():
     Returns
     -------
     argparse.ArgumentParser
+        One subparser per command, each with its options and an example.
 
     Examples
     --------
@@ -591,38 +592,35 @@ def build_parser():
                    help="also print the PSNR against this original image")
     _common(p)
 
-    p = sub.add_parser("recommend", help="top-k items for a user or a new user",
-                       description="Fit a recommender and print the top-k items, with titles, "
-                                   "for a user of the data or a new user.",
-                       epilog=_RECOMMEND_EXAMPLES, formatter_class=_Formatter)
-    _data_options(p)
-    p.add_argument("--model", choices=tuple(MODELS), default="puresvd",
-                   help="the recommender (default: puresvd)")
-    who = p.add_mutually_exclusive_group(required=True)
-    who.add_argument("--user", metavar="ID", help="id of a user of the data")
-    who.add_argument("--rated", metavar="ITEM:RATING,...",
-                     help="a new user's ratings, e.g. 50:5,172:5,181:4")
-    p.add_argument("-k", type=_positive_int, default=10, help="items to recommend (default: 10)")
-    p.add_argument("-o", "--output", metavar="FILE", default=None,
-                   help="also write the list to FILE (.csv or .json)")
-    _model_options(p)
-    _common(p)
+    def who(p):  # a user of the data, or a new user's ratings
+        g = p.add_mutually_exclusive_group(required=True)
+        g.add_argument("--user", metavar="ID", help="id of a user of the data")
+        g.add_argument("--rated", metavar="ITEM:RATING,...",
+                       help="a new user's ratings, e.g. 50:5,172:5,181:4")
 
-    p = sub.add_parser("similar", help="the items most similar to an item",
-                       description="Fit a recommender and print the items whose factors are "
-                                   "most similar (cosine) to an item's, with titles.",
-                       epilog=_SIMILAR_EXAMPLES, formatter_class=_Formatter)
-    _data_options(p)
-    p.add_argument("--model", choices=tuple(MODELS), default="puresvd",
-                   help="the recommender (default: puresvd)")
-    p.add_argument("--item", required=True, metavar="ID|TITLE",
-                   help="an item id, or words of its title, e.g. \"Star Wars\"")
-    p.add_argument("-k", type=_positive_int, default=10,
-                   help="similar items to list (default: 10)")
-    p.add_argument("-o", "--output", metavar="FILE", default=None,
-                   help="also write the list to FILE (.csv or .json)")
-    _model_options(p)
-    _common(p)
+    def which(p):
+        p.add_argument("--item", required=True, metavar="ID|TITLE",
+                       help="an item id, or words of its title, e.g. \"Star Wars\"")
+
+    for name, short, long, epilog, target, k_help in (
+        ("recommend", "top-k items for a user or a new user",
+         "Fit a recommender and print the top-k items, with titles, for a user of the data "
+         "or a new user.", _RECOMMEND_EXAMPLES, who, "items to recommend"),
+        ("similar", "the items most similar to an item",
+         "Fit a recommender and print the items whose factors are most similar (cosine) to "
+         "an item's, with titles.", _SIMILAR_EXAMPLES, which, "similar items to list"),
+    ):
+        p = sub.add_parser(name, help=short, description=long, epilog=epilog,
+                           formatter_class=_Formatter)
+        _data_options(p)
+        p.add_argument("--model", choices=tuple(MODELS), default="puresvd",
+                       help="the recommender (default: puresvd)")
+        target(p)
+        p.add_argument("-k", type=_positive_int, default=10, help=f"{k_help} (default: 10)")
+        p.add_argument("-o", "--output", metavar="FILE", default=None,
+                       help="also write the list to FILE (.csv or .json)")
+        _model_options(p)
+        _common(p)
 
     p = sub.add_parser("evaluate", help="NDCG/recall/precision/MAP at k and RMSE of models",
                        description="Fit models on training folds and print top-k and rating "

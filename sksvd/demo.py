@@ -228,6 +228,7 @@ def main(argv=None):
     Returns
     -------
     int
+        The exit status: 0 when the demo ran, 2 on bad arguments.
 
     Examples
     --------

@@ -46,6 +46,7 @@ def is_distributed():
     Returns
     -------
     bool
+        Whether this process belongs to an initialised process group.
 
     Examples
     --------

@@ -434,6 +434,7 @@ def catalog_coverage(ids, n_items, k=None):
     Returns
     -------
     float
+        Share of the ``n_items`` items found in at least one list.
 
     Examples
     --------
@@ -520,7 +521,7 @@ def mae(y_true, y_pred):
     Returns
     -------
     float
-        The MAE, by :func:`sklearn.metrics.mean_absolute_error`.
+        Mean of ``|y_true - y_pred|`` (:func:`sklearn.metrics.mean_absolute_error`).
 
     Examples
     --------
