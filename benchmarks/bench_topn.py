@@ -15,7 +15,6 @@ tuning), PureSVD at fixed ranks, and the best point of a
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import time
 import warnings
@@ -149,8 +148,10 @@ class Model:
 
 
 def _product(g):
-    keys = list(g)
-    return [dict(zip(keys, v, strict=True)) for v in itertools.product(*g.values())]
+    """Every point of the grid ``g`` (name -> values), by scikit-learn's ParameterGrid."""
+    from sklearn.model_selection import ParameterGrid
+
+    return list(ParameterGrid(g))
 
 
 class SksvdModel(Model):
