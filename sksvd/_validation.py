@@ -6,10 +6,14 @@ value it saw, e.g. ``ValueError("k=0: expected an int >= 1")``.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import numbers
+import re
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.utils._param_validation import InvalidParameterError, validate_params
 from sklearn.utils.validation import assert_all_finite, check_array, validate_data
 
 # Largest |value| accepted in a matrix: squares and sums of squares of larger values
@@ -333,3 +337,59 @@ def check_choice(value, name, choices):
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name}={value!r}: expected one of {', '.join(map(repr, choices))}")
     return value
+
+
+def validate_args(constraints):
+    """:func:`sklearn.utils._param_validation.validate_params` with our error messages.
+
+    The arguments named in ``constraints`` are checked by scikit-learn's
+    declared constraints (``Interval``, ``StrOptions``, types, ``None``); a
+    refused one raises ``InvalidParameterError`` (a ``ValueError`` and a
+    ``TypeError``) that starts ``name=value: expected ...``, as every error
+    of sksvd does.
+
+    Examples
+    --------
+    >>> import numbers
+    >>> from sklearn.utils._param_validation import Interval
+    >>> from sksvd._validation import validate_args
+    >>> @validate_args({"k": [Interval(numbers.Integral, 1, None, closed="left")]})
+    ... def top(k=10):
+    ...     return k
+    >>> top(k=0)
+    Traceback (most recent call last):
+    ...
+    sklearn.utils._param_validation.InvalidParameterError: k=0: expected an int >= 1
+    """
+
+    def decorate(func):
+        checked = validate_params(constraints, prefer_skip_nested_validation=True)(func)
+        signature = inspect.signature(func)
+        own = re.compile(rf"The '(\w+)' parameter of {re.escape(func.__qualname__)} must be "
+                         rf"(.*)\. Got .* instead\.$", re.S)
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            try:
+                return checked(*args, **kwargs)
+            except InvalidParameterError as exc:
+                match = own.match(str(exc))
+                if match is None:
+                    raise
+                name, expected = match.groups()
+                bound = signature.bind(*args, **kwargs)
+                bound.apply_defaults()
+                raise InvalidParameterError(
+                    f"{name}={bound.arguments[name]!r}: expected {_plain_words(expected)}"
+                ) from None
+
+        return wrapper
+
+    return decorate
+
+
+def _plain_words(expected):
+    """scikit-learn's 'an int in the range [1, inf)' as 'an int >= 1'."""
+    words = re.sub(r"in the range \[(-?[\w.]+), inf\)", r">= \1", expected)
+    words = re.sub(r"in the range \[(-?[\w.]+), (-?[\w.]+)\]", r"in [\1, \2]", words)
+    return words

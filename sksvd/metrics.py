@@ -33,14 +33,22 @@ search over ``user * n_items + item`` keys: no Python loop per user).
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from typing import NamedTuple
 
 import numpy as np
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import mean_absolute_error, root_mean_squared_error
+from sklearn.utils._param_validation import Interval
 
-from ._validation import DENOMINATORS, GAINS, check_choice, check_int, check_interactions
+from ._validation import (
+    DENOMINATORS,
+    GAINS,
+    check_choice,
+    check_interactions,
+    validate_args,
+)
 
 __all__ = [
     "ndcg_at_k",
@@ -412,6 +420,7 @@ def mrr_at_k(y_true, ids, k=10, *, per_user=False):
     return _one_metric("mrr", y_true, ids, k, per_user)
 
 
+@validate_args({"n_items": [Interval(numbers.Integral, 1, None, closed="left")]})
 def catalog_coverage(ids, n_items, k=None):
     """Catalogue coverage: the share of the catalogue recommended to at least one user.
 
@@ -442,7 +451,7 @@ def catalog_coverage(ids, n_items, k=None):
     >>> catalog_coverage([[0, 1], [1, -1]], n_items=4)
     0.5
     """
-    n_items = check_int(n_items, "n_items", min_val=1)
+    n_items = int(n_items)
     arr = np.asarray(ids)
     if arr.ndim != 2:
         raise ValueError(f"ids: expected a 2-D array (n_users, k), got shape {arr.shape}")

@@ -22,6 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.exceptions import NotFittedError, UndefinedMetricWarning
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
 from ._topk import default_batch_size
@@ -30,9 +31,9 @@ from ._validation import (
     GAINS,
     check_choice,
     check_float,
-    check_int,
     check_interactions,
     check_k,
+    validate_args,
 )
 from .metrics import RANKING_METRICS, mae, rmse, topk_metrics
 
@@ -226,6 +227,7 @@ def train_test_split_interactions(X, test_size=0.2, random_state=0, mode="per_us
     return X_train, X_test
 
 
+@validate_args({"k": [Interval(numbers.Integral, 1, None, closed="left")]})
 def leave_k_out(X, k=1, random_state=0):
     """Move ``k`` random entries of each row to a test matrix (leave-k-out).
 
@@ -252,8 +254,7 @@ def leave_k_out(X, k=1, random_state=0):
     >>> X_test.getnnz(axis=1), X_train.getnnz(axis=1)      # row 1 has nothing to spare
     (array([1, 0], dtype=int32), array([2, 1], dtype=int32))
     """
-    k = check_int(k, "k", min_val=1)
-    return train_test_split_interactions(X, test_size=k, random_state=random_state,
+    return train_test_split_interactions(X, test_size=int(k), random_state=random_state,
                                          mode="per_user")
 
 
@@ -418,6 +419,9 @@ class _RatingScorer:
                 f"random_state={self.random_state!r})")
 
 
+@validate_args({"k": [Interval(numbers.Integral, 1, None, closed="left")],
+                "relevance_threshold": [Interval(numbers.Real, None, None, closed="neither"),
+                                        None]})
 def make_topk_scorer(metric="ndcg", k=10, holdout=0.2, random_state=0, *,
                      relevance_threshold=None, gains="binary", denominator="relevant"):
     """A scorer for top-k recommendation by fold-in of held-out interactions.
@@ -501,15 +505,16 @@ def make_topk_scorer(metric="ndcg", k=10, holdout=0.2, random_state=0, *,
         raise ValueError(
             f"metric={metric!r}: expected one of {', '.join(map(repr, RANKING_METRICS))}"
         )
-    k = check_int(k, "k", min_val=1)
+    k = int(k)
     _parse_holdout(holdout)
-    relevance_threshold = _check_threshold(relevance_threshold)
+    relevance_threshold = None if relevance_threshold is None else float(relevance_threshold)
     check_choice(gains, "gains", GAINS)
     check_choice(denominator, "denominator", DENOMINATORS)
     return _TopKScorer(metric, k, holdout, random_state, relevance_threshold, gains,
                        denominator)
 
 
+@validate_args({"batch_size": [Interval(numbers.Integral, 1, None, closed="left"), None]})
 def make_rating_scorer(metric="rmse", holdout=0.2, random_state=0, *, batch_size=None):
     """A scorer for rating prediction on held-out entries: negated RMSE or MAE.
 
@@ -546,8 +551,7 @@ def make_rating_scorer(metric="rmse", holdout=0.2, random_state=0, *, batch_size
     if metric not in _RATING_METRICS:
         raise ValueError(f"metric={metric!r}: expected 'rmse' or 'mae'")
     _parse_holdout(holdout)
-    if batch_size is not None:
-        batch_size = check_int(batch_size, "batch_size", min_val=1)
+    batch_size = None if batch_size is None else int(batch_size)
     return _RatingScorer(metric, holdout, random_state, batch_size)
 
 
