@@ -215,6 +215,7 @@ def check_interactions(X, *, name="X", estimator=None, reset=True, dtype=np.floa
     Parameters
     ----------
     X : array-like or scipy.sparse matrix of shape (n_users, n_items)
+        Users in rows, items in columns; stored values are the interactions.
     name : str, default="X"
         Argument name used in error messages.
     estimator : estimator instance, default=None

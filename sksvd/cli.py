@@ -302,44 +302,26 @@ def check_output_path(path, option="--output", suffixes=None):
 
 
 # --------------------------------------------------------------------------- argument types
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value}: expected an int >= 1")
-    return value
+def _number(cast, accept, expected):
+    """An argparse type: ``cast(text)``, refused unless ``accept(value)``."""
+
+    def parse(text):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"invalid {cast.__name__} value: {text!r}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"{text}: expected {expected}")
+        return value
+
+    return parse
 
 
-def _share(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"{text}: expected a float in (0, 1)")
-    return value
-
-
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"{text}: expected a finite float > 0")
-    return value
-
-
-def _finite_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text}: expected a finite float")
-    return value
+_positive_int = _number(int, lambda v: v >= 1, "an int >= 1")
+_share = _number(float, lambda v: 0 < v < 1, "a float in (0, 1)")
+_positive_float = _number(float, lambda v: math.isfinite(v) and v > 0, "a finite float > 0")
+_finite_float = _number(float, math.isfinite, "a finite float")
 
 
 def _device(text):

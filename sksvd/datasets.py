@@ -447,15 +447,15 @@ class _DataBunch(Bunch):
     def item_columns(self, item_ids):
         """Columns of ``X`` of raw item ids (an int for one id, else an int64 array).
 
-        Raises :class:`KeyError` naming the first id not in the data.
+        The inverse of ``item_ids[columns]``; an id not in the data raises a
+        :class:`KeyError` that names it.
 
         Examples
         --------
-        >>> import pandas as pd
+        >>> from pandas import DataFrame
         >>> from sksvd.datasets import load_ratings
-        >>> ds = load_ratings(pd.DataFrame({"userId": [10, 30], "movieId": [7, 5],
-        ...                                 "rating": [4.0, 5.0]}))
-        >>> ds.item_columns([7, 5]).tolist()
+        >>> table = DataFrame({"userId": [10, 30], "movieId": [7, 5], "rating": [4.0, 5.0]})
+        >>> load_ratings(table).item_columns([7, 5]).tolist()
         [1, 0]
         """
         return self._lookup(item_ids, self["item_ids"], "item")
@@ -565,11 +565,11 @@ class _DataBunch(Bunch):
         >>> import numpy as np
         >>> import pandas as pd
         >>> from sksvd.datasets import load_ratings
-        >>> ds = load_ratings(
-        ...     pd.DataFrame({"userId": [1, 2, 2], "movieId": [50, 50, 181],
-        ...                   "rating": [5.0, 4.0, 5.0]}),
-        ...     items=pd.DataFrame({"movieId": [50, 181], "title": [
-        ...         "Star Wars (1977)", "Return of the Jedi (1983)"]}))
+        >>> ratings = pd.DataFrame({"userId": [1, 2, 2], "movieId": [50, 50, 181],
+        ...                         "rating": [5.0, 4.0, 5.0]})
+        >>> titles = pd.DataFrame({"movieId": [50, 181],
+        ...                        "title": ["Star Wars (1977)", "Return of the Jedi (1983)"]})
+        >>> ds = load_ratings(ratings, items=titles)
         >>> ds.to_frame(np.array([[1, 0]]), np.array([[0.9, 0.5]]), users=[1])
            user_id  rank  item_id                      title  score
         0        1     1      181  Return of the Jedi (1983)    0.9

@@ -369,10 +369,8 @@ def map_at_k(y_true, ids, k=10, *, per_user=False):
 
     Examples
     --------
-    >>> import scipy.sparse as sp
     >>> from sksvd.metrics import map_at_k
-    >>> y_true = sp.csr_matrix([[1, 0, 1, 0]])
-    >>> map_at_k(y_true, [[0, 1, 2]], k=3)    # (1/1 + 2/3) / min(3, 2)
+    >>> map_at_k([[1, 0, 1, 0]], [[0, 1, 2]], k=3)    # (1/1 + 2/3) / min(3, 2)
     0.8333333333333333
     """
     return _one_metric("map", y_true, ids, k, per_user)
@@ -390,10 +388,9 @@ def hit_rate_at_k(y_true, ids, k=10, *, per_user=False):
 
     Examples
     --------
-    >>> import scipy.sparse as sp
+    >>> import numpy as np
     >>> from sksvd.metrics import hit_rate_at_k
-    >>> y_true = sp.csr_matrix([[1, 0, 0], [0, 1, 0]])
-    >>> hit_rate_at_k(y_true, [[2, 0], [2, 0]], k=2)
+    >>> hit_rate_at_k(np.eye(2, 3), [[2, 0], [2, 0]], k=2)
     0.5
     """
     return _one_metric("hit_rate", y_true, ids, k, per_user)

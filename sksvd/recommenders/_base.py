@@ -541,12 +541,10 @@ class BaseRecommender(TransformerMixin, BaseEstimator):
 
         Examples
         --------
-        >>> import numpy as np
         >>> from sksvd import SVDRecommender
-        >>> X = np.array([[5, 4, 0, 1, 0], [4, 5, 1, 0, 2], [0, 1, 5, 4, 3],
-        ...               [1, 0, 4, 5, 0], [3, 0, 0, 4, 5]])
         >>> rec = SVDRecommender(n_components=2, device="cpu")
-        >>> _ = rec.fit(X)
+        >>> _ = rec.fit([[5, 4, 0, 1, 0], [4, 5, 1, 0, 2], [0, 1, 5, 4, 3],
+        ...              [1, 0, 4, 5, 0], [3, 0, 0, 4, 5]])
         >>> ids, scores = rec.similar_items([0, 2], k=1)
         >>> ids
         array([[1],
