@@ -508,13 +508,14 @@ class _DataBunch(Bunch):
         Returns
         -------
         x : scipy.sparse.csr_matrix of shape (1, n_items), float32
+            The new user's row, ready for ``recommend`` or ``transform``.
 
         Examples
         --------
         >>> import pandas as pd
         >>> from sksvd.datasets import load_ratings
-        >>> ds = load_ratings(pd.DataFrame({"userId": [10, 30], "movieId": [7, 5],
-        ...                                 "rating": [4.0, 5.0]}))
+        >>> table = pd.DataFrame({"userId": [10, 30], "movieId": [7, 5], "rating": [4.0, 5.0]})
+        >>> ds = load_ratings(table)
         >>> ds.make_row({7: 5.0}).toarray()
         array([[0., 5.]], dtype=float32)
         """

@@ -57,8 +57,9 @@ class Explanation(NamedTuple):
     >>> import numpy as np
     >>> from sksvd import SVDRecommender
     >>> X = np.array([[5, 4, 0, 1], [4, 5, 1, 0], [0, 1, 5, 4], [1, 0, 4, 5]])
-    >>> rec = SVDRecommender(n_components=2, shrinkage=0.0, device="cpu").fit(X)
-    >>> items, contributions, intercept, score = rec.explain(np.array([[5, 0, 0, 0]]), 1)
+    >>> rec = SVDRecommender(n_components=2, shrinkage=0.0, device="cpu")
+    >>> explanation = rec.fit(X).explain(np.array([[5, 0, 0, 0]]), 1)
+    >>> items, contributions, intercept, score = explanation
     >>> items.tolist(), round(float(contributions[0]), 3), intercept, round(score, 3)
     ([0], 2.5, 0.0, 2.5)
     """
@@ -563,6 +564,7 @@ class BaseRecommender(TransformerMixin, BaseEstimator):
         users : int or array-like of int
             Rows of the ``X`` given to ``fit``.
         k : int, default=10
+            Users listed for each query user.
         batch_size : int, default=None
 
         Returns
