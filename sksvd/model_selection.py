@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -348,18 +349,17 @@ def _no_user(what):
 
 
 # --------------------------------------------------------------------------- scorers
+@dataclass(repr=False, eq=False)
 class _TopKScorer:
     """Callable ``scorer(estimator, X, y=None) -> float``; built by :func:`make_topk_scorer`."""
 
-    def __init__(self, metric, k, holdout, random_state, relevance_threshold, gains,
-                 denominator):
-        self.metric = metric
-        self.k = k
-        self.holdout = holdout
-        self.random_state = random_state
-        self.relevance_threshold = relevance_threshold
-        self.gains = gains
-        self.denominator = denominator
+    metric: str
+    k: int
+    holdout: object
+    random_state: object
+    relevance_threshold: float | None
+    gains: str
+    denominator: str
 
     def split(self, X):
         """The fold-in split of the rows of ``X``: ``(X_visible, X_relevant)``, both CSR."""
@@ -393,18 +393,19 @@ class _TopKScorer:
                 f"random_state={self.random_state!r}{extra})")
 
 
+@dataclass(repr=False, eq=False)
 class _RatingScorer:
     """Callable ``scorer(estimator, X, y=None) -> float``; built by :func:`make_rating_scorer`."""
 
-    def __init__(self, metric, holdout, random_state, batch_size):
-        self.metric = metric
-        self.holdout = holdout
-        self.random_state = random_state
-        self.batch_size = batch_size
+    metric: str
+    holdout: object
+    random_state: object
+    batch_size: int | None
 
     def split(self, X):
         """The fold-in split of the rows of ``X``: ``(X_visible, X_hidden)``, both CSR."""
-        return _hide_per_row(check_interactions(X, dtype=None, canonical=True, ensure_min_samples=0), _parse_holdout(self.holdout),
+        X = check_interactions(X, dtype=None, canonical=True, ensure_min_samples=0)
+        return _hide_per_row(X, _parse_holdout(self.holdout),
                              check_random_state(self.random_state))
 
     def __call__(self, estimator, X, y=None):

@@ -283,16 +283,21 @@ def test_fold_with_unknown_id(tmp_path):
         load_movielens("100k", fold="u1", data_home=tmp_path)
 
 
+def _write_release(folder, files):
+    """A release folder holding ``files`` (name -> bytes)."""
+    folder.mkdir()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return folder
+
+
 @pytest.mark.parametrize("name, folder", [("1m", "ml-1m"), ("10m", "ml-10M100K")])
 def test_dat_releases(tmp_path, name, folder):
-    d = tmp_path / folder
-    d.mkdir()
-    (d / "ratings.dat").write_text("1::1193::5::978300760\n1::661::3::978302109\n"
-                                   "2::1193::4.5::978298413\n")
-    (d / "movies.dat").write_bytes(
-        "661::James and the Giant Peach (1996)::Animation|Children's|Musical\n"
-        "1193::One Flew Over the Cuckoo's Nest: Café (1975)::Drama\n"
-        "5::Unrated (1990)::Comedy\n".encode("latin-1"))
+    d = _write_release(tmp_path / folder, {
+        "ratings.dat": b"1::1193::5::978300760\n1::661::3::978302109\n2::1193::4.5::978298413\n",
+        "movies.dat": "661::James and the Giant Peach (1996)::Animation|Children's|Musical\n"
+                      "1193::One Flew Over the Cuckoo's Nest: Café (1975)::Drama\n"
+                      "5::Unrated (1990)::Comedy\n".encode("latin-1")})
     ds = load_movielens(name, data_home=tmp_path)
     np.testing.assert_array_equal(ds.X.toarray(), [[3, 5], [0, 4.5]])
     np.testing.assert_array_equal(ds.item_ids, [661, 1193])
@@ -305,13 +310,11 @@ def test_dat_releases(tmp_path, name, folder):
 
 @pytest.mark.parametrize("name, folder", [("20m", "ml-20m"), ("25m", "ml-25m")])
 def test_csv_releases(tmp_path, name, folder):
-    d = tmp_path / folder
-    d.mkdir()
-    (d / "ratings.csv").write_text("userId,movieId,rating,timestamp\n"
-                                   "7,2,3.5,1112486027\n7,29,4.0,1112484676\n9,2,1.0,1\n")
-    (d / "movies.csv").write_text('movieId,title,genres\n2,"Jumanji, The (1995)",'
-                                  "Adventure|Children\n29,Heat (1995),(no genres listed)\n",
-                                  encoding="utf-8")
+    d = _write_release(tmp_path / folder, {
+        "ratings.csv": b"userId,movieId,rating,timestamp\n"
+                       b"7,2,3.5,1112486027\n7,29,4.0,1112484676\n9,2,1.0,1\n",
+        "movies.csv": b'movieId,title,genres\n2,"Jumanji, The (1995)",Adventure|Children\n'
+                      b"29,Heat (1995),(no genres listed)\n"})
     ds = load_movielens(name, data_home=tmp_path)
     np.testing.assert_array_equal(ds.X.toarray(), [[3.5, 4.0], [1.0, 0]])
     assert ds.items.title.tolist() == ["Jumanji, The (1995)", "Heat (1995)"]
