@@ -10,7 +10,10 @@ grid search is scored on the same hidden items.
 
 All splits here are vectorized over the stored entries: one random key per
 entry, one sort by (row, key), and a rank within each row; there is no Python
-loop per user.
+loop per user. A share ``p`` of ``n`` entries holds out ``floor(p * n)`` of
+them (a row's ``n_u`` with ``mode="per_user"``, all ``nnz`` with
+``mode="global"``), so a row with fewer than ``1 / p`` entries keeps them all
+in train; a count holds out exactly that many.
 """
 
 from __future__ import annotations
