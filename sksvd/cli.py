@@ -806,7 +806,10 @@ def _cmd_decompress(args):
     path = Path(args.file)
     if not path.is_file():
         raise UsageError(f"FILE {args.file!r}: no such file")
-    ci = CompressedImage.load(path)  # a ValueError names the file and what is wrong
+    try:
+        ci = CompressedImage.load(path)
+    except ValueError as exc:  # a file that is not a compressed image: a bad FILE argument
+        raise UsageError(f"FILE {args.file!r}: {exc}") from None
     recon = ci.reconstruct()
     result = {
         "file": str(args.file), "file_bytes": int(path.stat().st_size),
