@@ -237,14 +237,16 @@ def _fmt(v):
 
 
 def markdown_table(rows, columns=None):
-    """Rows (list of dicts) as a markdown table."""
+    """Rows (list of dicts) as a markdown table (cells formatted with pandas)."""
     if not rows:
         return "(no rows)\n"
+    import pandas as pd
+
     columns = columns or list(dict.fromkeys(k for r in rows for k in r))
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for r in rows:
-        lines.append("| " + " | ".join(_fmt(r.get(c)) for c in columns) + " |")
-    return "\n".join(lines) + "\n"
+    cells = pd.DataFrame([[r.get(c) for c in columns] for r in rows], columns=columns,
+                         dtype=object).map(_fmt)
+    body = ("| " + cells.agg(" | ".join, axis=1) + " |").tolist()
+    return "\n".join(["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns), *body]) + "\n"
 
 
 def write_results(name, rows, *, device="cpu", notes=None, extra=None, columns=None,

@@ -84,8 +84,8 @@ child (``_harness.measure``: peak memory), timed from the epoch callback
 (steady-state epoch: the faster of epochs 2 and 3). Reported: seconds per
 epoch, interactions/s, the ratio to the PoliMi course notebook's best 2,900
 samples/s, and the time a memory-bandwidth-bound epoch would take if ~1 KB
-per interaction had to move (the issue's estimate at 64 factors) at this
-machine's measured copy bandwidth.
+per interaction had to move (the user's and the item's 64 float32 factors, each
+read and written: 4 x 256 bytes) at this machine's measured copy bandwidth.
 
 Usage::
 
@@ -326,8 +326,8 @@ def main(argv=None):
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads for the quality part (default: torch's)")
-    p.add_argument("--data-home", default=os.environ.get("SKSVD_DATA_HOME",
-                                                          "/work/shared/data"))
+    p.add_argument("--data-home", default=None,
+                   help="folder holding ml-100k/ (default: sksvd.datasets.get_data_home())")
     args = p.parse_args(argv)
     warnings.filterwarnings("ignore", message=".*differs from the official release.*")
     import torch

@@ -30,7 +30,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import sys
 import time
@@ -84,8 +83,10 @@ QUICK_SVD_GRID = {"n_factors": [50, 100], "n_epochs": [20, 40], "lr_all": [0.005
 
 
 def grid(spec):
-    keys = list(spec)
-    return [dict(zip(keys, vals, strict=True)) for vals in itertools.product(*(spec[k] for k in keys))]
+    """Every point of the grid ``spec`` (name -> values), by scikit-learn's ParameterGrid."""
+    from sklearn.model_selection import ParameterGrid
+
+    return list(ParameterGrid(spec))
 
 
 # ----------------------------------------------------------------------------- Surprise

@@ -15,11 +15,9 @@ tuning), PureSVD at fixed ranks, and the best point of a
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -115,7 +113,9 @@ for the evaluated users."""
 
 
 def _data_home():
-    return Path(os.environ.get("SKSVD_DATA_HOME", "/work/shared/data"))
+    from sksvd.datasets import get_data_home
+
+    return get_data_home()
 
 
 def _torch_device(device):
@@ -149,8 +149,10 @@ class Model:
 
 
 def _product(g):
-    keys = list(g)
-    return [dict(zip(keys, v, strict=True)) for v in itertools.product(*g.values())]
+    """Every point of the grid ``g`` (name -> values), by scikit-learn's ParameterGrid."""
+    from sklearn.model_selection import ParameterGrid
+
+    return list(ParameterGrid(g))
 
 
 class SksvdModel(Model):
@@ -719,6 +721,7 @@ def _ours_child(X, k, device, top_k=10):
     out["padded"] = int((ids < 0).sum())
     if cuda:
         out["recommend_gpu_peak_mb"] = _mb(torch.cuda.max_memory_allocated())
+    out["breakdown"] = recommend_breakdown(rec, X, top_k, device)
     return out
 
 
@@ -776,91 +779,40 @@ def gemm_at_shape(m, k, n, device, repeat=5):
     return 2.0 * m * k * n / sec / 1e9
 
 
-def recommend_breakdown(X, V, k, device, every=10):
-    """Time the phases of the batched top-k on every ``every``-th batch, scaled to all batches.
+# Rows per timed batch of the breakdown (the CPU top-k's own batch size).
+BREAKDOWN_ROWS = 512
 
-    Mirrors ``BaseRecommender.recommend`` + ``topk_items`` for PureSVD. CPU:
-    fold-in ``X_b V`` (``sksvd._backend.csr_matmul_cpu``, as
-    ``SVDRecommender._fold_in``), then the fused tile-by-tile scoring and
-    selection (``sksvd._topk._topk_tiled``), and, for comparison (not used),
-    the same tiles' GEMMs alone. GPU: fold-in (torch sparse mm), scores
-    ``W V^T`` in one block, mask seen (index put), the exact grouped top-k
-    (``sksvd._topk.topk_rows``), copy out. Runs on one thread.
+
+def recommend_breakdown(rec, X, k, device, every=10, rows=BREAKDOWN_ROWS):
+    """Time the parts of ``recommend`` through the public API on every ``every``-th batch.
+
+    On batches of ``rows`` rows of ``X``, scaled to all batches: the fold-in
+    (``rec.transform``), the scoring and top-k (``rec.recommend`` with
+    ``exclude_seen=False``, less the fold-in) and the exclusion of the seen
+    items (``rec.recommend`` with less without). Returns ``(phases, rows,
+    n_batches)``; the phases add up to ``recommend``'s time.
     """
-    import torch
-
-    from sksvd._backend import csr_matmul_cpu, to_torch
-    from sksvd._topk import (
-        _CPU_BATCH,
-        _TILE_ITEMS,
-        _topk_tiled,
-        default_batch_size,
-        mask_seen_,
-        topk_rows,
-    )
-
-    dev = _torch_device(device)
-    cpu = dev.type == "cpu"
-    Vt = torch.as_tensor(np.asarray(V, dtype=np.float32)).to(dev)
-    bs = _CPU_BATCH if cpu else default_batch_size(X.shape[1])
-    starts = list(range(0, X.shape[0], bs))
+    starts = list(range(0, X.shape[0], rows))
     picked = starts[::every]
-    if cpu:
-        return _cpu_breakdown(X, Vt.numpy(), k, bs, starts, picked, csr_matmul_cpu,
-                              _topk_tiled, _TILE_ITEMS)
-    phases = dict.fromkeys(("fold-in (sparse mm)", "scores (GEMM)", "mask seen",
-                            "top-k (grouped, exact)", "copy out"), 0.0)
-
-    def tick(name, t0):
-        _sync(dev)
-        phases[name] += time.perf_counter() - t0
-        return time.perf_counter()
-
+    fold = plain = full = 0.0
     for s in picked:
-        e = min(s + bs, X.shape[0])
-        Xb = X[s:e]
-        t = time.perf_counter()
-        W = torch.sparse.mm(to_torch(Xb, device=dev, dtype=torch.float32), Vt)
-        t = tick("fold-in (sparse mm)", t)
-        S = W @ Vt.T
-        t = tick("scores (GEMM)", t)
-        mask_seen_(S, Xb)
-        t = tick("mask seen", t)
-        vals, idx = topk_rows(S, k)
-        t = tick("top-k (grouped, exact)", t)
-        np.asarray(vals.cpu())
-        np.asarray(idx.cpu())
-        tick("copy out", t)
+        Xb = X[s:s + rows]
+        t0 = time.perf_counter()
+        rec.transform(Xb)
+        _sync(device)
+        t1 = time.perf_counter()
+        rec.recommend(Xb, k=k, exclude_seen=False)
+        _sync(device)
+        t2 = time.perf_counter()
+        rec.recommend(Xb, k=k)
+        _sync(device)
+        t3 = time.perf_counter()
+        fold, plain, full = fold + t1 - t0, plain + t2 - t1, full + t3 - t2
     scale = len(starts) / len(picked)
-    return {name: sec * scale for name, sec in phases.items()}, bs, len(starts)
-
-
-def _cpu_breakdown(X, V, k, bs, starts, picked, fold, fused, tile):
-    """The CPU phases of ``recommend`` on one thread (see :func:`recommend_breakdown`)."""
-    from threadpoolctl import threadpool_limits
-
-    alt = f"scores alone: the same ({bs} x {tile}) tiles' GEMMs (not used; for comparison)"
-    phases = {"fold-in (embedding_bag)": 0.0,
-              f"scores + selection, fused ({bs} x {tile} tiles)": 0.0, alt: 0.0}
-    Qt = np.ascontiguousarray(V.T)
-    out = np.empty((bs, min(tile, Qt.shape[1])), dtype=np.float32)
-    with threadpool_limits(1, "blas"):
-        for s in picked:
-            Xb = X[s:s + bs]
-            t = time.perf_counter()
-            W = fold(Xb, V).numpy()
-            t1 = time.perf_counter()
-            fused(W, Qt, k, Xb, out=out)
-            t2 = time.perf_counter()
-            for j in range(0, Qt.shape[1], tile):
-                np.matmul(W, Qt[:, j:j + tile], out=out[:W.shape[0], :min(tile, Qt.shape[1] - j)])
-            t3 = time.perf_counter()
-            names = list(phases)
-            phases[names[0]] += t1 - t
-            phases[names[1]] += t2 - t1
-            phases[alt] += t3 - t2
-    scale = len(starts) / len(picked)
-    return {name: sec * scale for name, sec in phases.items()}, bs, len(starts)
+    phases = {"fold-in (transform)": fold,
+              "scores + top-k (recommend, nothing excluded, less the fold-in)": plain - fold,
+              "seen items excluded (recommend, less recommend without)": full - plain}
+    return {name: sec * scale for name, sec in phases.items()}, rows, len(starts)
 
 
 def speed(device="cpu", log=print, shape=SPEED_SHAPE, k=100, als_factors=128,
@@ -939,10 +891,9 @@ def speed(device="cpu", log=print, shape=SPEED_SHAPE, k=100, als_factors=128,
                      "gpu_peak_mb": max(ours.get("fit_gpu_peak_mb", 0),
                                         ours.get("recommend_gpu_peak_mb", 0))})
     gemm_b = h.matmul_gflops(device=str(_torch_device(device)))
-    phases, bs, n_batches = recommend_breakdown(X, ours["V"], 10, device)
-    total = sum(sec for p, sec in phases.items() if "not used" not in p)
-    breakdown = [{"phase": p, "seconds": sec,
-                  "share": sec / total if "not used" not in p else None}
+    phases, bs, n_batches = ours["breakdown"]
+    total = sum(phases.values())
+    breakdown = [{"phase": p, "seconds": sec, "share": sec / total}
                  for p, sec in phases.items()]
     shape_rate = gemm_at_shape(bs, k, n_items, device)
     breakdown.append({"phase": f"ceiling: ({bs} x {k}) @ ({k} x {n_items}) GEMM alone, GFLOP/s",
@@ -1047,8 +998,8 @@ SPEED_PROTOCOL = (
     "GEMM reference is the best of its runs too); its rate "
     "counts 2 * users * items * k flops and is compared with this machine's float32 "
     "4096^3 GEMM rate (best of numpy's and torch's BLAS) measured in the same run. "
-    "The breakdown times each phase on every 10th batch, scaled up, on one thread "
-    "(CPU: the fused scoring and selection, and the same tiles' GEMM alone). The "
+    "The breakdown times the public API on every 10th batch of 512 rows, scaled up: "
+    "transform (the fold-in), recommend without and with the seen items excluded. The "
     "machine is shared with other work (2 cores): timings are noisy.")
 
 

@@ -97,9 +97,6 @@ def run_one(name, quick, device, out, timeout=None, log=print):
     """Run one benchmark in a subprocess writing into ``out``; return its run record."""
     cmd = command_for(name, quick, device)
     env = dict(os.environ, SKSVD_BENCH_RESULTS=str(out))
-    shared = ROOT.parent / "shared" / "data"
-    if not env.get("SKSVD_DATA_HOME") and shared.is_dir():  # as the Makefile does
-        env["SKSVD_DATA_HOME"] = str(shared)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
     shown = "python " + " ".join(cmd[1:])
     log(f"== {name}: {shown}")

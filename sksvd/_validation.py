@@ -6,10 +6,14 @@ value it saw, e.g. ``ValueError("k=0: expected an int >= 1")``.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import numbers
+import re
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.utils._param_validation import InvalidParameterError, validate_params
 from sklearn.utils.validation import assert_all_finite, check_array, validate_data
 
 # Largest |value| accepted in a matrix: squares and sums of squares of larger values
@@ -195,8 +199,12 @@ def check_values_from_norm(X, squared_norm, name="X"):
     return None
 
 
-def check_interactions(X, *, name="X", estimator=None, reset=True, dtype=np.float32):
+def check_interactions(X, *, name="X", estimator=None, reset=True, dtype=np.float32,
+                       canonical=False, ensure_min_samples=1):
     """Validate a users x items interaction matrix and return it as CSR.
+
+    The one validator of interaction matrices: the estimators' ``fit``, the
+    metrics' ``y_true`` and the splitters' ``X`` all go through it.
 
     Any scipy sparse format is converted to CSR without densifying; dense
     arrays are accepted and converted. Duplicate (user, item) entries are
@@ -207,15 +215,24 @@ def check_interactions(X, *, name="X", estimator=None, reset=True, dtype=np.floa
     Parameters
     ----------
     X : array-like or scipy.sparse matrix of shape (n_users, n_items)
+        Users in rows, items in columns; stored values are the interactions.
     name : str, default="X"
+        Argument name used in error messages.
     estimator : estimator instance, default=None
         When given, ``n_features_in_`` (= number of items) is set or checked.
     reset : bool, default=True
-    dtype : numpy dtype, default=np.float32
+    dtype : numpy dtype or None, default=np.float32
+        ``None`` keeps float32 and float64 input as it is (others become float64).
+    canonical : bool, default=False
+        Also sum duplicates and drop explicitly stored zeros, so that ``nnz``
+        counts the interactions (the splitters and metrics count entries).
+    ensure_min_samples : int, default=1
+        Fewest rows accepted (0 for metrics and splitters of an empty matrix).
 
     Returns
     -------
     scipy.sparse.csr_matrix of shape (n_users, n_items)
+        The interactions, never the caller's arrays modified in place.
 
     Examples
     --------
@@ -224,12 +241,18 @@ def check_interactions(X, *, name="X", estimator=None, reset=True, dtype=np.floa
     >>> check_interactions(np.array([[0, 5], [3, 0]])).nnz
     2
     """
+    accepted = (np.float32, np.float64) if dtype == np.float32 else (np.float64, np.float32)
     X = check_matrix(X, name=name, estimator=estimator, reset=reset,
-                     accept_sparse=("csr", "csc", "coo"), dtype=(np.float32, np.float64))
+                     accept_sparse=("csr", "csc", "coo"), dtype=accepted,
+                     ensure_min_samples=ensure_min_samples)
     if sp.issparse(X):
         X = sp.csr_matrix(X, dtype=dtype, copy=False)
     else:
         X = sp.csr_matrix(np.asarray(X, dtype=dtype))
+    if canonical and (not X.has_canonical_format or (X.nnz and not np.all(X.data != 0))):
+        X = X.copy()  # the arrays may be the caller's
+        X.sum_duplicates()
+        X.eliminate_zeros()
     if not X.has_sorted_indices:
         X = X.sorted_indices()
     if X.indptr.dtype != X.indices.dtype:
@@ -292,3 +315,82 @@ def check_k(k, n_items, *, name="k"):
     ValueError: k=0: expected an int in [1, 100]
     """
     return check_int(k, name, min_val=1, max_val=n_items)
+
+
+#: The gains and the denominators of the ranking metrics (``gains=``, ``denominator=``).
+GAINS = ("binary", "graded", "exponential")
+DENOMINATORS = ("relevant", "min")
+
+
+def check_choice(value, name, choices):
+    """Check that ``value`` is one of ``choices``; returns it.
+
+    Examples
+    --------
+    >>> from sksvd._validation import check_choice, GAINS
+    >>> check_choice("graded", "gains", GAINS)
+    'graded'
+    >>> check_choice("log", "gains", GAINS)
+    Traceback (most recent call last):
+    ...
+    ValueError: gains='log': expected one of 'binary', 'graded', 'exponential'
+    """
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name}={value!r}: expected one of {', '.join(map(repr, choices))}")
+    return value
+
+
+def validate_args(constraints):
+    """:func:`sklearn.utils._param_validation.validate_params` with our error messages.
+
+    The arguments named in ``constraints`` are checked by scikit-learn's
+    declared constraints (``Interval``, ``StrOptions``, types, ``None``); a
+    refused one raises ``InvalidParameterError`` (a ``ValueError`` and a
+    ``TypeError``) that starts ``name=value: expected ...``, as every error
+    of sksvd does.
+
+    Examples
+    --------
+    >>> import numbers
+    >>> from sklearn.utils._param_validation import Interval
+    >>> from sksvd._validation import validate_args
+    >>> @validate_args({"k": [Interval(numbers.Integral, 1, None, closed="left")]})
+    ... def top(k=10):
+    ...     return k
+    >>> top(k=0)
+    Traceback (most recent call last):
+    ...
+    sklearn.utils._param_validation.InvalidParameterError: k=0: expected an int >= 1
+    """
+
+    def decorate(func):
+        checked = validate_params(constraints, prefer_skip_nested_validation=True)(func)
+        signature = inspect.signature(func)
+        own = re.compile(rf"The '(\w+)' parameter of {re.escape(func.__qualname__)} must be "
+                         rf"(.*)\. Got .* instead\.$", re.S)
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            try:
+                return checked(*args, **kwargs)
+            except InvalidParameterError as exc:
+                match = own.match(str(exc))
+                if match is None:
+                    raise
+                name, expected = match.groups()
+                bound = signature.bind(*args, **kwargs)
+                bound.apply_defaults()
+                raise InvalidParameterError(
+                    f"{name}={bound.arguments[name]!r}: expected {_plain_words(expected)}"
+                ) from None
+
+        return wrapper
+
+    return decorate
+
+
+def _plain_words(expected):
+    """scikit-learn's 'an int in the range [1, inf)' as 'an int >= 1'."""
+    words = re.sub(r"in the range \[(-?[\w.]+), inf\)", r">= \1", expected)
+    words = re.sub(r"in the range \[(-?[\w.]+), (-?[\w.]+)\]", r"in [\1, \2]", words)
+    return words

@@ -52,7 +52,7 @@ MODELS = {
 _MODEL_FILES = {"SVDRecommender": "puresvd.py", "FunkSVD": "funksvd.py", "AsySVD": "asysvd.py"}
 _TOPK_METRICS = ("ndcg", "recall", "precision", "map", "hit_rate", "mrr", "coverage")
 _RATING_METRICS = ("rmse", "mae")
-_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
 class UsageError(Exception):
@@ -63,7 +63,8 @@ class UsageError(Exception):
 def find_data_home():
     """Where the command line and the demo look for MovieLens.
 
-    The environment variable ``SKSVD_DATA_HOME`` when set; else the folder
+    :func:`sksvd.datasets.get_data_home` without an argument: the
+    environment variable ``SKSVD_DATA_HOME`` when set; else the folder
     ``../shared/data`` beside a source checkout of sksvd, when it exists;
     else ``~/sksvd_data`` (where :func:`sksvd.datasets.load_movielens`
     downloads to).
@@ -71,6 +72,7 @@ def find_data_home():
     Returns
     -------
     pathlib.Path
+        The data home.
 
     Examples
     --------
@@ -81,13 +83,9 @@ def find_data_home():
     ...     print(find_data_home())
     /tmp/movielens
     """
-    env = os.environ.get("SKSVD_DATA_HOME", "").strip()
-    if env:
-        return Path(env).expanduser()
-    beside = Path(__file__).resolve().parents[2] / "shared" / "data"
-    if beside.is_dir():
-        return beside
-    return Path("~", "sksvd_data").expanduser()
+    from .datasets import get_data_home
+
+    return get_data_home()
 
 
 def _fmt(value, digits=4):
@@ -132,6 +130,7 @@ def format_table(rows, columns=None, *, digits=4):
     Returns
     -------
     str
+        The header, a rule of dashes and one line per row (built with pandas).
 
     Examples
     --------
@@ -145,18 +144,20 @@ def format_table(rows, columns=None, *, digits=4):
     """
     if not rows:
         return ""
+    import pandas as pd
+
     columns = list(columns or rows[0].keys())
-    cells = [[_fmt(r.get(c), digits) for c in columns] for r in rows]
-    numeric = [all(_numberish(r.get(c)) for r in rows)
-               and not all(r.get(c) is None for r in rows) for c in columns]
-    widths = [max(len(c), *(len(row[j]) for row in cells)) for j, c in enumerate(columns)]
-
-    def line(values):
-        out = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)]
-        return "  ".join(out).rstrip()
-
-    return "\n".join([line(columns), line(["-" * w for w in widths])]
-                     + [line(row) for row in cells])
+    raw = pd.DataFrame([[r.get(c) for c in columns] for r in rows], columns=columns,
+                       dtype=object)
+    cells = raw.map(lambda v: _fmt(v, digits))
+    numeric = raw.map(_numberish).all() & ~raw.isna().all()
+    widths = cells.map(len).max().combine(pd.Series(columns, index=columns).str.len(), max)
+    header = pd.DataFrame([columns, ["-" * w for w in widths]], columns=columns)
+    table = pd.concat([header, cells], ignore_index=True)
+    for c in columns:
+        pad = table[c].str.rjust if numeric[c] else table[c].str.ljust
+        table[c] = pad(int(widths[c]))
+    return "\n".join(table.agg("  ".join, axis=1).str.rstrip())
 
 
 def _jsonable(obj):
@@ -301,49 +302,38 @@ def check_output_path(path, option="--output", suffixes=None):
 
 
 # --------------------------------------------------------------------------- argument types
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value}: expected an int >= 1")
-    return value
+def _number(cast, accept, expected):
+    """An argparse type: ``cast(text)``, refused unless ``accept(value)``."""
+
+    def parse(text):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"invalid {cast.__name__} value: {text!r}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"{text}: expected {expected}")
+        return value
+
+    return parse
 
 
-def _share(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"{text}: expected a float in (0, 1)")
-    return value
-
-
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"{text}: expected a finite float > 0")
-    return value
-
-
-def _finite_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text}: expected a finite float")
-    return value
+_positive_int = _number(int, lambda v: v >= 1, "an int >= 1")
+_share = _number(float, lambda v: 0 < v < 1, "a float in (0, 1)")
+_positive_float = _number(float, lambda v: math.isfinite(v) and v > 0, "a finite float > 0")
+_finite_float = _number(float, math.isfinite, "a finite float")
 
 
 def _device(text):
     if not _DEVICE_RE.match(text):
         raise argparse.ArgumentTypeError(f"{text!r}: expected auto, cpu, cuda or cuda:N")
+    if text.startswith("cuda"):  # refused here, before any data is read, when absent
+        from ._backend import resolve_device
+
+        try:
+            resolve_device(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix("device=")) from None
     return text
 
 
@@ -520,6 +510,7 @@ def build_parser():
     Returns
     -------
     argparse.ArgumentParser
+        One subparser per command, each with its options and an example.
 
     Examples
     --------
@@ -583,38 +574,35 @@ def build_parser():
                    help="also print the PSNR against this original image")
     _common(p)
 
-    p = sub.add_parser("recommend", help="top-k items for a user or a new user",
-                       description="Fit a recommender and print the top-k items, with titles, "
-                                   "for a user of the data or a new user.",
-                       epilog=_RECOMMEND_EXAMPLES, formatter_class=_Formatter)
-    _data_options(p)
-    p.add_argument("--model", choices=tuple(MODELS), default="puresvd",
-                   help="the recommender (default: puresvd)")
-    who = p.add_mutually_exclusive_group(required=True)
-    who.add_argument("--user", metavar="ID", help="id of a user of the data")
-    who.add_argument("--rated", metavar="ITEM:RATING,...",
-                     help="a new user's ratings, e.g. 50:5,172:5,181:4")
-    p.add_argument("-k", type=_positive_int, default=10, help="items to recommend (default: 10)")
-    p.add_argument("-o", "--output", metavar="FILE", default=None,
-                   help="also write the list to FILE (.csv or .json)")
-    _model_options(p)
-    _common(p)
+    def who(p):  # a user of the data, or a new user's ratings
+        g = p.add_mutually_exclusive_group(required=True)
+        g.add_argument("--user", metavar="ID", help="id of a user of the data")
+        g.add_argument("--rated", metavar="ITEM:RATING,...",
+                       help="a new user's ratings, e.g. 50:5,172:5,181:4")
 
-    p = sub.add_parser("similar", help="the items most similar to an item",
-                       description="Fit a recommender and print the items whose factors are "
-                                   "most similar (cosine) to an item's, with titles.",
-                       epilog=_SIMILAR_EXAMPLES, formatter_class=_Formatter)
-    _data_options(p)
-    p.add_argument("--model", choices=tuple(MODELS), default="puresvd",
-                   help="the recommender (default: puresvd)")
-    p.add_argument("--item", required=True, metavar="ID|TITLE",
-                   help="an item id, or words of its title, e.g. \"Star Wars\"")
-    p.add_argument("-k", type=_positive_int, default=10,
-                   help="similar items to list (default: 10)")
-    p.add_argument("-o", "--output", metavar="FILE", default=None,
-                   help="also write the list to FILE (.csv or .json)")
-    _model_options(p)
-    _common(p)
+    def which(p):
+        p.add_argument("--item", required=True, metavar="ID|TITLE",
+                       help="an item id, or words of its title, e.g. \"Star Wars\"")
+
+    for name, short, long, epilog, target, k_help in (
+        ("recommend", "top-k items for a user or a new user",
+         "Fit a recommender and print the top-k items, with titles, for a user of the data "
+         "or a new user.", _RECOMMEND_EXAMPLES, who, "items to recommend"),
+        ("similar", "the items most similar to an item",
+         "Fit a recommender and print the items whose factors are most similar (cosine) to "
+         "an item's, with titles.", _SIMILAR_EXAMPLES, which, "similar items to list"),
+    ):
+        p = sub.add_parser(name, help=short, description=long, epilog=epilog,
+                           formatter_class=_Formatter)
+        _data_options(p)
+        p.add_argument("--model", choices=tuple(MODELS), default="puresvd",
+                       help="the recommender (default: puresvd)")
+        target(p)
+        p.add_argument("-k", type=_positive_int, default=10, help=f"{k_help} (default: 10)")
+        p.add_argument("-o", "--output", metavar="FILE", default=None,
+                       help="also write the list to FILE (.csv or .json)")
+        _model_options(p)
+        _common(p)
 
     p = sub.add_parser("evaluate", help="NDCG/recall/precision/MAP at k and RMSE of models",
                        description="Fit models on training folds and print top-k and rating "
@@ -818,7 +806,10 @@ def _cmd_decompress(args):
     path = Path(args.file)
     if not path.is_file():
         raise UsageError(f"FILE {args.file!r}: no such file")
-    ci = CompressedImage.load(path)  # a ValueError names the file and what is wrong
+    try:
+        ci = CompressedImage.load(path)
+    except ValueError as exc:  # a file that is not a compressed image: a bad FILE argument
+        raise UsageError(f"FILE {args.file!r}: {exc}") from None
     recon = ci.reconstruct()
     result = {
         "file": str(args.file), "file_bytes": int(path.stat().st_size),
@@ -1332,29 +1323,35 @@ def main(argv=None):
         parser.print_help()
         return 2
     prog = f"{PROG} {args.command}"
-    if not args.verbose:
-        # One line per warning (e.g. a data file that differs from the official release).
-        def _one_line(message, category, filename, lineno, file=None, line=None):
-            print(f"{prog}: warning: {message}", file=sys.stderr)
+    with warnings.catch_warnings():
+        if not args.verbose:
+            # One line per warning (e.g. a data file that differs from the official
+            # release); catch_warnings restores warnings.showwarning on return.
+            def _one_line(message, category, filename, lineno, file=None, line=None):
+                print(f"{prog}: warning: {message}", file=sys.stderr)
 
-        warnings.showwarning = _one_line
+            warnings.showwarning = _one_line
+        return _run(args, extra, prog)
+
+
+def _run(args, extra, prog):
+    """Run the parsed command; usage errors give 2, failures of the work 1."""
+    from sklearn.utils._param_validation import InvalidParameterError
+
     try:
         if args.command == "bench":
             return _cmd_bench(args, extra)
         if extra:
             raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
         return _COMMANDS[args.command](args)
-    except UsageError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
-    except (ValueError, TypeError) as exc:
-        # The library's argument checks name the argument and the value.
+    except (UsageError, InvalidParameterError) as exc:
+        # The command line's and scikit-learn's argument checks name the argument.
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
-    except OSError as exc:
+    except (ValueError, TypeError, OSError, RuntimeError) as exc:
         print(f"{prog}: failed: {exc}", file=sys.stderr)
         return 1
 

@@ -7,13 +7,15 @@ reads any ``user, item, rating`` table. Both return a
 (n_users, n_items), float32, row ``u`` the user ``user_ids[u]`` and column
 ``i`` the item ``item_ids[i]``.
 
-Where the data live: the ``data_home`` argument, else the environment
-variable ``SKSVD_DATA_HOME``, else ``~/sksvd_data``; each release sits in a
+Where the data live (:func:`get_data_home`): the ``data_home`` argument,
+else the environment variable ``SKSVD_DATA_HOME``, else ``../shared/data``
+beside a source checkout when it exists, else ``~/sksvd_data``; each release sits in a
 folder named as in its official zip (``ml-100k``, ``ml-latest-small``,
 ``ml-1m``, ``ml-10M100K``, ``ml-20m``, ``ml-25m``).
 
 Parsing is vectorized with pandas. A malformed or truncated file raises a
-``ValueError`` that names the file (and the line when one is at fault); a
+``ValueError`` that names the file (and the line when one is at fault).
+Downloads go through :func:`pooch.retrieve` (sha256 checked by pooch); a
 download is written into a temporary folder inside the data home, checked,
 parsed, and only then renamed into place, so a failed, truncated or altered
 download leaves nothing behind.
@@ -22,16 +24,11 @@ download leaves nothing behind.
 from __future__ import annotations
 
 import csv
-import hashlib
-import http.client
 import io
 import os
 import shutil
 import tempfile
-import urllib.error
-import urllib.request
 import warnings
-import weakref
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -66,6 +63,9 @@ SHA256 = {
 #: Seconds without data before a download is abandoned.
 DOWNLOAD_TIMEOUT = 60
 
+# ``../shared/data`` beside a source checkout (the folder holding ``sksvd/``).
+_CHECKOUT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
 _FOLDS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")
 
 # The 19 genre flags of ml-100k's u.item, in column order (u.genre, "unknown" first).
@@ -99,16 +99,21 @@ _RELEASES = {
 def get_data_home(data_home=None):
     """The folder where sksvd looks for (and downloads) data sets.
 
+    The one rule used by the loaders, the command line, the demo, the
+    benchmarks and the tests.
+
     Parameters
     ----------
     data_home : str or path-like, default=None
         Returned as a :class:`pathlib.Path` (``~`` expanded) when given; else
-        the environment variable ``SKSVD_DATA_HOME`` when set and not empty;
-        else ``~/sksvd_data``. The folder is not created here.
+        the environment variable ``SKSVD_DATA_HOME`` when set and not blank;
+        else the folder ``../shared/data`` beside a source checkout of sksvd
+        when it exists; else ``~/sksvd_data``. The folder is not created here.
 
     Returns
     -------
     pathlib.Path
+        The data home, ``~`` expanded.
 
     Examples
     --------
@@ -117,7 +122,10 @@ def get_data_home(data_home=None):
     '/tmp/my_data'
     """
     if data_home is None:
-        data_home = os.environ.get("SKSVD_DATA_HOME") or os.path.join("~", "sksvd_data")
+        data_home = os.environ.get("SKSVD_DATA_HOME", "").strip()
+        if not data_home:
+            beside = _CHECKOUT_DATA
+            data_home = beside if beside.is_dir() else os.path.join("~", "sksvd_data")
     return Path(os.fspath(data_home)).expanduser()
 
 
@@ -373,8 +381,9 @@ class _ItemTable(pd.DataFrame):
         return pd.DataFrame
 
     def __call__(self):
-        ref = self.__dict__.get("_sksvd_owner")
-        owner = ref() if ref is not None else None
+        # A strong reference (a cycle the garbage collector frees): with a weak one,
+        # ``load_ratings(...).items()`` fails, the Bunch being gone before the call.
+        owner = self.__dict__.get("_sksvd_owner")
         if owner is None:
             raise TypeError("'DataFrame' object is not callable")
         return dict.items(owner)
@@ -399,7 +408,7 @@ class _DataBunch(Bunch):
         if not isinstance(table, _ItemTable):
             table = _ItemTable(table)
             dict.__setitem__(self, "items", table)
-        object.__setattr__(table, "_sksvd_owner", weakref.ref(self))
+        object.__setattr__(table, "_sksvd_owner", self)
         return table
 
     def __reduce__(self):
@@ -438,15 +447,15 @@ class _DataBunch(Bunch):
     def item_columns(self, item_ids):
         """Columns of ``X`` of raw item ids (an int for one id, else an int64 array).
 
-        Raises :class:`KeyError` naming the first id not in the data.
+        The inverse of ``item_ids[columns]``; an id not in the data raises a
+        :class:`KeyError` that names it.
 
         Examples
         --------
-        >>> import pandas as pd
+        >>> from pandas import DataFrame
         >>> from sksvd.datasets import load_ratings
-        >>> ds = load_ratings(pd.DataFrame({"userId": [10, 30], "movieId": [7, 5],
-        ...                                 "rating": [4.0, 5.0]}))
-        >>> ds.item_columns([7, 5]).tolist()
+        >>> table = DataFrame({"userId": [10, 30], "movieId": [7, 5], "rating": [4.0, 5.0]})
+        >>> load_ratings(table).item_columns([7, 5]).tolist()
         [1, 0]
         """
         return self._lookup(item_ids, self["item_ids"], "item")
@@ -499,13 +508,14 @@ class _DataBunch(Bunch):
         Returns
         -------
         x : scipy.sparse.csr_matrix of shape (1, n_items), float32
+            The new user's row, ready for ``recommend`` or ``transform``.
 
         Examples
         --------
         >>> import pandas as pd
         >>> from sksvd.datasets import load_ratings
-        >>> ds = load_ratings(pd.DataFrame({"userId": [10, 30], "movieId": [7, 5],
-        ...                                 "rating": [4.0, 5.0]}))
+        >>> table = pd.DataFrame({"userId": [10, 30], "movieId": [7, 5], "rating": [4.0, 5.0]})
+        >>> ds = load_ratings(table)
         >>> ds.make_row({7: 5.0}).toarray()
         array([[0., 5.]], dtype=float32)
         """
@@ -556,11 +566,11 @@ class _DataBunch(Bunch):
         >>> import numpy as np
         >>> import pandas as pd
         >>> from sksvd.datasets import load_ratings
-        >>> ds = load_ratings(
-        ...     pd.DataFrame({"userId": [1, 2, 2], "movieId": [50, 50, 181],
-        ...                   "rating": [5.0, 4.0, 5.0]}),
-        ...     items=pd.DataFrame({"movieId": [50, 181], "title": [
-        ...         "Star Wars (1977)", "Return of the Jedi (1983)"]}))
+        >>> ratings = pd.DataFrame({"userId": [1, 2, 2], "movieId": [50, 50, 181],
+        ...                         "rating": [5.0, 4.0, 5.0]})
+        >>> titles = pd.DataFrame({"movieId": [50, 181],
+        ...                        "title": ["Star Wars (1977)", "Return of the Jedi (1983)"]})
+        >>> ds = load_ratings(ratings, items=titles)
         >>> ds.to_frame(np.array([[1, 0]]), np.array([[0.9, 0.5]]), users=[1])
            user_id  rank  item_id                      title  score
         0        1     1      181  Return of the Jedi (1983)    0.9
@@ -727,25 +737,32 @@ def _fold_path(folder, fold, part):
 
 
 # --------------------------------------------------------------------------- download
-def _fetch(url, dest):
-    """Stream ``url`` into ``dest``; returns the sha256 hex digest. Raises when the
-    transfer is cut short of its Content-Length."""
-    h, n = hashlib.sha256(), 0
+def _fetch(url, dest, sha256):
+    """Download ``url`` to ``dest`` with :func:`pooch.retrieve`, checked against ``sha256``
+    (hex, or ``None`` for no check).
+
+    Raises ValueError when the sha256 does not match or the transfer is cut short
+    of its Content-Length, OSError when the download fails.
+    """
+    import pooch
+    import requests
+
+    downloader = pooch.HTTPDownloader(timeout=DOWNLOAD_TIMEOUT, progressbar=False)
+    known_hash = None if sha256 is None else f"sha256:{sha256.lower()}"
     try:
-        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as resp, \
-                open(dest, "wb") as f:
-            length = resp.headers.get("Content-Length")
-            while chunk := resp.read(1 << 20):
-                h.update(chunk)
-                f.write(chunk)
-                n += len(chunk)
-    except http.client.IncompleteRead as exc:
+        pooch.retrieve(url, known_hash, fname=dest.name, path=dest.parent,
+                       downloader=downloader)
+    except requests.exceptions.ChunkedEncodingError as exc:
         raise ValueError(f"{url}: download truncated ({exc})") from exc
-    except (urllib.error.URLError, OSError) as exc:
+    except (requests.exceptions.RequestException, OSError) as exc:
         raise OSError(f"{url}: download failed ({exc})") from exc
-    if length is not None and n != int(length):
-        raise ValueError(f"{url}: download truncated, got {n} of {int(length)} bytes")
-    return h.hexdigest()
+    except ValueError as exc:
+        if "hash" not in str(exc):
+            raise
+        raise ValueError(
+            f"{url}: sha256 of the download does not match the expected {sha256} "
+            f"(corrupted or changed file); nothing was written to the data home"
+        ) from exc
 
 
 def _extract(archive, dest, folder):
@@ -780,13 +797,7 @@ def _download(name, home):
     tmp = Path(tempfile.mkdtemp(prefix=f".{rel.folder}-", suffix=".part", dir=home))
     try:
         archive = tmp / rel.archive
-        digest = _fetch(url, archive)
-        expected = SHA256.get(name)
-        if expected is not None and digest != expected.lower():
-            raise ValueError(
-                f"{url}: sha256 {digest} does not match the expected {expected} (corrupted "
-                f"or changed file); nothing was written to {home}"
-            )
+        _fetch(url, archive, SHA256.get(name))
         extracted = tmp / "extract"
         _extract(archive, extracted, rel.folder)
         # parse before publishing: a malformed release never lands in the data home
@@ -817,8 +828,9 @@ def load_movielens(name="100k", *, fold=None, data_home=None, download_if_missin
 
     Reads the official files of the release found in the data home (see
     :func:`get_data_home`); when it is missing and ``download_if_missing`` is
-    true, downloads the official zip from ``BASE_URL`` (files.grouplens.org),
-    checks its sha256 against :data:`SHA256` (skipped where that is ``None``),
+    true, downloads the official zip from ``BASE_URL`` (files.grouplens.org)
+    with :func:`pooch.retrieve`, which checks its sha256 against
+    :data:`SHA256` (skipped where that is ``None``),
     extracts it into a temporary folder inside the data home, parses it, and
     only then renames it into place.
 

@@ -108,7 +108,8 @@ def _images_part(out, clock, device, quick=False):
                              "psnr": "psnr_dB", "jpeg_psnr": "jpeg_dB_same_bytes"})
         print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}",
                               na_rep="n/a"))
-        print("  80% of sum s_i (the blog post's '80% of the variance'): "
+        print("  80% of sum s_i ('80% of the variance' in the blog post 'SVD for Image "
+              "Compression and Recommender Systems'): "
               f"rank {seed.n_components}, the raw image is {seed.compression_ratio:.2f} times the factors' bytes, "
               f"{psnr(img, seed.reconstruct()):.1f} dB")
         print(f"  80% of the energy sum s_i^2: rank {energy80.n_components} "
@@ -228,6 +229,7 @@ def main(argv=None):
     Returns
     -------
     int
+        The exit status: 0 when the demo ran, 2 on bad arguments.
 
     Examples
     --------

@@ -46,6 +46,7 @@ def is_distributed():
     Returns
     -------
     bool
+        Whether this process belongs to an initialised process group.
 
     Examples
     --------
@@ -59,6 +60,11 @@ def is_distributed():
 def get_rank():
     """This process's rank in the default group (0 without a group).
 
+    Returns
+    -------
+    int
+        ``torch.distributed.get_rank()`` inside a group, else 0.
+
     Examples
     --------
     >>> from sksvd.distributed import get_rank
@@ -70,6 +76,8 @@ def get_rank():
 
 def get_world_size():
     """Number of processes in the default group (1 without a group).
+
+    The ``world_size`` that :func:`owned_rows` splits the rows by.
 
     Examples
     --------
@@ -240,6 +248,7 @@ def resolve_distributed(distributed, device=None):
     Returns
     -------
     bool
+        Whether the fit is data-parallel over the default process group.
 
     Examples
     --------

@@ -24,6 +24,17 @@ of a newer major format, truncated, or altered (sha256 mismatch).
 over the target (``os.replace``), so an error or a crash in the middle of a
 save leaves any previous file at that path as it was.
 
+Why not ``skops.io``: it was evaluated for this job and fails two of these
+guarantees (``tests/test_io.py::test_skops_fails_our_guarantees`` checks
+both). It has no integrity check, so a file whose stored values were edited
+(zip CRCs recomputed) loads silently with the edited values; and it cannot
+store a ``torch.dtype`` parameter (``dtype=torch.float64``), which it lists
+as an untrusted type and then fails to rebuild even when trusted
+(``object.__new__(torch.dtype) is not safe``). Its files are also not the
+format of this module (``__header__`` plus ``.npy`` members), which the
+files already written and the hostile-file tests rely on. A checksum
+wrapper would fix the first, not the second, so this module stays.
+
 Pickle and joblib work as well (fitted attributes are numpy arrays, so a model
 fitted on a GPU unpickles on a machine with none), but loading a pickle runs
 code from the file: use them only for files you trust.
@@ -102,6 +113,7 @@ def _estimator_classes():
     Returns
     -------
     classes : dict
+        Name -> class of every estimator that may be loaded.
     failures : dict
         Public name -> the error raised while importing it (modules still
         being written, missing optional dependencies).
@@ -286,6 +298,7 @@ def save(estimator, path):
     Returns
     -------
     path : pathlib.Path
+        The file written (``path`` as a Path).
 
     Raises
     ------
@@ -502,12 +515,12 @@ def load(path, *, device=None):
     Examples
     --------
     >>> import os, tempfile
-    >>> import numpy as np
-    >>> from sksvd import TruncatedSVDCompressor
-    >>> from sksvd.io import save, load
-    >>> X = np.random.default_rng(0).normal(size=(20, 8))
-    >>> path = os.path.join(tempfile.mkdtemp(), "model.npz")
-    >>> _ = save(TruncatedSVDCompressor(n_components=3, random_state=0).fit(X), path)
+    >>> from numpy.random import default_rng
+    >>> from sksvd import TruncatedSVDCompressor, io
+    >>> est = TruncatedSVDCompressor(n_components=3, random_state=0)
+    >>> path = io.save(est.fit(default_rng(0).normal(size=(20, 8))),
+    ...                os.path.join(tempfile.mkdtemp(), "model.npz"))
+    >>> load = io.load
     >>> load(path, device="cpu").n_components_
     3
     >>> with open(path, "r+b") as f:  # flip one byte of the stored arrays

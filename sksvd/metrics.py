@@ -33,14 +33,22 @@ search over ``user * n_items + item`` keys: no Python loop per user).
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from typing import NamedTuple
 
 import numpy as np
-import scipy.sparse as sp
 from sklearn.exceptions import UndefinedMetricWarning
+from sklearn.metrics import mean_absolute_error, root_mean_squared_error
+from sklearn.utils._param_validation import Interval
 
-from ._validation import check_int, check_matrix
+from ._validation import (
+    DENOMINATORS,
+    GAINS,
+    check_choice,
+    check_interactions,
+    validate_args,
+)
 
 __all__ = [
     "ndcg_at_k",
@@ -59,21 +67,40 @@ __all__ = [
 #: Names accepted by :func:`topk_metrics` and the scorers, in a fixed order.
 RANKING_METRICS = ("ndcg", "recall", "precision", "map", "hit_rate", "mrr")
 
-_GAINS = ("binary", "graded", "exponential")
-_DENOMINATORS = ("relevant", "min")
+
+_RANKING_PARAMETERS = """Parameters
+    ----------
+    y_true : sparse matrix or array-like of shape (n_users, n_items)
+        Relevant items of each user: its nonzero entries.
+    ids : array-like of int, shape (n_users, >= k)
+        Recommended item ids, best first; ``-1`` is padding.
+    k : int, default=10
+        The first ``k`` ids of each row are scored for the {what}.
+{extra}    per_user : bool, default=False
+        Return per-user values (``NaN`` for skipped users).
+
+    Returns
+    -------
+    float or ndarray of shape (n_users,)
+        The mean {what} over evaluated users, or one value per user."""
+
+
+def _ranking_doc(what, extra=""):
+    """Fill the ``{parameters}`` line of a ranking metric's docstring (one text for all)."""
+
+    def fill(func):
+        func.__doc__ = func.__doc__.replace(
+            "{parameters}", _RANKING_PARAMETERS.format(what=what, extra=extra))
+        return func
+
+    return fill
 
 
 # --------------------------------------------------------------------------- validation
 def _check_y_true(y_true):
     """CSR float64, sorted indices, duplicates summed, explicit zeros dropped; never in place."""
-    Y = check_matrix(y_true, name="y_true", dtype=(np.float64, np.float32),
-                     ensure_min_samples=0, ensure_min_features=1)
-    Y = sp.csr_matrix(Y, dtype=np.float64)
-    if not Y.has_canonical_format or (Y.nnz and not np.all(Y.data != 0)):
-        Y = Y.copy()  # the arrays may be the caller's
-        Y.sum_duplicates()
-        Y.eliminate_zeros()
-    return Y
+    return check_interactions(y_true, name="y_true", dtype=np.float64, canonical=True,
+                              ensure_min_samples=0)
 
 
 def _check_ids(ids, k, *, n_users=None, n_items=None, name="ids"):
@@ -107,21 +134,6 @@ def _check_ids(ids, k, *, n_users=None, n_items=None, name="ids"):
             item = int(s[row, 1:][dup[row]][0])
             raise ValueError(f"{name}: row {row} recommends item {item} more than once")
     return arr
-
-
-def _check_gains(gains):
-    if gains not in _GAINS:
-        raise ValueError(f"gains={gains!r}: expected one of {', '.join(map(repr, _GAINS))}")
-    return gains
-
-
-def _check_denominator(denominator):
-    if denominator not in _DENOMINATORS:
-        raise ValueError(
-            f"denominator={denominator!r}: expected one of "
-            f"{', '.join(map(repr, _DENOMINATORS))}"
-        )
-    return denominator
 
 
 # --------------------------------------------------------------------------- the one core
@@ -256,6 +268,7 @@ def ndcg_at_k(y_true, ids, k=10, *, gains="binary", per_user=False):
     Returns
     -------
     float or ndarray of shape (n_users,)
+        The mean NDCG over evaluated users, or one value per user.
 
     Examples
     --------
@@ -268,7 +281,7 @@ def ndcg_at_k(y_true, ids, k=10, *, gains="binary", per_user=False):
     >>> ndcg_at_k(y_true, ids, k=3, per_user=True).round(4)
     array([0.9197,    nan])
     """
-    _check_gains(gains)
+    check_choice(gains, "gains", GAINS)
     if gains != "binary":
         Y = _check_y_true(y_true)
         if Y.nnz and Y.data.min() < 0:
@@ -280,6 +293,7 @@ def ndcg_at_k(y_true, ids, k=10, *, gains="binary", per_user=False):
     return _one_metric("ndcg", y_true, ids, k, per_user, gains=gains)
 
 
+@_ranking_doc('precision')
 def precision_at_k(y_true, ids, k=10, *, per_user=False):
     """Precision at ``k``: the share of the ``k`` places holding a relevant item.
 
@@ -292,17 +306,7 @@ def precision_at_k(y_true, ids, k=10, *, per_user=False):
     ``n_u < k`` (so the best possible value is then ``n_u / k``). Mean over
     users with ``n_u > 0``; others are skipped.
 
-    Parameters
-    ----------
-    y_true : sparse matrix or array-like of shape (n_users, n_items)
-    ids : array-like of int, shape (n_users, >= k)
-    k : int, default=10
-    per_user : bool, default=False
-        Return per-user values (``NaN`` for skipped users).
-
-    Returns
-    -------
-    float or ndarray of shape (n_users,)
+    {parameters}
 
     Examples
     --------
@@ -315,6 +319,7 @@ def precision_at_k(y_true, ids, k=10, *, per_user=False):
     return _one_metric("precision", y_true, ids, k, per_user)
 
 
+@_ranking_doc('recall', extra='    denominator : {"relevant", "min"}, default="relevant"\n')
 def recall_at_k(y_true, ids, k=10, *, denominator="relevant", per_user=False):
     """Recall at ``k``: the share of the user's relevant items found in the top ``k``.
 
@@ -329,18 +334,7 @@ def recall_at_k(y_true, ids, k=10, *, denominator="relevant", per_user=False):
     autoencoders for collaborative filtering"), which reaches 1 for a perfect
     list. Mean over users with ``n_u > 0``; others are skipped.
 
-    Parameters
-    ----------
-    y_true : sparse matrix or array-like of shape (n_users, n_items)
-    ids : array-like of int, shape (n_users, >= k)
-    k : int, default=10
-    denominator : {"relevant", "min"}, default="relevant"
-    per_user : bool, default=False
-        Return per-user values (``NaN`` for skipped users).
-
-    Returns
-    -------
-    float or ndarray of shape (n_users,)
+    {parameters}
 
     Examples
     --------
@@ -352,10 +346,11 @@ def recall_at_k(y_true, ids, k=10, *, denominator="relevant", per_user=False):
     >>> recall_at_k(y_true, [[0, 4]], k=2, denominator="min")   # 1 / min(2, 4)
     0.5
     """
-    _check_denominator(denominator)
+    check_choice(denominator, "denominator", DENOMINATORS)
     return _one_metric("recall", y_true, ids, k, per_user, denominator=denominator)
 
 
+@_ranking_doc('average precision')
 def map_at_k(y_true, ids, k=10, *, per_user=False):
     """Mean average precision at ``k``.
 
@@ -370,29 +365,18 @@ def map_at_k(y_true, ids, k=10, *, per_user=False):
     users with ``n_u > 0``; others are skipped. With ``k = n_items`` and a
     full ranking it equals :func:`sklearn.metrics.average_precision_score`.
 
-    Parameters
-    ----------
-    y_true : sparse matrix or array-like of shape (n_users, n_items)
-    ids : array-like of int, shape (n_users, >= k)
-    k : int, default=10
-    per_user : bool, default=False
-        Return per-user values (``NaN`` for skipped users).
-
-    Returns
-    -------
-    float or ndarray of shape (n_users,)
+    {parameters}
 
     Examples
     --------
-    >>> import scipy.sparse as sp
     >>> from sksvd.metrics import map_at_k
-    >>> y_true = sp.csr_matrix([[1, 0, 1, 0]])
-    >>> map_at_k(y_true, [[0, 1, 2]], k=3)    # (1/1 + 2/3) / min(3, 2)
+    >>> map_at_k([[1, 0, 1, 0]], [[0, 1, 2]], k=3)    # (1/1 + 2/3) / min(3, 2)
     0.8333333333333333
     """
     return _one_metric("map", y_true, ids, k, per_user)
 
 
+@_ranking_doc('hit rate')
 def hit_rate_at_k(y_true, ids, k=10, *, per_user=False):
     """Hit rate at ``k``: the share of users with at least one relevant item in their top ``k``.
 
@@ -400,29 +384,19 @@ def hit_rate_at_k(y_true, ids, k=10, *, per_user=False):
     over users with ``n_u > 0`` (others are skipped), i.e. the denominator is
     the number of evaluated users.
 
-    Parameters
-    ----------
-    y_true : sparse matrix or array-like of shape (n_users, n_items)
-    ids : array-like of int, shape (n_users, >= k)
-    k : int, default=10
-    per_user : bool, default=False
-        Return per-user values (``NaN`` for skipped users).
-
-    Returns
-    -------
-    float or ndarray of shape (n_users,)
+    {parameters}
 
     Examples
     --------
-    >>> import scipy.sparse as sp
+    >>> import numpy as np
     >>> from sksvd.metrics import hit_rate_at_k
-    >>> y_true = sp.csr_matrix([[1, 0, 0], [0, 1, 0]])
-    >>> hit_rate_at_k(y_true, [[2, 0], [2, 0]], k=2)
+    >>> hit_rate_at_k(np.eye(2, 3), [[2, 0], [2, 0]], k=2)
     0.5
     """
     return _one_metric("hit_rate", y_true, ids, k, per_user)
 
 
+@_ranking_doc('reciprocal rank')
 def mrr_at_k(y_true, ids, k=10, *, per_user=False):
     """Mean reciprocal rank at ``k``.
 
@@ -430,17 +404,7 @@ def mrr_at_k(y_true, ids, k=10, *, per_user=False):
     (1-based) rank of the first relevant item in the top ``k``, and 0 when
     there is none. Mean over users with ``n_u > 0``; others are skipped.
 
-    Parameters
-    ----------
-    y_true : sparse matrix or array-like of shape (n_users, n_items)
-    ids : array-like of int, shape (n_users, >= k)
-    k : int, default=10
-    per_user : bool, default=False
-        Return per-user values (``NaN`` for skipped users).
-
-    Returns
-    -------
-    float or ndarray of shape (n_users,)
+    {parameters}
 
     Examples
     --------
@@ -453,6 +417,7 @@ def mrr_at_k(y_true, ids, k=10, *, per_user=False):
     return _one_metric("mrr", y_true, ids, k, per_user)
 
 
+@validate_args({"n_items": [Interval(numbers.Integral, 1, None, closed="left")]})
 def catalog_coverage(ids, n_items, k=None):
     """Catalogue coverage: the share of the catalogue recommended to at least one user.
 
@@ -475,6 +440,7 @@ def catalog_coverage(ids, n_items, k=None):
     Returns
     -------
     float
+        Share of the ``n_items`` items found in at least one list.
 
     Examples
     --------
@@ -482,7 +448,7 @@ def catalog_coverage(ids, n_items, k=None):
     >>> catalog_coverage([[0, 1], [1, -1]], n_items=4)
     0.5
     """
-    n_items = check_int(n_items, "n_items", min_val=1)
+    n_items = int(n_items)
     arr = np.asarray(ids)
     if arr.ndim != 2:
         raise ValueError(f"ids: expected a 2-D array (n_users, k), got shape {arr.shape}")
@@ -533,6 +499,7 @@ def rmse(y_true, y_pred):
     Returns
     -------
     float
+        The RMSE, by :func:`sklearn.metrics.root_mean_squared_error`.
 
     Examples
     --------
@@ -541,7 +508,7 @@ def rmse(y_true, y_pred):
     0.7071067811865476
     """
     a, b = _check_pair(y_true, y_pred)
-    return float(np.sqrt(np.mean((a - b) ** 2)))
+    return float(root_mean_squared_error(a, b))
 
 
 def mae(y_true, y_pred):
@@ -560,6 +527,7 @@ def mae(y_true, y_pred):
     Returns
     -------
     float
+        Mean of ``|y_true - y_pred|`` (:func:`sklearn.metrics.mean_absolute_error`).
 
     Examples
     --------
@@ -568,7 +536,7 @@ def mae(y_true, y_pred):
     0.75
     """
     a, b = _check_pair(y_true, y_pred)
-    return float(np.mean(np.abs(a - b)))
+    return float(mean_absolute_error(a, b))
 
 
 def topk_metrics(y_true, ids, k=10, metrics=("ndcg", "recall", "precision", "map"), *,
@@ -620,8 +588,8 @@ def topk_metrics(y_true, ids, k=10, metrics=("ndcg", "recall", "precision", "map
             raise ValueError(
                 f"metrics: unknown metric {m!r}; expected some of {', '.join(allowed)}"
             )
-    _check_gains(gains)
-    _check_denominator(denominator)
+    check_choice(gains, "gains", GAINS)
+    check_choice(denominator, "denominator", DENOMINATORS)
     Y = _check_y_true(y_true)
     if gains != "binary" and Y.nnz and Y.data.min() < 0:
         raise ValueError(

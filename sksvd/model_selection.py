@@ -10,22 +10,35 @@ grid search is scored on the same hidden items.
 
 All splits here are vectorized over the stored entries: one random key per
 entry, one sort by (row, key), and a rank within each row; there is no Python
-loop per user.
+loop per user. A share ``p`` of ``n`` entries holds out ``floor(p * n)`` of
+them (a row's ``n_u`` with ``mode="per_user"``, all ``nnz`` with
+``mode="global"``), so a row with fewer than ``1 / p`` entries keeps them all
+in train; a count holds out exactly that many.
 """
 
 from __future__ import annotations
 
 import numbers
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.exceptions import NotFittedError, UndefinedMetricWarning
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
 from ._topk import default_batch_size
-from ._validation import check_float, check_int, check_interactions, check_k, check_matrix
+from ._validation import (
+    DENOMINATORS,
+    GAINS,
+    check_choice,
+    check_float,
+    check_interactions,
+    check_k,
+    validate_args,
+)
 from .metrics import RANKING_METRICS, mae, rmse, topk_metrics
 
 __all__ = [
@@ -37,8 +50,6 @@ __all__ = [
 ]
 
 _RATING_METRICS = ("rmse", "mae")
-_GAINS = ("binary", "graded", "exponential")
-_DENOMINATORS = ("relevant", "min")
 # Guards floor(share * n) against 0.29 * 100 = 28.999999999999996.
 _EPS = 1e-9
 
@@ -67,17 +78,6 @@ def _parse_holdout(holdout, name="holdout", allow_top=True):
     if not 0.0 < float(holdout) < 1.0:
         raise ValueError(msg)
     return "share", float(holdout)
-
-
-def _as_csr(X, name="X"):
-    """Validated CSR (float32 or float64 kept), canonical, stored zeros dropped; never in place."""
-    X = check_matrix(X, name=name, dtype=(np.float64, np.float32), ensure_min_samples=0)
-    X = sp.csr_matrix(X)
-    if not X.has_canonical_format or (X.nnz and not np.all(X.data != 0)):
-        X = X.copy()  # the arrays may be the caller's
-        X.sum_duplicates()
-        X.eliminate_zeros()
-    return X
 
 
 def _row_of_entry(X):
@@ -207,7 +207,7 @@ def train_test_split_interactions(X, test_size=0.2, random_state=0, mode="per_us
     if mode not in ("per_user", "global"):
         raise ValueError(f"mode={mode!r}: expected 'per_user' or 'global'")
     spec = _parse_holdout(test_size, name="test_size", allow_top=False)
-    X = _as_csr(X)
+    X = check_interactions(X, dtype=None, canonical=True, ensure_min_samples=0)
     rng = check_random_state(random_state)
     if mode == "per_user":
         X_train, X_test = _hide_per_row(X, spec, rng)
@@ -231,6 +231,7 @@ def train_test_split_interactions(X, test_size=0.2, random_state=0, mode="per_us
     return X_train, X_test
 
 
+@validate_args({"k": [Interval(numbers.Integral, 1, None, closed="left")]})
 def leave_k_out(X, k=1, random_state=0):
     """Move ``k`` random entries of each row to a test matrix (leave-k-out).
 
@@ -257,8 +258,7 @@ def leave_k_out(X, k=1, random_state=0):
     >>> X_test.getnnz(axis=1), X_train.getnnz(axis=1)      # row 1 has nothing to spare
     (array([1, 0], dtype=int32), array([2, 1], dtype=int32))
     """
-    k = check_int(k, "k", min_val=1)
-    return train_test_split_interactions(X, test_size=k, random_state=random_state,
+    return train_test_split_interactions(X, test_size=int(k), random_state=random_state,
                                          mode="per_user")
 
 
@@ -352,18 +352,17 @@ def _no_user(what):
 
 
 # --------------------------------------------------------------------------- scorers
+@dataclass(repr=False, eq=False)
 class _TopKScorer:
     """Callable ``scorer(estimator, X, y=None) -> float``; built by :func:`make_topk_scorer`."""
 
-    def __init__(self, metric, k, holdout, random_state, relevance_threshold, gains,
-                 denominator):
-        self.metric = metric
-        self.k = k
-        self.holdout = holdout
-        self.random_state = random_state
-        self.relevance_threshold = relevance_threshold
-        self.gains = gains
-        self.denominator = denominator
+    metric: str
+    k: int
+    holdout: object
+    random_state: object
+    relevance_threshold: float | None
+    gains: str
+    denominator: str
 
     def split(self, X):
         """The fold-in split of the rows of ``X``: ``(X_visible, X_relevant)``, both CSR."""
@@ -397,18 +396,19 @@ class _TopKScorer:
                 f"random_state={self.random_state!r}{extra})")
 
 
+@dataclass(repr=False, eq=False)
 class _RatingScorer:
     """Callable ``scorer(estimator, X, y=None) -> float``; built by :func:`make_rating_scorer`."""
 
-    def __init__(self, metric, holdout, random_state, batch_size):
-        self.metric = metric
-        self.holdout = holdout
-        self.random_state = random_state
-        self.batch_size = batch_size
+    metric: str
+    holdout: object
+    random_state: object
+    batch_size: int | None
 
     def split(self, X):
         """The fold-in split of the rows of ``X``: ``(X_visible, X_hidden)``, both CSR."""
-        return _hide_per_row(_as_csr(X), _parse_holdout(self.holdout),
+        X = check_interactions(X, dtype=None, canonical=True, ensure_min_samples=0)
+        return _hide_per_row(X, _parse_holdout(self.holdout),
                              check_random_state(self.random_state))
 
     def __call__(self, estimator, X, y=None):
@@ -423,6 +423,9 @@ class _RatingScorer:
                 f"random_state={self.random_state!r})")
 
 
+@validate_args({"k": [Interval(numbers.Integral, 1, None, closed="left")],
+                "relevance_threshold": [Interval(numbers.Real, None, None, closed="neither"),
+                                        None]})
 def make_topk_scorer(metric="ndcg", k=10, holdout=0.2, random_state=0, *,
                      relevance_threshold=None, gains="binary", denominator="relevant"):
     """A scorer for top-k recommendation by fold-in of held-out interactions.
@@ -506,19 +509,16 @@ def make_topk_scorer(metric="ndcg", k=10, holdout=0.2, random_state=0, *,
         raise ValueError(
             f"metric={metric!r}: expected one of {', '.join(map(repr, RANKING_METRICS))}"
         )
-    k = check_int(k, "k", min_val=1)
+    k = int(k)
     _parse_holdout(holdout)
-    relevance_threshold = _check_threshold(relevance_threshold)
-    if gains not in _GAINS:
-        raise ValueError(f"gains={gains!r}: expected one of {', '.join(map(repr, _GAINS))}")
-    if denominator not in _DENOMINATORS:
-        raise ValueError(
-            f"denominator={denominator!r}: expected one of {', '.join(map(repr, _DENOMINATORS))}"
-        )
+    relevance_threshold = None if relevance_threshold is None else float(relevance_threshold)
+    check_choice(gains, "gains", GAINS)
+    check_choice(denominator, "denominator", DENOMINATORS)
     return _TopKScorer(metric, k, holdout, random_state, relevance_threshold, gains,
                        denominator)
 
 
+@validate_args({"batch_size": [Interval(numbers.Integral, 1, None, closed="left"), None]})
 def make_rating_scorer(metric="rmse", holdout=0.2, random_state=0, *, batch_size=None):
     """A scorer for rating prediction on held-out entries: negated RMSE or MAE.
 
@@ -555,8 +555,7 @@ def make_rating_scorer(metric="rmse", holdout=0.2, random_state=0, *, batch_size
     if metric not in _RATING_METRICS:
         raise ValueError(f"metric={metric!r}: expected 'rmse' or 'mae'")
     _parse_holdout(holdout)
-    if batch_size is not None:
-        batch_size = check_int(batch_size, "batch_size", min_val=1)
+    batch_size = None if batch_size is None else int(batch_size)
     return _RatingScorer(metric, holdout, random_state, batch_size)
 
 
@@ -633,7 +632,8 @@ def evaluate(estimator, X_train, X_test, metrics=("ndcg", "recall", "map"), k=10
         raise ValueError(f"fit={fit!r}: expected 'auto', True or False")
     relevance_threshold = _check_threshold(relevance_threshold)
     X_train = check_interactions(X_train, name="X_train")
-    X_test = _as_csr(X_test, name="X_test")
+    X_test = check_interactions(X_test, name="X_test", dtype=None, canonical=True,
+                                ensure_min_samples=0)
     if X_test.shape != X_train.shape:
         raise ValueError(
             f"X_test: expected the shape of X_train {X_train.shape}, got {X_test.shape}"

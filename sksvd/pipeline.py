@@ -100,7 +100,9 @@ def recommend(estimator, X, k=10, **kwargs):
     Returns
     -------
     ids : ndarray of shape (n_rows, k), int64
+        The final recommender's lists for the transformed rows, best first.
     scores : ndarray of shape (n_rows, k), float32
+        Their scores (``-inf`` beside padding ids ``-1``).
 
     Examples
     --------

@@ -1,7 +1,6 @@
 """Shared fixtures: where MovieLens lives, and small real data sets."""
 
 import os
-from pathlib import Path
 
 # The suite runs subprocesses (CLI, examples, Dask workers, torch.distributed ranks) beside
 # the main process on 2 cores: OpenMP threads that spin at barriers then slow torch ~10x.
@@ -10,18 +9,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest  # noqa: E402
 
-_DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def _data_home():
-    env = os.environ.get("SKSVD_DATA_HOME")
-    return Path(env) if env else _DEFAULT
-
 
 @pytest.fixture(scope="session")
 def data_home():
     """The folder holding ``ml-100k`` and ``ml-latest-small`` (skips when absent)."""
-    home = _data_home()
+    from sksvd.datasets import get_data_home
+
+    home = get_data_home()
     if not (home / "ml-100k" / "u.data").exists():
         pytest.skip(f"MovieLens 100K not found under {home} (set SKSVD_DATA_HOME)")
     return home

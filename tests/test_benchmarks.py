@@ -173,3 +173,14 @@ def test_check_keeps_the_better_fresh_value_and_maps_results_to_modules():
     assert best[("g", "t")]["value"] == 1.5 and best[("g", "q")]["value"] == 1.0
     assert check._module_of("topn_speed") == "topn"
     assert check._module_of("growth") == "growth"
+
+
+def test_recommend_breakdown_times_the_public_api():
+    from sksvd import SVDRecommender
+
+    X = sp.random(300, 40, density=0.2, format="csr", random_state=0, dtype=np.float32)
+    rec = SVDRecommender(n_components=5, random_state=0, device="cpu").fit(X)
+    phases, rows, n_batches = bench_topn.recommend_breakdown(rec, X, 5, "cpu", every=2,
+                                                             rows=64)
+    assert (rows, n_batches) == (64, 5) and len(phases) == 3
+    assert phases["fold-in (transform)"] > 0

@@ -420,3 +420,67 @@ def test_bench_missing_extras_stop_it_before_anything_runs(tmp_path, monkeypatch
     assert "scikit-surprise" in err and "rating" in err and "asysvd" in err
     assert not (tmp_path / "out").exists()  # nothing written either
     assert bench_run.missing_requirements(["compression", "memory"]) == {}
+
+
+# --------------------------------------------------------------------------- in-process main
+@pytest.fixture
+def tiny_csv(tmp_path):
+    (tmp_path / "ratings.csv").write_text(
+        "userId,movieId,rating\n1,10,5\n1,20,3\n2,10,4\n2,30,2\n3,20,5\n3,30,1\n")
+    (tmp_path / "movies.csv").write_text("movieId,title\n10,Ten\n20,Twenty\n30,Thirty\n")
+    return tmp_path / "ratings.csv"
+
+
+def test_main_restores_showwarning(tiny_csv, capsys):
+    import warnings
+
+    from sksvd.cli import main
+
+    before = warnings.showwarning
+    assert main(["recommend", "--data", str(tiny_csv), "--rated", "10:5", "-k", "1",
+                 "--components", "1", "--device", "cpu"]) == 0
+    assert warnings.showwarning is before
+    assert main(["recommend", "--data", str(tiny_csv), "--user", "99", "-k", "1"]) == 2
+    assert warnings.showwarning is before
+
+
+def test_main_csv_with_titles_json_names_the_titles(tiny_csv, capsys):
+    from sksvd.cli import main
+
+    assert main(["recommend", "--data", str(tiny_csv), "--rated", "10:5", "-k", "2",
+                 "--components", "1", "--device", "cpu", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert {r["title"] for r in res["recommendations"]} == {"Twenty", "Thirty"}
+
+
+def test_main_usage_error_exits_2_runtime_failure_exits_1(tiny_csv, capsys, monkeypatch):
+    from sksvd import cli
+    from sksvd.recommenders import SVDRecommender
+
+    assert cli.main(["recommend", "--data", str(tiny_csv), "--user", "99", "-k", "1"]) == 2
+    assert "--user 99" in capsys.readouterr().err
+
+    def broken_fit(self, X, y=None):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(SVDRecommender, "fit", broken_fit)
+    assert cli.main(["recommend", "--data", str(tiny_csv), "--rated", "10:5", "-k", "1",
+                     "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert "failed: out of memory" in err and "error" not in err
+
+
+@pytest.mark.parametrize("device", ["mps", "cuda", "cuda:3"])
+def test_unavailable_device_refused_before_loading_data(device, tiny_csv, capsys,
+                                                        monkeypatch):
+    import torch
+
+    from sksvd import cli
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    loaded = []
+    monkeypatch.setattr(cli, "_load_data", lambda *a, **k: loaded.append(a))
+    assert cli.main(["recommend", "--data", str(tiny_csv), "--rated", "10:5",
+                     "--device", device]) == 2
+    err = capsys.readouterr().err
+    assert "--device" in err and device in err and loaded == []

@@ -187,9 +187,23 @@ def test_data_home_order(tmp_path, monkeypatch):
     monkeypatch.setenv("SKSVD_DATA_HOME", str(tmp_path / "env"))
     assert get_data_home(tmp_path / "arg") == tmp_path / "arg"
     assert get_data_home() == tmp_path / "env"
-    monkeypatch.delenv("SKSVD_DATA_HOME")
+    monkeypatch.setenv("SKSVD_DATA_HOME", "  ")  # blank: not set
+    monkeypatch.setattr(datasets, "_CHECKOUT_DATA", tmp_path / "checkout" / "shared" / "data")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert get_data_home() == tmp_path / "home" / "sksvd_data"
+    assert get_data_home() == tmp_path / "home" / "sksvd_data"  # no shared/data folder
+    (tmp_path / "checkout" / "shared" / "data").mkdir(parents=True)
+    assert get_data_home() == tmp_path / "checkout" / "shared" / "data"
+    monkeypatch.delenv("SKSVD_DATA_HOME")
+    assert get_data_home() == tmp_path / "checkout" / "shared" / "data"
+
+
+def test_cli_data_home_is_the_datasets_rule(tmp_path, monkeypatch):
+    from sksvd.cli import find_data_home
+
+    monkeypatch.delenv("SKSVD_DATA_HOME", raising=False)
+    assert find_data_home() == get_data_home()
+    monkeypatch.setenv("SKSVD_DATA_HOME", str(tmp_path))
+    assert find_data_home() == get_data_home() == tmp_path
 
 
 def test_env_data_home_is_used(tmp_path, monkeypatch):
@@ -269,16 +283,21 @@ def test_fold_with_unknown_id(tmp_path):
         load_movielens("100k", fold="u1", data_home=tmp_path)
 
 
+def _write_release(folder, files):
+    """A release folder holding ``files`` (name -> bytes)."""
+    folder.mkdir()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return folder
+
+
 @pytest.mark.parametrize("name, folder", [("1m", "ml-1m"), ("10m", "ml-10M100K")])
 def test_dat_releases(tmp_path, name, folder):
-    d = tmp_path / folder
-    d.mkdir()
-    (d / "ratings.dat").write_text("1::1193::5::978300760\n1::661::3::978302109\n"
-                                   "2::1193::4.5::978298413\n")
-    (d / "movies.dat").write_bytes(
-        "661::James and the Giant Peach (1996)::Animation|Children's|Musical\n"
-        "1193::One Flew Over the Cuckoo's Nest: Café (1975)::Drama\n"
-        "5::Unrated (1990)::Comedy\n".encode("latin-1"))
+    d = _write_release(tmp_path / folder, {
+        "ratings.dat": b"1::1193::5::978300760\n1::661::3::978302109\n2::1193::4.5::978298413\n",
+        "movies.dat": "661::James and the Giant Peach (1996)::Animation|Children's|Musical\n"
+                      "1193::One Flew Over the Cuckoo's Nest: Café (1975)::Drama\n"
+                      "5::Unrated (1990)::Comedy\n".encode("latin-1")})
     ds = load_movielens(name, data_home=tmp_path)
     np.testing.assert_array_equal(ds.X.toarray(), [[3, 5], [0, 4.5]])
     np.testing.assert_array_equal(ds.item_ids, [661, 1193])
@@ -291,13 +310,11 @@ def test_dat_releases(tmp_path, name, folder):
 
 @pytest.mark.parametrize("name, folder", [("20m", "ml-20m"), ("25m", "ml-25m")])
 def test_csv_releases(tmp_path, name, folder):
-    d = tmp_path / folder
-    d.mkdir()
-    (d / "ratings.csv").write_text("userId,movieId,rating,timestamp\n"
-                                   "7,2,3.5,1112486027\n7,29,4.0,1112484676\n9,2,1.0,1\n")
-    (d / "movies.csv").write_text('movieId,title,genres\n2,"Jumanji, The (1995)",'
-                                  "Adventure|Children\n29,Heat (1995),(no genres listed)\n",
-                                  encoding="utf-8")
+    d = _write_release(tmp_path / folder, {
+        "ratings.csv": b"userId,movieId,rating,timestamp\n"
+                       b"7,2,3.5,1112486027\n7,29,4.0,1112484676\n9,2,1.0,1\n",
+        "movies.csv": b'movieId,title,genres\n2,"Jumanji, The (1995)",Adventure|Children\n'
+                      b"29,Heat (1995),(no genres listed)\n"})
     ds = load_movielens(name, data_home=tmp_path)
     np.testing.assert_array_equal(ds.X.toarray(), [[3.5, 4.0], [1.0, 0]])
     assert ds.items.title.tolist() == ["Jumanji, The (1995)", "Heat (1995)"]
@@ -317,6 +334,21 @@ def test_download_then_load(tmp_path, served_100k):
     # second call reads the local copy: the server is no longer needed
     (served_100k.root / "ml-100k.zip").unlink()
     assert load_movielens("100k", data_home=home).X.nnz == 6
+
+
+def test_download_goes_through_pooch_with_the_sha256(tmp_path, served_100k, monkeypatch):
+    import pooch
+
+    calls = []
+    real = pooch.retrieve
+
+    def spy(url, known_hash, **kw):
+        calls.append((url, known_hash))
+        return real(url, known_hash, **kw)
+
+    monkeypatch.setattr(pooch, "retrieve", spy)
+    load_movielens("100k", data_home=tmp_path / "home")
+    assert calls == [(datasets.BASE_URL + "ml-100k.zip", "sha256:" + datasets.SHA256["100k"])]
 
 
 def test_download_without_known_checksum(tmp_path, served_100k, monkeypatch):
@@ -465,6 +497,17 @@ def test_items_is_the_table_and_items_call_the_dict_view(ml100k):
     assert dict(plain.items())["X"] is plain.X and "items" not in plain
     back = pickle.loads(pickle.dumps(ml100k))
     assert [k for k, _ in back.items()] == keys and back.items.equals(ml100k.items)
+
+
+def test_items_call_on_a_bunch_nobody_else_holds(tmp_path):
+    (tmp_path / "items.csv").write_text("id,title\n10,Ten\n20,Twenty\n")
+    table = pd.DataFrame({"userId": [1, 2], "movieId": [10, 20], "rating": [5.0, 3.0]})
+    keys = [k for k, _ in load_ratings(table, items=tmp_path / "items.csv").items()]
+    assert "X" in keys and "items" in keys
+    ds = load_ratings(table, items=tmp_path / "items.csv")
+    t = ds.items
+    del ds
+    assert dict(t())["items"] is t  # the table keeps its Bunch
 
 
 def test_id_layer_maps_raw_ids_both_ways(ml100k, data_home):

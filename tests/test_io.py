@@ -398,3 +398,31 @@ def test_allowlist_holds_sksvd_estimators_only():
         assert cls.__module__.startswith("sksvd.") or key in skio._REGISTRY
     assert all(k.split(".")[0] == "sksvd" for k in classes if k not in skio._REGISTRY)
     assert os.path.basename(skio.__file__) == "io.py"
+
+
+# --------------------------------------------------------------------------- why not skops
+def test_skops_fails_our_guarantees(fitted, registered, X, tmp_path):
+    """The two guarantees skops.io misses (see sksvd.io's module docstring), which ours keep."""
+    sio = pytest.importorskip("skops.io")
+    # 1. no integrity check: an edited value (zip CRCs recomputed) loads silently
+    p = tmp_path / "m.skops"
+    sio.dump(fitted, p)
+    with zipfile.ZipFile(p) as z:
+        members = {i.filename: z.read(i) for i in z.infolist()}
+    schema = json.loads(members["schema.json"])
+    schema["content"]["content"]["n_components"]["content"] = "7"
+    members["schema.json"] = json.dumps(schema).encode()
+    with zipfile.ZipFile(p, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    assert sio.load(p, trusted=sio.get_untrusted_types(file=p)).n_components == 7
+    saved = skio.save(fitted, tmp_path / "m.npz")
+    _rewrite(saved, header=lambda h: h["params"].update(n_components=7), resign=False)
+    with pytest.raises(ValueError, match="sha256"):
+        skio.load(saved)
+    # 2. a torch.dtype parameter does not round-trip, even trusted
+    est = TinyRecommender(dtype=torch.float64)
+    blob = sio.dumps(est)
+    with pytest.raises(TypeError, match="not safe"):
+        sio.loads(blob, trusted=sio.get_untrusted_types(data=blob))
+    assert skio.load(skio.save(est, tmp_path / "d.npz")).dtype is torch.float64

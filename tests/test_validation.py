@@ -76,3 +76,20 @@ def test_check_n_components_accepts():
     assert check_n_components(0.8, n_samples=5, n_features=3) == 0.8
     with pytest.raises(TypeError):
         check_n_components("2", n_samples=5, n_features=3)
+
+
+def test_public_functions_validate_with_scikit_learn_constraints():
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    from sksvd.metrics import catalog_coverage
+    from sksvd.model_selection import leave_k_out, make_rating_scorer, make_topk_scorer
+
+    with pytest.raises(InvalidParameterError, match=r"^k=0: expected an int >= 1$"):
+        leave_k_out(np.eye(3), k=0)
+    with pytest.raises(TypeError, match=r"^k=1\.5: expected an int >= 1$"):
+        make_topk_scorer("ndcg", k=1.5)
+    with pytest.raises(ValueError, match=r"^batch_size=-2: expected an int >= 1 or None$"):
+        make_rating_scorer("rmse", batch_size=-2)
+    with pytest.raises(ValueError, match=r"^n_items=0: "):
+        catalog_coverage([[0]], n_items=0)
+    assert make_topk_scorer("ndcg", k=np.int64(5)).k == 5

@@ -57,8 +57,9 @@ class Explanation(NamedTuple):
     >>> import numpy as np
     >>> from sksvd import SVDRecommender
     >>> X = np.array([[5, 4, 0, 1], [4, 5, 1, 0], [0, 1, 5, 4], [1, 0, 4, 5]])
-    >>> rec = SVDRecommender(n_components=2, shrinkage=0.0, device="cpu").fit(X)
-    >>> items, contributions, intercept, score = rec.explain(np.array([[5, 0, 0, 0]]), 1)
+    >>> rec = SVDRecommender(n_components=2, shrinkage=0.0, device="cpu")
+    >>> explanation = rec.fit(X).explain(np.array([[5, 0, 0, 0]]), 1)
+    >>> items, contributions, intercept, score = explanation
     >>> items.tolist(), round(float(contributions[0]), 3), intercept, round(score, 3)
     ([0], 2.5, 0.0, 2.5)
     """
@@ -316,10 +317,12 @@ class BaseRecommender(TransformerMixin, BaseEstimator):
             Items per row, in [1, n_items].
         exclude_seen : bool, default=True
         batch_size : int, default=None
-            Rows per batch (default: score blocks of about 128 MiB, see
-            :func:`sksvd._topk.default_batch_size`). Results do not depend
-            on it: items are ranked by score, and equal scores by lowest
-            item id.
+            Rows per batch (default: chosen for the device: on the CPU
+            batches of 512 rows, each scored 4,096 items at a time and
+            reduced while the tile is in the cache; on a GPU score blocks of
+            up to 1 GiB, at most an eighth of the free memory). Results do
+            not depend on it: items are ranked by score, and equal scores by
+            lowest item id.
         filter_items : array-like of int, default=None
             Columns never recommended (to any row).
         items : array-like of int, default=None
@@ -334,6 +337,7 @@ class BaseRecommender(TransformerMixin, BaseEstimator):
         Returns
         -------
         ids : ndarray of shape (n_rows, k), int64
+            Columns of ``X``, best first; ``-1`` pads a short list.
         scores : ndarray of shape (n_rows, k), float32
             The model's scores (not clipped to the rating range).
 
@@ -532,16 +536,16 @@ class BaseRecommender(TransformerMixin, BaseEstimator):
         Returns
         -------
         ids : ndarray of shape (n_queries, k), int64
+            Items most similar to each queried item, best first.
         scores : ndarray of shape (n_queries, k), float32
             Cosine similarities, in [-1, 1].
 
         Examples
         --------
-        >>> import numpy as np
         >>> from sksvd import SVDRecommender
-        >>> X = np.array([[5, 4, 0, 1, 0], [4, 5, 1, 0, 2], [0, 1, 5, 4, 3],
-        ...               [1, 0, 4, 5, 0], [3, 0, 0, 4, 5]])
-        >>> rec = SVDRecommender(n_components=2, device="cpu").fit(X)
+        >>> rec = SVDRecommender(n_components=2, device="cpu")
+        >>> _ = rec.fit([[5, 4, 0, 1, 0], [4, 5, 1, 0, 2], [0, 1, 5, 4, 3],
+        ...              [1, 0, 4, 5, 0], [3, 0, 0, 4, 5]])
         >>> ids, scores = rec.similar_items([0, 2], k=1)
         >>> ids
         array([[1],
@@ -560,20 +564,23 @@ class BaseRecommender(TransformerMixin, BaseEstimator):
         users : int or array-like of int
             Rows of the ``X`` given to ``fit``.
         k : int, default=10
+            Users listed for each query user.
         batch_size : int, default=None
 
         Returns
         -------
         ids : ndarray of shape (n_queries, k), int64
+            Users most similar to each queried user, best first.
         scores : ndarray of shape (n_queries, k), float32
+            Cosine similarities of the users' vectors.
 
         Examples
         --------
         >>> import numpy as np
         >>> from sksvd import SVDRecommender
-        >>> X = np.array([[5, 4, 0, 1, 0], [4, 5, 1, 0, 2], [0, 1, 5, 4, 3],
-        ...               [1, 0, 4, 5, 0], [3, 0, 0, 4, 5]])
-        >>> rec = SVDRecommender(n_components=2, device="cpu").fit(X)
+        >>> rows = [[5, 4, 0, 1, 0], [4, 5, 1, 0, 2], [0, 1, 5, 4, 3],
+        ...         [1, 0, 4, 5, 0], [3, 0, 0, 4, 5]]
+        >>> rec = SVDRecommender(n_components=2, device="cpu").fit(np.array(rows))
         >>> rec.similar_users(0, k=1)[0]
         array([[1]])
         """
@@ -637,10 +644,11 @@ class BaseRecommender(TransformerMixin, BaseEstimator):
 
         Examples
         --------
+        >>> import scipy.sparse as sp
         >>> import numpy as np
         >>> from sksvd import SVDRecommender
-        >>> X = np.array([[5, 4, 0, 1, 0], [4, 5, 1, 0, 2], [0, 1, 5, 4, 3],
-        ...               [1, 0, 4, 5, 0], [3, 0, 0, 4, 5]])
+        >>> X = sp.csr_matrix([[5, 4, 0, 1, 0], [4, 5, 1, 0, 2], [0, 1, 5, 4, 3],
+        ...                    [1, 0, 4, 5, 0], [3, 0, 0, 4, 5]])
         >>> rec = SVDRecommender(n_components=2, device="cpu").fit(X)
         >>> e = rec.explain(np.array([[5, 0, 0, 2, 0]]), item=1)
         >>> e.items                     # item 0 carries the score of item 1
