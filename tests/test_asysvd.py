@@ -16,16 +16,15 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from sklearn.utils.validation import check_is_fitted
 
-from sksvd.recommenders._training import DivergenceError
-from sksvd.recommenders.asysvd import (
-    AsySVD,
-    _Adam,
-    _Batch,
-    _draw_pool,
-    _loss_and_grad,
-    _pool_columns,
-    _pool_hits,
+from sksvd.recommenders._asysvd_kernels import (
+    Batch,
+    draw_pool,
+    loss_and_grad,
+    pool_columns,
+    pool_hits,
 )
+from sksvd.recommenders._sgd_base import DivergenceError
+from sksvd.recommenders.asysvd import AsySVD
 
 MU, LAM, SHRINK = 3.1, 0.07, 2.5
 
@@ -119,9 +118,9 @@ def test_batched_loss_and_gradient_match_per_interaction_reference(loss, biased,
     negatives = None if loss == "mse" else (pool, idx)
     neg_items = pool[idx].numpy()
 
-    value, grads = _loss_and_grad(
+    value, grads = loss_and_grad(
         {k: torch.from_numpy(v.copy()) for k, v in P.items()},
-        _Batch(X, "cpu", torch.float64, weighted=weighted), mu=MU, regularization=LAM,
+        Batch(X, "cpu", torch.float64, weighted=weighted), mu=MU, regularization=LAM,
         shrinkage=SHRINK, loss=loss, leave_one_out=loo, negatives=negatives,
         confidence=confidence)
 
@@ -154,15 +153,15 @@ def test_local_batch_gives_the_catalogue_loss_and_gradient(loss, biased, loo):
     idx = torch.from_numpy(rng.integers(0, 5, size=(X.nnz, 3)))
     cfg = dict(mu=MU, regularization=LAM, shrinkage=SHRINK, loss=loss, leave_one_out=loo)
     ranking = loss != "mse"
-    value, grads = _loss_and_grad(P, _Batch(X, "cpu", torch.float64),
+    value, grads = loss_and_grad(P, Batch(X, "cpu", torch.float64),
                                   negatives=(pool, idx) if ranking else None, **cfg)
-    batch = _Batch(X, "cpu", torch.float64, local=True, extra=5 if ranking else 0)
+    batch = Batch(X, "cpu", torch.float64, local=True, extra=5 if ranking else 0)
     assert batch.shape[1] == 7 + (5 if ranking else 0)  # 7 rated items (+ the pool)
     rows, negatives = batch.items, None
     if ranking:
-        negatives = (_pool_columns(batch, pool), idx, _pool_hits(batch, pool))
+        negatives = (pool_columns(batch, pool), idx, pool_hits(batch, pool))
         rows = torch.cat([rows, pool])
-    value_l, grads_l = _loss_and_grad({k: v[rows] for k, v in P.items()}, batch,
+    value_l, grads_l = loss_and_grad({k: v[rows] for k, v in P.items()}, batch,
                                       negatives=negatives, **cfg)
     assert value_l == pytest.approx(value, rel=1e-12)
     for k, g in grads.items():
@@ -173,7 +172,7 @@ def test_local_batch_gives_the_catalogue_loss_and_gradient(loss, biased, loo):
 @pytest.mark.parametrize("n_items", [50, 10**6])
 def test_negative_pool_is_distinct_and_in_range(n_items):
     gen = torch.Generator().manual_seed(0)
-    pool = _draw_pool(n_items, 16, gen, "cpu")
+    pool = draw_pool(n_items, 16, gen, "cpu")
     assert pool.shape == (16,) and torch.unique(pool).numel() == 16
     assert int(pool.min()) >= 0 and int(pool.max()) < n_items
 
@@ -187,46 +186,11 @@ def test_gradient_carries_the_inverse_sqrt_profile_factor():
     p = 0.5 * y.sum(0)
     e = q @ p - D[0]
     expected_y = np.tile((2 * e[:, None] * q).sum(0) * 0.5, (4, 1))
-    _, g = _loss_and_grad({"q": torch.from_numpy(q), "y": torch.from_numpy(y)},
-                          _Batch(sp.csr_matrix(D), "cpu", torch.float64), mu=0.0,
+    _, g = loss_and_grad({"q": torch.from_numpy(q), "y": torch.from_numpy(y)},
+                          Batch(sp.csr_matrix(D), "cpu", torch.float64), mu=0.0,
                           regularization=0.0, shrinkage=0.0, loss="mse")
     np.testing.assert_allclose(g["y"].numpy(), expected_y, rtol=1e-12)
     np.testing.assert_allclose(g["q"].numpy(), 2 * e[:, None] * p[None, :], rtol=1e-12)
-
-
-def test_adam_matches_torch_optim_adam():
-    rng = np.random.default_rng(0)
-    ours = {"a": torch.from_numpy(rng.normal(size=(5, 3))), "b": torch.from_numpy(rng.normal(size=5))}
-    ref = {k: v.clone().requires_grad_(True) for k, v in ours.items()}
-    opt, torch_opt = _Adam(ours, 0.1), torch.optim.Adam(list(ref.values()), lr=0.1)
-    for _ in range(5):
-        grads = {k: torch.from_numpy(rng.normal(size=v.shape)) for k, v in ours.items()}
-        for k, p in ref.items():
-            p.grad = grads[k].clone() / 7.0
-        torch_opt.step()
-        opt.step_rows(torch.arange(5), {k: g.clone() for k, g in grads.items()}, 1.0 / 7.0)
-    for k in ours:
-        np.testing.assert_allclose(ours[k].numpy(), ref[k].detach().numpy(), rtol=1e-12,
-                                   atol=1e-12)
-
-
-def test_row_adam_matches_torch_sparse_adam_and_sums_repeated_rows():
-    # Lazy Adam: only the rows given move; a row listed twice gets its gradients summed.
-    rng = np.random.default_rng(1)
-    start = rng.normal(size=(6, 3))
-    ours = {"a": torch.from_numpy(start.copy())}
-    ref = torch.from_numpy(start.copy()).requires_grad_(True)
-    # (SparseAdam adds eps outside the bias correction, Adam inside: eps ~ 0 compares them.)
-    opt, torch_opt = _Adam(ours, 0.1, eps=1e-30), torch.optim.SparseAdam([ref], lr=0.1, eps=1e-30)
-    for rows in ([0, 2, 2, 5], [1, 2], [5, 0, 3]):
-        rows = torch.tensor(rows)
-        g = torch.from_numpy(rng.normal(size=(rows.shape[0], 3)))
-        ref.grad = torch.sparse_coo_tensor(rows[None], g / 4.0, (6, 3),
-                                           check_invariants=True).coalesce()
-        torch_opt.step()
-        opt.step_rows(rows, {"a": g.clone()}, 0.25)
-    np.testing.assert_allclose(ours["a"].numpy(), ref.detach().numpy(), rtol=1e-12, atol=1e-12)
-    np.testing.assert_array_equal(ours["a"].numpy()[4], start[4])  # never in a step
 
 
 # ------------------------------------------------------------------------------ fold-in
@@ -295,8 +259,8 @@ def test_training_prediction_equals_predict_for_a_fitted_row():
     X = sp.csr_matrix(D)
     P = {"q": rec.item_factors_, "x": rec.item_weights_[0], "y": rec.item_weights_[1],
          "b": rec.item_bias_}
-    value, _ = _loss_and_grad({k: torch.from_numpy(np.array(v)) for k, v in P.items()},
-                              _Batch(X, "cpu", torch.float64), mu=rec.global_mean_,
+    value, _ = loss_and_grad({k: torch.from_numpy(np.array(v)) for k, v in P.items()},
+                              Batch(X, "cpu", torch.float64), mu=rec.global_mean_,
                               regularization=0.0, shrinkage=rec.user_bias_shrinkage,
                               loss="mse")
     u, i = X.nonzero()
