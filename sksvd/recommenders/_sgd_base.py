@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from sklearn.base import _fit_context
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._backend import seed_from_random_state
 from .._validation import check_interactions
@@ -284,9 +286,55 @@ class TrainedRecommender(BaseRecommender):
     sizes are written here.
     """
 
+    _parameter_constraints: dict = {
+        "n_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
+        "callback": [callable, None],
+        "warm_start": ["boolean"],
+        "distributed": ["boolean", StrOptions({"auto"})],
+        "device": [str, torch.device],
+        "dtype": [str, type, np.dtype, torch.dtype],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
     _epochs_attribute = "n_iter_"
     # Whether ``validation_scores_`` is None (rather than absent) without early stopping.
     _validation_scores_none = False
+
+    def _set_params_from(self, arguments):
+        """Store each ``__init__`` argument, unchanged, under its own name.
+
+        ``arguments``: the ``locals()`` of the subclass's ``__init__``, whose
+        signature names the parameters (scikit-learn's rule: no logic in
+        ``__init__``, validation in ``fit``).
+        """
+        for name in self._get_param_names():
+            setattr(self, name, arguments[name])
+
+    def fit(self, X, y=None):
+        """Fit the model to the stored entries (ratings or interactions) of ``X``.
+
+        With ``warm_start=True`` on a fitted model, training continues from
+        the fitted parameters (``X`` may have more rows and columns). On any
+        exception (a diverging learning rate, a ``callback`` that raises,
+        ``KeyboardInterrupt``) the estimator is left exactly as it was before
+        the call.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_users, n_items)
+            Stored entries are the ratings ``r_ui``; zeros mean "not rated".
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        return super().fit(X, y)  # the base class restores the state on any exception
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None):

@@ -199,13 +199,12 @@ class AsySVD(TrainedRecommender):
         ``loss_curve_`` and ``n_epochs_`` continue. ``n_components`` and
         ``use_bias`` must be unchanged.
     distributed : {"auto", True, False}, default="auto"
-        Data-parallel training under ``torch.distributed``: "auto" when a
-        process group is initialised, True to require one (initialised here
-        from the ``torchrun`` variables if needed), False never. Every rank
-        passes an ``X`` of the same shape; rank ``r`` trains on the users
-        ``u % world_size == r`` and ignores the other rows. ``batch_size`` is
-        the effective (summed over ranks) number of users per step. See
-        :mod:`sksvd.distributed`.
+        Data-parallel training under ``torch.distributed``, as for
+        :class:`~sksvd.recommenders.FunkSVD` (True requires a process group,
+        "auto" uses one when initialised): every rank passes an ``X`` of the
+        same shape and trains on the users ``u % world_size == rank``;
+        ``batch_size`` is the effective (summed over ranks) number of users
+        per step. See :mod:`sksvd.distributed`.
     device : str, default="auto"
     dtype : str, default="float32"
     random_state : int, RandomState instance or None, default=None
@@ -252,10 +251,11 @@ class AsySVD(TrainedRecommender):
     """
 
     _parameter_constraints: dict = {
+        **TrainedRecommender._parameter_constraints,
         "n_components": [Interval(numbers.Integral, 1, None, closed="left")],
-        "n_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
-        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "regularization": [Interval(numbers.Real, 0, None, closed="left")],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "loss": [StrOptions({"mse", "bpr", "mse_neg"})],
         "n_negatives": [Interval(numbers.Integral, 1, None, closed="left")],
         "use_bias": ["boolean", StrOptions({"auto"})],
@@ -266,17 +266,6 @@ class AsySVD(TrainedRecommender):
         "init": [StrOptions({"auto", "random", "svd"})],
         "init_shrinkage": [Interval(numbers.Real, 0, None, closed="left")],
         "init_std": [Interval(numbers.Real, 0, None, closed="left"), StrOptions({"auto"})],
-        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
-        "early_stopping": ["boolean"],
-        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
-        "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
-        "callback": [callable, None],
-        "warm_start": ["boolean"],
-        "distributed": ["boolean", StrOptions({"auto"})],
-        "device": [str, torch.device],
-        "dtype": [str, type, np.dtype, torch.dtype],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
     }
 
     def __init__(self, n_components=64, *, n_epochs=20, learning_rate="auto",
@@ -287,52 +276,7 @@ class AsySVD(TrainedRecommender):
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
                  callback=None, warm_start=False, distributed="auto", device="auto",
                  dtype="float32", random_state=None, verbose=0):
-        self.n_components = n_components
-        self.n_epochs = n_epochs
-        self.learning_rate = learning_rate
-        self.regularization = regularization
-        self.loss = loss
-        self.n_negatives = n_negatives
-        self.use_bias = use_bias
-        self.leave_one_out = leave_one_out
-        self.confidence = confidence
-        self.profile_weights = profile_weights
-        self.user_bias_shrinkage = user_bias_shrinkage
-        self.init = init
-        self.init_shrinkage = init_shrinkage
-        self.init_std = init_std
-        self.batch_size = batch_size
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.callback = callback
-        self.warm_start = warm_start
-        self.distributed = distributed
-        self.device = device
-        self.dtype = dtype
-        self.random_state = random_state
-        self.verbose = verbose
-
-    # ------------------------------------------------------------------ fit
-    def fit(self, X, y=None):
-        """Fit the model to a users x items matrix of ratings or interactions.
-
-        On any exception (a diverging learning rate, a ``callback`` that
-        raises, ``KeyboardInterrupt``) the estimator is left exactly as it
-        was before the call.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_users, n_items)
-            Stored entries are the ratings ``r_ui``; zeros mean "not rated".
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        self : object
-        """
-        return super().fit(X, y)  # the base class restores the state on any exception
+        self._set_params_from(locals())
 
     def partial_fit(self, X, y=None):
         """One epoch over the rows of ``X``, continuing from the current item parameters.
@@ -355,23 +299,26 @@ class AsySVD(TrainedRecommender):
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_users, n_items)
-            Users' rows; ``n_items`` >= the fitted ``n_items_``.
+            Users' whole profiles, row ``u`` for user ``u`` (see above);
+            ``n_items`` >= the fitted ``n_items_``.
         y : None
             Ignored.
 
         Returns
         -------
         self : AsySVD
+            The estimator: its items trained one more epoch, the users of
+            ``X`` folded in again.
 
         Examples
         --------
         >>> import numpy as np
         >>> from sksvd.recommenders import AsySVD
-        >>> rec = AsySVD(n_components=2, random_state=0, device="cpu")
+        >>> rec = AsySVD(n_components=2, loss="mse", random_state=0, device="cpu")
         >>> rec = rec.partial_fit(np.array([[5, 4, 0], [4, 0, 1]]))
-        >>> rec = rec.partial_fit(np.array([[0, 0, 0, 0], [0, 0, 0, 0], [1, 0, 0, 5]]))
-        >>> rec.user_factors_.shape, rec.item_factors_.shape, rec.n_epochs_
-        ((3, 2), (4, 2), 2)
+        >>> rec = rec.partial_fit(np.array([[5, 4, 0, 2]]))  # user 0's profile, a new item
+        >>> rec.item_weights_.shape, rec.user_factors_.shape, rec.n_epochs_
+        ((2, 4, 2), (2, 2), 2)
         """
         return super().partial_fit(X, y)
 

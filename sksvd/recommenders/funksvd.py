@@ -228,27 +228,17 @@ class FunkSVD(TrainedRecommender):
     """
 
     _parameter_constraints: dict = {
+        **TrainedRecommender._parameter_constraints,
         "n_components": [Interval(numbers.Integral, 1, None, closed="left")],
-        "n_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
+        "regularization": [Interval(numbers.Real, 0, None, closed="left")],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
         "learning_rate_decay": [Interval(numbers.Real, 0, 1, closed="right")],
-        "regularization": [Interval(numbers.Real, 0, None, closed="left")],
         "reg_bias": [Interval(numbers.Real, 0, None, closed="left"), None],
         "init_std": [Interval(numbers.Real, 0, None, closed="left")],
-        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "solver": [StrOptions({"auto", "sgd", "adam", "als"})],
         "loss": [StrOptions({"mse_all", "mse"})],
         "unobserved_weight": [Interval(numbers.Real, 0, 1, closed="both")],
-        "early_stopping": ["boolean"],
-        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
-        "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
-        "callback": [callable, None],
-        "warm_start": ["boolean"],
-        "distributed": ["boolean", StrOptions({"auto"})],
-        "device": [str, torch.device],
-        "dtype": [str, type, np.dtype, torch.dtype],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
     }
 
     def __init__(self, n_components=32, *, n_epochs=12, learning_rate=0.03,
@@ -257,46 +247,7 @@ class FunkSVD(TrainedRecommender):
                  early_stopping=False, validation_fraction=0.1,
                  n_iter_no_change=5, callback=None, warm_start=False, distributed="auto",
                  device="auto", dtype="float32", random_state=None, verbose=0):
-        self.n_components = n_components
-        self.n_epochs = n_epochs
-        self.learning_rate = learning_rate
-        self.learning_rate_decay = learning_rate_decay
-        self.regularization = regularization
-        self.reg_bias = reg_bias
-        self.init_std = init_std
-        self.batch_size = batch_size
-        self.solver = solver
-        self.loss = loss
-        self.unobserved_weight = unobserved_weight
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.callback = callback
-        self.warm_start = warm_start
-        self.distributed = distributed
-        self.device = device
-        self.dtype = dtype
-        self.random_state = random_state
-        self.verbose = verbose
-
-    def fit(self, X, y=None):
-        """Fit the factors and biases to the observed ratings of ``X``.
-
-        An exception during training (divergence, a ``callback`` that raises,
-        ``KeyboardInterrupt``) leaves the estimator exactly as before the call.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_users, n_items)
-            Ratings; zeros are missing entries.
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        self : FunkSVD
-        """
-        return super().fit(X, y)  # the base class restores the state on any exception
+        self._set_params_from(locals())
 
     def partial_fit(self, X, y=None):
         """One epoch over the ratings of ``X``, continuing from the current parameters.
@@ -323,6 +274,7 @@ class FunkSVD(TrainedRecommender):
         Returns
         -------
         self : FunkSVD
+            The estimator, after one more epoch over the ratings of ``X``.
 
         Examples
         --------
