@@ -22,6 +22,7 @@ from sksvd.recommenders._asysvd_kernels import (
     loss_and_grad,
     pool_columns,
     pool_hits,
+    unrated_items,
 )
 from sksvd.recommenders._sgd_base import DivergenceError
 from sksvd.recommenders.asysvd import AsySVD
@@ -394,6 +395,45 @@ def test_early_stopping_records_validation_scores():
                         validation_fraction=0.2)
     assert len(rec.validation_scores_) == rec.n_epochs_ <= 40
     assert all(np.isfinite(rec.validation_scores_))
+
+
+def test_validation_auc_compares_with_an_item_the_user_has_not_rated():
+    # Every user rated items 0..4 and none rated item 5: each held-out entry's negative must be
+    # item 5, so the AUC is the share of held-out (u, i) with score(u, i) > score(u, 5), the
+    # scores from u's training row. A negative drawn among all items (often a rated one, or i
+    # itself) gives another number.
+    from sksvd._backend import seed_from_random_state
+    from sksvd.recommenders._sgd_base import validation_split
+
+    rng = np.random.default_rng(0)
+    D = np.zeros((40, 6))
+    D[:, :5] = rng.integers(1, 6, size=(40, 5))
+    X = sp.csr_matrix(D)
+    rec = AsySVD(n_components=2, n_epochs=1, early_stopping=True, validation_fraction=0.3,
+                 random_state=0, device="cpu", dtype="float64").fit(X)
+    seed = seed_from_random_state(0)
+    X_train, X_val = validation_split(X, 0.3, np.random.default_rng(seed))
+    rows = np.flatnonzero(np.diff(X_val.indptr))
+    P, Q = rec.transform(X_train[rows]), rec.item_factors_
+    val = X_val[rows].tocoo()
+    scores = (P[val.row] * Q[val.col]).sum(1)
+    expected = np.mean(scores > P[val.row] @ Q[5])
+    assert rec.validation_scores_[0] == pytest.approx(expected, abs=1e-12)
+
+
+def test_unrated_items_are_uniform_over_the_rows_unrated_items():
+    X = sp.random(30, 12, density=0.5, format="csr", random_state=0)
+    X[3] = 1.0  # a row that rated every item gets -1
+    X.sort_indices()
+    rows = np.repeat(np.arange(30), 400)
+    drawn = unrated_items(X.indptr, X.indices, rows, 12, np.random.default_rng(0))
+    rated = X.toarray() != 0
+    assert (drawn[rows == 3] == -1).all()
+    ok = rows != 3
+    assert (drawn[ok] >= 0).all() and not rated[rows[ok], drawn[ok]].any()
+    for u in (0, 7):  # every unrated item of the row drawn, about equally often
+        counts = np.bincount(drawn[rows == u], minlength=12)[~rated[u]]
+        assert counts.min() > 0.5 * 400 / counts.size
 
 
 @pytest.mark.parametrize("X,match", [
