@@ -166,3 +166,44 @@ def test_both_models_share_the_skeletons_messages_and_counts(cls, count):
     assert getattr(est, count) == len(est.loss_curve_) == 4
     est.partial_fit(X)
     assert getattr(est, count) == 5
+
+
+# ------------------------------------------------------------------- batch_size="auto"
+@pytest.mark.parametrize("make", [
+    lambda **kw: FunkSVD(loss="mse", n_components=3, n_epochs=2, random_state=0, device="cpu",
+                         **kw),
+    lambda **kw: FunkSVD(loss="mse", solver="adam", learning_rate=0.01, n_components=3,
+                         n_epochs=2, random_state=0, device="cpu", **kw),
+    lambda **kw: AsySVD(loss="mse", n_components=3, n_epochs=2, random_state=0, device="cpu",
+                        **kw),
+    lambda **kw: AsySVD(n_components=3, n_epochs=2, random_state=0, device="cpu", **kw),
+])
+def test_auto_batch_on_cpu_is_the_default_fit(make):
+    X = sp.random(300, 40, density=0.2, format="csr", random_state=0) * 5
+    a, b = make().fit(X), make(batch_size="auto").fit(X)
+    np.testing.assert_array_equal(a.item_factors_, b.item_factors_)
+    np.testing.assert_array_equal(a.user_factors_, b.user_factors_)
+    assert a.loss_curve_ == b.loss_curve_
+
+
+@pytest.mark.parametrize("cls, kw, scaled", [
+    (AsySVD, dict(loss="mse"), True),
+    (FunkSVD, dict(loss="mse", solver="adam", learning_rate=0.01), True),
+    (FunkSVD, dict(loss="mse", solver="sgd"), False),
+])
+def test_auto_batch_on_a_device_scales_adams_step_by_the_square_root(monkeypatch, cls, kw,
+                                                                      scaled):
+    import sksvd.recommenders._sgd_base as base
+
+    # The device rule forced on the CPU: "auto" takes the GPU entry.
+    monkeypatch.setattr(base, "auto_batch_size", lambda device, sizes: sizes["cuda"])
+    est = cls(n_components=2, n_epochs=2, batch_size="auto", random_state=0, device="cpu", **kw)
+    sizes = cls._auto_batch_sizes
+    lr = est._learning_rate()
+    batch, rate = est._batch_and_rate(torch.device("cpu"))
+    assert batch == sizes["cuda"]
+    assert rate == (lr * np.sqrt(sizes["cuda"] / sizes["cpu"]) if scaled else lr)
+    X = sp.random(400, 30, density=0.2, format="csr", random_state=0) * 5
+    explicit = cls(n_components=2, n_epochs=2, random_state=0, device="cpu",
+                   **{**kw, "batch_size": batch, "learning_rate": rate})
+    np.testing.assert_array_equal(est.fit(X).item_factors_, explicit.fit(X).item_factors_)

@@ -40,8 +40,8 @@ from .._validation import check_interactions
 from ..distributed import allreduce_values, get_rank, rank_seed, resolve_distributed, shard_rows
 from ._base import BaseRecommender
 
-__all__ = ["DivergenceError", "TrainedRecommender", "TrainingSetup", "call_seed",
-           "check_growing_interactions", "grow", "run_epochs", "validation_split"]
+__all__ = ["DivergenceError", "TrainedRecommender", "TrainingSetup", "auto_batch_size",
+           "call_seed", "check_growing_interactions", "grow", "run_epochs", "validation_split"]
 
 
 class DivergenceError(ValueError):
@@ -247,6 +247,30 @@ def call_seed(seed, calls):
                >> np.uint64(1))
 
 
+def auto_batch_size(device, sizes):
+    """The batch that ``batch_size="auto"`` means on ``device``.
+
+    Parameters
+    ----------
+    device : torch.device
+    sizes : dict of str to int
+        Batch per device type; ``sizes["cpu"]`` serves the types not listed.
+
+    Returns
+    -------
+    batch_size : int
+        ``sizes[device.type]``, else ``sizes["cpu"]``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sksvd.recommenders._sgd_base import auto_batch_size
+    >>> auto_batch_size(torch.device("cpu"), {"cpu": 128, "cuda": 8192})
+    128
+    """
+    return int(sizes.get(device.type, sizes["cpu"]))
+
+
 class TrainingSetup(NamedTuple):
     """What one call of :meth:`TrainedRecommender._fit` hands to the model's trainer."""
 
@@ -272,6 +296,10 @@ class TrainedRecommender(BaseRecommender):
       (optional, e.g. new users folded in);
     - ``_uses_mean()``: whether the model has a global mean ``mu``;
     - ``_learning_rate()``: the step size, named when training diverges;
+    - ``_auto_batch_sizes``: what ``batch_size="auto"`` means per device type
+      (its "cpu" entry is the default ``batch_size``), and
+      ``_scales_learning_rate()``: whether a larger batch scales the step
+      size (see :meth:`_batch_and_rate`);
     - ``_training_context(device)``: a context manager around training
       (optional);
     - ``_make_trainer(X, X_val, start, mu, setup)``: an object with
@@ -300,6 +328,7 @@ class TrainedRecommender(BaseRecommender):
         "verbose": ["verbose"],
     }
     _epochs_attribute = "n_iter_"
+    _auto_batch_sizes = {"cpu": 128}
     # Whether ``validation_scores_`` is None (rather than absent) without early stopping.
     _validation_scores_none = False
 
@@ -353,6 +382,31 @@ class TrainedRecommender(BaseRecommender):
 
     def _training_context(self, device):
         return contextlib.nullcontext()
+
+    def _scales_learning_rate(self):
+        return True
+
+    def _batch_and_rate(self, device):
+        """``(batch_size, learning_rate)`` of a fit on ``device``.
+
+        An int ``batch_size`` is used as it is, with the learning rate. With
+        ``"auto"`` the batch is :func:`auto_batch_size` of
+        ``_auto_batch_sizes`` (on CPU the default ``batch_size``, so the fit
+        is the default one); when the model scales its step with the batch,
+        the learning rate is multiplied by ``sqrt(batch / cpu_batch)``: an
+        epoch takes ``cpu_batch / batch`` times as many Adam steps, and the
+        square-root rule keeps the variance of a step's update about that of
+        the small batch (Krizhevsky, "One weird trick for parallelizing
+        convolutional neural networks", 2014; Hoffer, Hubara and Soudry,
+        "Train longer, generalize better", NeurIPS 2017).
+        """
+        rate = self._learning_rate()
+        if self.batch_size != "auto":
+            return int(self.batch_size), rate
+        batch, base = auto_batch_size(device, self._auto_batch_sizes), self._auto_batch_sizes["cpu"]
+        if batch != base and self._scales_learning_rate():
+            rate = float(rate) * math.sqrt(batch / base)
+        return batch, rate
 
     def _check_continued(self):
         """The fitted model's sizes, after checking that ``n_components`` is unchanged."""

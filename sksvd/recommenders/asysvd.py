@@ -179,10 +179,12 @@ class AsySVD(TrainedRecommender):
         "auto" is 0.05 for the random start, 1.0 for the SVD start (Adam's
         steps are of about ``learning_rate`` per entry whatever their size,
         so the start's scale sets how far a step moves it).
-    batch_size : int, default=128
+    batch_size : int or "auto", default=128
         Users per batch (one Adam step each). Larger batches run faster per
         epoch on big data (fewer steps over the item tables) but take fewer
-        steps per epoch.
+        steps per epoch. "auto": 128 on CPU (the default), 8192 on a GPU
+        with the learning rate times ``sqrt(8192 / 128) = 8`` (square-root
+        scaling for 64 times fewer steps per epoch).
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the stored entries; stop when the
         validation score (RMSE for ``"mse"``, sampled AUC otherwise) has not
@@ -254,7 +256,7 @@ class AsySVD(TrainedRecommender):
         **TrainedRecommender._parameter_constraints,
         "n_components": [Interval(numbers.Integral, 1, None, closed="left")],
         "regularization": [Interval(numbers.Real, 0, None, closed="left")],
-        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "learning_rate": [Interval(numbers.Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "loss": [StrOptions({"mse", "bpr", "mse_neg"})],
         "n_negatives": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -323,6 +325,7 @@ class AsySVD(TrainedRecommender):
         return super().partial_fit(X, y)
 
     _epochs_attribute = "n_epochs_"
+    _auto_batch_sizes = {"cpu": 128, "cuda": 8192}
 
     def _start_state(self):
         """The fitted item parameters (numpy, by name), to continue from."""
@@ -342,10 +345,11 @@ class AsySVD(TrainedRecommender):
 
     def _make_trainer(self, X, X_val, start, mu, setup):
         ranking, loo = self.loss != "mse", self.leave_one_out
+        batch_size, learning_rate = self._batch_and_rate(setup.device)
         config = dict(
             n_components=self.n_components, biased=self._use_bias(), init=self._init(),
             init_std=self._init_std(), init_shrinkage=self.init_shrinkage,
-            learning_rate=self._learning_rate(), batch_size=self.batch_size,
+            learning_rate=learning_rate, batch_size=batch_size,
             n_negatives=self.n_negatives, weighted=self._profile_weights() == "value",
             loss=self.loss, regularization=self.regularization,
             shrinkage=self.user_bias_shrinkage,

@@ -130,8 +130,12 @@ class FunkSVD(TrainedRecommender):
         ``lambda_b``, the penalty on the biases (None: ``regularization``).
     init_std : float, default=0.02
         Standard deviation of the normal initial factors (biases start at 0).
-    batch_size : int, default=4096
-        Ratings per vectorised SGD/Adam step.
+    batch_size : int or "auto", default=4096
+        Ratings per vectorised SGD/Adam step. "auto": 4096 on CPU (the
+        default), 262144 on a GPU, where ``solver="adam"`` steps with
+        ``learning_rate * sqrt(262144 / 4096)`` (64 times fewer steps per
+        epoch; square-root scaling), while SGD's summed steps keep
+        ``learning_rate``.
     solver : {"auto", "sgd", "adam", "als"}, default="auto"
         "auto" is "als" for ``loss="mse_all"`` (its only solver) and "sgd"
         for ``loss="mse"``.
@@ -201,8 +205,8 @@ class FunkSVD(TrainedRecommender):
     smaller), training runs on one torch thread (the setting is restored
     after ``fit``): such small ops lose more to thread synchronisation than
     they gain, most of all on a busy machine.
-    On a GPU, use large batches (e.g. ``batch_size=2**18``) so that kernel
-    launches do not dominate.
+    On a GPU, use large batches (``batch_size="auto"``, or e.g. ``2**18``)
+    so that kernel launches do not dominate.
 
     References
     ----------
@@ -231,7 +235,7 @@ class FunkSVD(TrainedRecommender):
         **TrainedRecommender._parameter_constraints,
         "n_components": [Interval(numbers.Integral, 1, None, closed="left")],
         "regularization": [Interval(numbers.Real, 0, None, closed="left")],
-        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
         "learning_rate_decay": [Interval(numbers.Real, 0, 1, closed="right")],
         "reg_bias": [Interval(numbers.Real, 0, None, closed="left"), None],
@@ -290,6 +294,7 @@ class FunkSVD(TrainedRecommender):
 
     _epochs_attribute = "n_iter_"
     _validation_scores_none = True
+    _auto_batch_sizes = {"cpu": 4096, "cuda": 262144}
 
     def _start_state(self):
         """(pa0, qa0): the fitted factors and biases, augmented, for warm start and partial_fit."""
@@ -349,19 +354,25 @@ class FunkSVD(TrainedRecommender):
     def _learning_rate(self):
         return self.learning_rate
 
+    def _scales_learning_rate(self):
+        # SGD's mini-batch step is the sum of the per-rating steps: its size does not
+        # shrink with the number of steps per epoch, so only Adam's step is scaled.
+        return self._solver() == "adam"
+
     def _training_context(self, device):
         if self._solver() == "als":
             work = RIDGE_BLOCK["cpu"]
         else:
-            work = self.batch_size * (self.n_components + 2)
+            work = self._batch_and_rate(device)[0] * (self.n_components + 2)
         return _threads_for(device, work)
 
     def _make_trainer(self, X, X_val, start, mu, setup):
         all_entries = self.loss == "mse_all"
+        batch_size, learning_rate = self._batch_and_rate(setup.device)
         return FunkTrainer(
             X, X_val, solver="wmf" if all_entries else self._solver(),
-            n_components=self.n_components, learning_rate=self.learning_rate,
-            learning_rate_decay=self.learning_rate_decay, batch_size=self.batch_size,
+            n_components=self.n_components, learning_rate=learning_rate,
+            learning_rate_decay=self.learning_rate_decay, batch_size=batch_size,
             regularization=self.regularization, reg_bias=self.reg_bias,
             init_std=self.init_std,
             unobserved_weight=float(self.unobserved_weight) if all_entries else None,
