@@ -437,7 +437,7 @@ def test_unrated_items_are_uniform_over_the_rows_unrated_items():
 
 
 @pytest.mark.parametrize("X,match", [
-    (np.zeros((4, 3)), "no stored entries"),
+    (np.zeros((4, 3)), "entries are zero"),
     (np.array([[1.0, np.nan], [2.0, 3.0]]), "NaN"),
     (np.zeros((0, 3)), "0 sample"),
 ])

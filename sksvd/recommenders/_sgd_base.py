@@ -456,7 +456,7 @@ class TrainedRecommender(BaseRecommender):
         nnz = int(allreduce_values([X.nnz])[0]) if dist else X.nnz
         if nnz == 0:
             raise ValueError(
-                f"X: all {X.shape[0]}x{X.shape[1]} entries are zero (no stored entries); "
+                f"X: all {X.shape[0]}x{X.shape[1]} entries are zero; "
                 f"{name} needs at least one observed (nonzero) rating"
             )
         seed = seed_from_random_state(self.random_state)
