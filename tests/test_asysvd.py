@@ -16,16 +16,16 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from sklearn.utils.validation import check_is_fitted
 
-from sksvd.recommenders._training import DivergenceError
-from sksvd.recommenders.asysvd import (
-    AsySVD,
-    _Adam,
-    _Batch,
-    _draw_pool,
-    _loss_and_grad,
-    _pool_columns,
-    _pool_hits,
+from sksvd.recommenders._asysvd_kernels import (
+    Batch,
+    draw_pool,
+    loss_and_grad,
+    pool_columns,
+    pool_hits,
+    unrated_items,
 )
+from sksvd.recommenders._sgd_base import DivergenceError
+from sksvd.recommenders.asysvd import AsySVD
 
 MU, LAM, SHRINK = 3.1, 0.07, 2.5
 
@@ -119,9 +119,9 @@ def test_batched_loss_and_gradient_match_per_interaction_reference(loss, biased,
     negatives = None if loss == "mse" else (pool, idx)
     neg_items = pool[idx].numpy()
 
-    value, grads = _loss_and_grad(
+    value, grads = loss_and_grad(
         {k: torch.from_numpy(v.copy()) for k, v in P.items()},
-        _Batch(X, "cpu", torch.float64, weighted=weighted), mu=MU, regularization=LAM,
+        Batch(X, "cpu", torch.float64, weighted=weighted), mu=MU, regularization=LAM,
         shrinkage=SHRINK, loss=loss, leave_one_out=loo, negatives=negatives,
         confidence=confidence)
 
@@ -154,15 +154,15 @@ def test_local_batch_gives_the_catalogue_loss_and_gradient(loss, biased, loo):
     idx = torch.from_numpy(rng.integers(0, 5, size=(X.nnz, 3)))
     cfg = dict(mu=MU, regularization=LAM, shrinkage=SHRINK, loss=loss, leave_one_out=loo)
     ranking = loss != "mse"
-    value, grads = _loss_and_grad(P, _Batch(X, "cpu", torch.float64),
+    value, grads = loss_and_grad(P, Batch(X, "cpu", torch.float64),
                                   negatives=(pool, idx) if ranking else None, **cfg)
-    batch = _Batch(X, "cpu", torch.float64, local=True, extra=5 if ranking else 0)
+    batch = Batch(X, "cpu", torch.float64, local=True, extra=5 if ranking else 0)
     assert batch.shape[1] == 7 + (5 if ranking else 0)  # 7 rated items (+ the pool)
     rows, negatives = batch.items, None
     if ranking:
-        negatives = (_pool_columns(batch, pool), idx, _pool_hits(batch, pool))
+        negatives = (pool_columns(batch, pool), idx, pool_hits(batch, pool))
         rows = torch.cat([rows, pool])
-    value_l, grads_l = _loss_and_grad({k: v[rows] for k, v in P.items()}, batch,
+    value_l, grads_l = loss_and_grad({k: v[rows] for k, v in P.items()}, batch,
                                       negatives=negatives, **cfg)
     assert value_l == pytest.approx(value, rel=1e-12)
     for k, g in grads.items():
@@ -173,7 +173,7 @@ def test_local_batch_gives_the_catalogue_loss_and_gradient(loss, biased, loo):
 @pytest.mark.parametrize("n_items", [50, 10**6])
 def test_negative_pool_is_distinct_and_in_range(n_items):
     gen = torch.Generator().manual_seed(0)
-    pool = _draw_pool(n_items, 16, gen, "cpu")
+    pool = draw_pool(n_items, 16, gen, "cpu")
     assert pool.shape == (16,) and torch.unique(pool).numel() == 16
     assert int(pool.min()) >= 0 and int(pool.max()) < n_items
 
@@ -187,46 +187,11 @@ def test_gradient_carries_the_inverse_sqrt_profile_factor():
     p = 0.5 * y.sum(0)
     e = q @ p - D[0]
     expected_y = np.tile((2 * e[:, None] * q).sum(0) * 0.5, (4, 1))
-    _, g = _loss_and_grad({"q": torch.from_numpy(q), "y": torch.from_numpy(y)},
-                          _Batch(sp.csr_matrix(D), "cpu", torch.float64), mu=0.0,
+    _, g = loss_and_grad({"q": torch.from_numpy(q), "y": torch.from_numpy(y)},
+                          Batch(sp.csr_matrix(D), "cpu", torch.float64), mu=0.0,
                           regularization=0.0, shrinkage=0.0, loss="mse")
     np.testing.assert_allclose(g["y"].numpy(), expected_y, rtol=1e-12)
     np.testing.assert_allclose(g["q"].numpy(), 2 * e[:, None] * p[None, :], rtol=1e-12)
-
-
-def test_adam_matches_torch_optim_adam():
-    rng = np.random.default_rng(0)
-    ours = {"a": torch.from_numpy(rng.normal(size=(5, 3))), "b": torch.from_numpy(rng.normal(size=5))}
-    ref = {k: v.clone().requires_grad_(True) for k, v in ours.items()}
-    opt, torch_opt = _Adam(ours, 0.1), torch.optim.Adam(list(ref.values()), lr=0.1)
-    for _ in range(5):
-        grads = {k: torch.from_numpy(rng.normal(size=v.shape)) for k, v in ours.items()}
-        for k, p in ref.items():
-            p.grad = grads[k].clone() / 7.0
-        torch_opt.step()
-        opt.step_rows(torch.arange(5), {k: g.clone() for k, g in grads.items()}, 1.0 / 7.0)
-    for k in ours:
-        np.testing.assert_allclose(ours[k].numpy(), ref[k].detach().numpy(), rtol=1e-12,
-                                   atol=1e-12)
-
-
-def test_row_adam_matches_torch_sparse_adam_and_sums_repeated_rows():
-    # Lazy Adam: only the rows given move; a row listed twice gets its gradients summed.
-    rng = np.random.default_rng(1)
-    start = rng.normal(size=(6, 3))
-    ours = {"a": torch.from_numpy(start.copy())}
-    ref = torch.from_numpy(start.copy()).requires_grad_(True)
-    # (SparseAdam adds eps outside the bias correction, Adam inside: eps ~ 0 compares them.)
-    opt, torch_opt = _Adam(ours, 0.1, eps=1e-30), torch.optim.SparseAdam([ref], lr=0.1, eps=1e-30)
-    for rows in ([0, 2, 2, 5], [1, 2], [5, 0, 3]):
-        rows = torch.tensor(rows)
-        g = torch.from_numpy(rng.normal(size=(rows.shape[0], 3)))
-        ref.grad = torch.sparse_coo_tensor(rows[None], g / 4.0, (6, 3),
-                                           check_invariants=True).coalesce()
-        torch_opt.step()
-        opt.step_rows(rows, {"a": g.clone()}, 0.25)
-    np.testing.assert_allclose(ours["a"].numpy(), ref.detach().numpy(), rtol=1e-12, atol=1e-12)
-    np.testing.assert_array_equal(ours["a"].numpy()[4], start[4])  # never in a step
 
 
 # ------------------------------------------------------------------------------ fold-in
@@ -295,8 +260,8 @@ def test_training_prediction_equals_predict_for_a_fitted_row():
     X = sp.csr_matrix(D)
     P = {"q": rec.item_factors_, "x": rec.item_weights_[0], "y": rec.item_weights_[1],
          "b": rec.item_bias_}
-    value, _ = _loss_and_grad({k: torch.from_numpy(np.array(v)) for k, v in P.items()},
-                              _Batch(X, "cpu", torch.float64), mu=rec.global_mean_,
+    value, _ = loss_and_grad({k: torch.from_numpy(np.array(v)) for k, v in P.items()},
+                              Batch(X, "cpu", torch.float64), mu=rec.global_mean_,
                               regularization=0.0, shrinkage=rec.user_bias_shrinkage,
                               loss="mse")
     u, i = X.nonzero()
@@ -432,8 +397,47 @@ def test_early_stopping_records_validation_scores():
     assert all(np.isfinite(rec.validation_scores_))
 
 
+def test_validation_auc_compares_with_an_item_the_user_has_not_rated():
+    # Every user rated items 0..4 and none rated item 5: each held-out entry's negative must be
+    # item 5, so the AUC is the share of held-out (u, i) with score(u, i) > score(u, 5), the
+    # scores from u's training row. A negative drawn among all items (often a rated one, or i
+    # itself) gives another number.
+    from sksvd._backend import seed_from_random_state
+    from sksvd.recommenders._sgd_base import validation_split
+
+    rng = np.random.default_rng(0)
+    D = np.zeros((40, 6))
+    D[:, :5] = rng.integers(1, 6, size=(40, 5))
+    X = sp.csr_matrix(D)
+    rec = AsySVD(n_components=2, n_epochs=1, early_stopping=True, validation_fraction=0.3,
+                 random_state=0, device="cpu", dtype="float64").fit(X)
+    seed = seed_from_random_state(0)
+    X_train, X_val = validation_split(X, 0.3, np.random.default_rng(seed))
+    rows = np.flatnonzero(np.diff(X_val.indptr))
+    P, Q = rec.transform(X_train[rows]), rec.item_factors_
+    val = X_val[rows].tocoo()
+    scores = (P[val.row] * Q[val.col]).sum(1)
+    expected = np.mean(scores > P[val.row] @ Q[5])
+    assert rec.validation_scores_[0] == pytest.approx(expected, abs=1e-12)
+
+
+def test_unrated_items_are_uniform_over_the_rows_unrated_items():
+    X = sp.random(30, 12, density=0.5, format="csr", random_state=0)
+    X[3] = 1.0  # a row that rated every item gets -1
+    X.sort_indices()
+    rows = np.repeat(np.arange(30), 400)
+    drawn = unrated_items(X.indptr, X.indices, rows, 12, np.random.default_rng(0))
+    rated = X.toarray() != 0
+    assert (drawn[rows == 3] == -1).all()
+    ok = rows != 3
+    assert (drawn[ok] >= 0).all() and not rated[rows[ok], drawn[ok]].any()
+    for u in (0, 7):  # every unrated item of the row drawn, about equally often
+        counts = np.bincount(drawn[rows == u], minlength=12)[~rated[u]]
+        assert counts.min() > 0.5 * 400 / counts.size
+
+
 @pytest.mark.parametrize("X,match", [
-    (np.zeros((4, 3)), "no stored entries"),
+    (np.zeros((4, 3)), "entries are zero"),
     (np.array([[1.0, np.nan], [2.0, 3.0]]), "NaN"),
     (np.zeros((0, 3)), "0 sample"),
 ])

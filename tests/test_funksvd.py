@@ -11,8 +11,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sksvd import FunkSVD
 from sksvd._backend import make_generator
-from sksvd.recommenders._training import DivergenceError
-from sksvd.recommenders.funksvd import _sgd_step_
+from sksvd.recommenders._funksvd_kernels import sgd_step_
+from sksvd.recommenders._sgd_base import DivergenceError
 
 FITTED = ("user_factors_", "item_factors_", "user_bias_", "item_bias_", "global_mean_",
           "loss_curve_", "n_features_in_", "n_users_", "n_items_")
@@ -77,7 +77,7 @@ def test_vectorised_update_is_minus_lr_times_autograd_gradient():
     loss.backward()
 
     new_p, new_q = pa.clone(), qa.clone()
-    e = _sgd_step_(new_p, new_q, pa, qa, users, items, y, lr, -lr * reg_p, -lr * reg_q)
+    e = sgd_step_(new_p, new_q, pa, qa, users, items, y, lr, -lr * reg_p, -lr * reg_q)
     torch.testing.assert_close(e, err.detach())
     torch.testing.assert_close(new_p[:, :k] - pa[:, :k], -lr * P.grad)
     torch.testing.assert_close(new_p[:, k] - pa[:, k], -lr * bu.grad)
