@@ -10,8 +10,6 @@ around them; the fit skeleton shared with AsySVD is in
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import torch
 
@@ -23,9 +21,6 @@ __all__ = ["RIDGE_BLOCK", "FunkTrainer", "plan_rows", "ridge_rows", "sgd_step_"]
 
 # Elements (rows x padded length x width) of one batch of ridge problems.
 RIDGE_BLOCK = {"cpu": 2**21, "cuda": 2**25}
-# Below this many elements per mini-batch tensor, CPU ops run faster on one thread
-# (2 threads spend more on synchronisation than they gain, worse on a busy machine).
-_SERIAL_ELEMENTS = 2**22
 
 
 def sgd_step_(target_p, target_q, pa, qa, users, items, y, lr, decay_p, decay_q,
@@ -183,20 +178,6 @@ def ridge_rows(indptr, indices, y, feats, offsets, reg, plan, out, append_one=Fa
             z[bad] = (torch.linalg.pinv(A[bad]) @ rhs[bad]).squeeze(2)
         out.index_copy_(0, rows, z.to(out.dtype))
     return out
-
-
-@contextlib.contextmanager
-def _threads_for(device, elements):
-    """Run small CPU mini-batch ops on one thread (fewer stalls), restoring the setting."""
-    old = torch.get_num_threads()
-    if device.type != "cpu" or elements >= _SERIAL_ELEMENTS or old == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 class FunkTrainer:

@@ -1,4 +1,4 @@
-"""FunkSVD: biased matrix factorisation trained on the observed ratings only."""
+"""FunkSVD: matrix factorisation, weighted over every entry for top-N lists or on the observed ratings."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._backend import device_array, numpy_dtype, to_numpy
-from ._funksvd_kernels import RIDGE_BLOCK, FunkTrainer, _threads_for, plan_rows, ridge_rows
+from .._threads import threads_for
+from ._funksvd_kernels import RIDGE_BLOCK, FunkTrainer, plan_rows, ridge_rows
 from ._sgd_base import TrainedRecommender
 
 __all__ = ["FunkSVD"]
@@ -364,7 +365,7 @@ class FunkSVD(TrainedRecommender):
             work = RIDGE_BLOCK["cpu"]
         else:
             work = self._batch_and_rate(device)[0] * (self.n_components + 2)
-        return _threads_for(device, work)
+        return threads_for(device, work)
 
     def _make_trainer(self, X, X_val, start, mu, setup):
         all_entries = self.loss == "mse_all"
@@ -409,7 +410,7 @@ class FunkSVD(TrainedRecommender):
         if X.nnz:
             block = max(1, RIDGE_BLOCK.get(device.type, 2**21) // (k + 1))
             plan = plan_rows(np.diff(X.indptr), block)
-            with _threads_for(device, X.nnz * (k + 1)):
+            with threads_for(device, X.nnz * (k + 1)):
                 ridge_rows(torch.from_numpy(X.indptr.astype(np.int64)).to(device),
                             torch.from_numpy(X.indices.astype(np.int64)).to(device),
                             torch.from_numpy(X.data).to(device=device, dtype=dtype)
@@ -426,7 +427,7 @@ class FunkSVD(TrainedRecommender):
         z = torch.zeros((X.shape[0], k), dtype=dtype, device=device)
         if X.nnz:
             block = max(1, RIDGE_BLOCK.get(device.type, 2**21) // (k + 1))
-            with _threads_for(device, X.nnz * (k + 1)):
+            with threads_for(device, X.nnz * (k + 1)):
                 ridge_rows(torch.from_numpy(X.indptr.astype(np.int64)).to(device),
                             torch.from_numpy(X.indices.astype(np.int64)).to(device),
                             torch.from_numpy(X.data).to(device=device, dtype=dtype),

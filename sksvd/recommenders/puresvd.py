@@ -76,10 +76,11 @@ class SVDRecommender(BaseRecommender):
     (1-5); ``lambda`` is in the units of ``s^2``, so data of another size or
     scale want it tuned (``benchmarks/bench_topn.py`` holds the grid).
 
-    Tuning: a grid of 9 points that ``GridSearchCV`` with
+    Tuning: a grid of 12 points that ``GridSearchCV`` with
     :func:`sksvd.model_selection.make_topk_scorer` searches on the training
-    matrix alone, ``{"n_components": [100, 200, 400], "shrinkage": [3e3, 1e4,
-    3e4]}``; ``benchmarks/bench_topn.py`` runs it beside EASE on MovieLens.
+    matrix alone, ``{"n_components": [200, 400], "shrinkage": [3e3, 1e4],
+    "popularity_scaling": [0.0, 0.1, 0.2]}``; ``benchmarks/bench_topn.py``
+    runs it beside EASE on MovieLens.
 
     New users need no refit: ``transform``, ``predict`` and ``recommend``
     fold any row in as ``x V_k`` with the fitted ``V_k``, exactly as the
