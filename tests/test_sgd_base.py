@@ -50,9 +50,25 @@ def test_validation_split_partitions_the_entries():
     X = sp.random(30, 20, density=0.3, format="csr", random_state=0)
     a, b = validation_split(X, 0.25, np.random.default_rng(0))
     assert a.shape == b.shape == X.shape
-    assert b.nnz == round(0.25 * X.nnz) and a.nnz + b.nnz == X.nnz
+    assert b.nnz == int(np.floor(0.25 * X.nnz)) and a.nnz + b.nnz == X.nnz
     np.testing.assert_array_equal((a + b).toarray(), X.toarray())
     assert (a.multiply(b)).nnz == 0
+
+
+def test_validation_split_counts_as_train_test_split_interactions():
+    from sksvd.model_selection import train_test_split_interactions
+
+    for nnz in (9, 10, 11, 57):
+        X = sp.csr_matrix((np.arange(1.0, nnz + 1), (np.arange(nnz) % 7, np.arange(nnz))),
+                          shape=(7, nnz))
+        for fraction in (0.1, 0.25, 0.3):
+            _, b = validation_split(X, fraction, np.random.default_rng(0))
+            n_test = int(np.floor(fraction * nnz + 1e-9))
+            if n_test:
+                _, t = train_test_split_interactions(X, fraction, random_state=0, mode="global")
+                assert b.nnz == t.nnz == n_test
+            else:
+                assert b.nnz == 0
 
 
 def test_grow_pads_with_empty_rows_and_columns_and_refuses_to_shrink():
@@ -180,10 +196,41 @@ def test_both_models_share_the_skeletons_messages_and_counts(cls, count):
 ])
 def test_auto_batch_on_cpu_is_the_default_fit(make):
     X = sp.random(300, 40, density=0.2, format="csr", random_state=0) * 5
-    a, b = make().fit(X), make(batch_size="auto").fit(X)
+    a = make()  # batch_size="auto", the default
+    b = make(batch_size=type(a)._auto_batch_sizes["cpu"])
+    a.fit(X)
+    b.fit(X)
     np.testing.assert_array_equal(a.item_factors_, b.item_factors_)
     np.testing.assert_array_equal(a.user_factors_, b.user_factors_)
     assert a.loss_curve_ == b.loss_curve_
+
+
+@pytest.mark.parametrize("n_units, expected", [
+    (80_000, 4096),            # ml-100k's ratings: 64 steps need batches under the CPU's
+    (1_000_000, 15_625),       # 64 steps of n_units // 64
+    (17_000_000, 262_144),     # capped at the device's largest batch
+])
+def test_auto_batch_keeps_64_steps_per_epoch_on_a_device(n_units, expected):
+    from sksvd.recommenders._sgd_base import auto_batch_size
+
+    sizes = {"cpu": 4096, "cuda": 262_144}
+    assert auto_batch_size(torch.device("cuda"), sizes, n_units) == expected
+    assert auto_batch_size(torch.device("cpu"), sizes, n_units) == 4096
+    assert auto_batch_size(torch.device("mps"), sizes, n_units) == 4096  # not listed: the CPU's
+
+
+def test_auto_batch_counts_ratings_for_funksvd_and_users_for_asysvd(monkeypatch):
+    import sksvd.recommenders._sgd_base as base
+
+    seen = {}
+    monkeypatch.setattr(base, "auto_batch_size",
+                        lambda device, sizes, n_units: seen.setdefault(sizes["cuda"], n_units)
+                        and sizes["cpu"])
+    X = sp.random(400, 30, density=0.2, format="csr", random_state=0) * 5
+    FunkSVD(loss="mse", n_components=2, n_epochs=1, random_state=0, device="cpu").fit(X)
+    AsySVD(n_components=2, n_epochs=1, random_state=0, device="cpu").fit(X)
+    assert seen[FunkSVD._auto_batch_sizes["cuda"]] == X.nnz
+    assert seen[AsySVD._auto_batch_sizes["cuda"]] == X.shape[0]
 
 
 @pytest.mark.parametrize("cls, kw, scaled", [
@@ -196,14 +243,14 @@ def test_auto_batch_on_a_device_scales_adams_step_by_the_square_root(monkeypatch
     import sksvd.recommenders._sgd_base as base
 
     # The device rule forced on the CPU: "auto" takes the GPU entry.
-    monkeypatch.setattr(base, "auto_batch_size", lambda device, sizes: sizes["cuda"])
+    monkeypatch.setattr(base, "auto_batch_size", lambda device, sizes, n_units: sizes["cuda"])
     est = cls(n_components=2, n_epochs=2, batch_size="auto", random_state=0, device="cpu", **kw)
     sizes = cls._auto_batch_sizes
     lr = est._learning_rate()
-    batch, rate = est._batch_and_rate(torch.device("cpu"))
+    X = sp.random(400, 30, density=0.2, format="csr", random_state=0) * 5
+    batch, rate = est._batch_and_rate(torch.device("cpu"), X)
     assert batch == sizes["cuda"]
     assert rate == (lr * np.sqrt(sizes["cuda"] / sizes["cpu"]) if scaled else lr)
-    X = sp.random(400, 30, density=0.2, format="csr", random_state=0) * 5
     explicit = cls(n_components=2, n_epochs=2, random_state=0, device="cpu",
                    **{**kw, "batch_size": batch, "learning_rate": rate})
     np.testing.assert_array_equal(est.fit(X).item_factors_, explicit.fit(X).item_factors_)

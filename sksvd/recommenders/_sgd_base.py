@@ -37,6 +37,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._backend import seed_from_random_state
 from .._validation import check_interactions
+from ..model_selection import _hide_anywhere, _n_of_share
 from ..distributed import allreduce_values, get_rank, rank_seed, resolve_distributed, shard_rows
 from ._base import BaseRecommender
 
@@ -142,15 +143,16 @@ def run_epochs(epoch_fn, n_epochs, *, learning_rate, validate_fn=None, n_iter_no
 def validation_split(X, fraction, rng):
     """Split the stored entries of a CSR matrix into train and validation parts.
 
-    Each stored entry goes to validation with probability ``fraction``
-    (exactly ``round(fraction * nnz)`` entries, drawn by ``rng``). Both parts
-    keep the shape of ``X``.
+    ``floor(fraction * nnz)`` random entries go to validation, by the rule
+    and the code of :func:`sksvd.model_selection.train_test_split_interactions`
+    with ``mode="global"``; the draw is seeded from ``rng``. Both parts keep
+    the shape of ``X``; either may be empty (the caller names the parameter).
 
     Parameters
     ----------
     X : scipy.sparse.csr_matrix
     fraction : float in (0, 1)
-    rng : numpy.random.Generator or RandomState
+    rng : numpy.random.Generator
 
     Returns
     -------
@@ -162,19 +164,11 @@ def validation_split(X, fraction, rng):
     >>> from sksvd.recommenders._sgd_base import validation_split
     >>> X = sp.random(20, 10, density=0.5, format="csr", random_state=0)
     >>> a, b = validation_split(X, 0.2, np.random.default_rng(0))
-    >>> a.nnz + b.nnz == X.nnz
-    True
+    >>> a.nnz + b.nnz == X.nnz, b.nnz
+    (True, 20)
     """
-    coo = X.tocoo()
-    n_val = int(round(fraction * coo.nnz))
-    perm = rng.permutation(coo.nnz)
-    val = np.zeros(coo.nnz, dtype=bool)
-    val[perm[:n_val]] = True
-
-    def part(mask):
-        return sp.csr_matrix((coo.data[mask], (coo.row[mask], coo.col[mask])), shape=X.shape)
-
-    return part(~val), part(val)
+    state = np.random.RandomState(int(rng.integers(2**32, dtype=np.uint64)))
+    return _hide_anywhere(X, _n_of_share(fraction, X.nnz), state)
 
 
 def check_growing_interactions(estimator, X):
@@ -247,28 +241,50 @@ def call_seed(seed, calls):
                >> np.uint64(1))
 
 
-def auto_batch_size(device, sizes):
+# "auto" never makes an epoch shorter than this many steps on a device.
+MIN_STEPS_PER_EPOCH = 64
+
+
+def auto_batch_size(device, sizes, n_units):
     """The batch that ``batch_size="auto"`` means on ``device``.
+
+    The CPU batch, ``sizes["cpu"]``, is the default ``batch_size``. On
+    another device the batch grows up to ``sizes[device.type]``, but only as
+    far as ``n_units / MIN_STEPS_PER_EPOCH``: an epoch keeps at least 64
+    steps. Gradient steps, not epochs, train a model, and a small matrix
+    cut into a few huge batches takes too few of them in ``n_epochs``
+    (``benchmarks/bench_auto_batch.py`` measures the quality of the device
+    batches against the CPU's).
 
     Parameters
     ----------
     device : torch.device
     sizes : dict of str to int
-        Batch per device type; ``sizes["cpu"]`` serves the types not listed.
+        Largest batch per device type; ``sizes["cpu"]`` is the CPU batch and
+        serves the types not listed.
+    n_units : int
+        What one epoch goes through, in the batch's unit (ratings for
+        FunkSVD, users for AsySVD).
 
     Returns
     -------
     batch_size : int
-        ``sizes[device.type]``, else ``sizes["cpu"]``.
+        ``min(sizes[device.type], max(sizes["cpu"], n_units // 64))``: on
+        the CPU always ``sizes["cpu"]``.
 
     Examples
     --------
     >>> import torch
     >>> from sksvd.recommenders._sgd_base import auto_batch_size
-    >>> auto_batch_size(torch.device("cpu"), {"cpu": 128, "cuda": 8192})
+    >>> sizes = {"cpu": 128, "cuda": 8192}
+    >>> auto_batch_size(torch.device("cpu"), sizes, 10**6)
     128
+    >>> auto_batch_size(torch.device("cuda"), sizes, 943), auto_batch_size(
+    ...     torch.device("cuda"), sizes, 138_493)
+    (128, 2163)
     """
-    return int(sizes.get(device.type, sizes["cpu"]))
+    cpu = int(sizes["cpu"])
+    return min(int(sizes.get(device.type, cpu)), max(cpu, int(n_units) // MIN_STEPS_PER_EPOCH))
 
 
 class TrainingSetup(NamedTuple):
@@ -296,11 +312,12 @@ class TrainedRecommender(BaseRecommender):
       (optional, e.g. new users folded in);
     - ``_uses_mean()``: whether the model has a global mean ``mu``;
     - ``_learning_rate()``: the step size, named when training diverges;
-    - ``_auto_batch_sizes``: what ``batch_size="auto"`` means per device type
-      (its "cpu" entry is the default ``batch_size``), and
+    - ``_auto_batch_sizes``: the largest batch ``batch_size="auto"`` takes
+      per device type (its "cpu" entry is the CPU batch), ``_batch_units(X)``:
+      what an epoch goes through, in the batch's unit, and
       ``_scales_learning_rate()``: whether a larger batch scales the step
       size (see :meth:`_batch_and_rate`);
-    - ``_training_context(device)``: a context manager around training
+    - ``_training_context(device, X)``: a context manager around training
       (optional);
     - ``_make_trainer(X, X_val, start, mu, setup)``: an object with
       ``epoch(e) -> float``, ``validate`` (callable or None),
@@ -380,19 +397,23 @@ class TrainedRecommender(BaseRecommender):
     def _grow_start(self, X, start, device, dtype):
         return start
 
-    def _training_context(self, device):
+    def _training_context(self, device, X):
         return contextlib.nullcontext()
+
+    def _batch_units(self, X):
+        """What one epoch goes through, in the unit of ``batch_size`` (rows by default)."""
+        return X.shape[0]
 
     def _scales_learning_rate(self):
         return True
 
-    def _batch_and_rate(self, device):
-        """``(batch_size, learning_rate)`` of a fit on ``device``.
+    def _batch_and_rate(self, device, X):
+        """``(batch_size, learning_rate)`` of a fit of ``X`` on ``device``.
 
         An int ``batch_size`` is used as it is, with the learning rate. With
         ``"auto"`` the batch is :func:`auto_batch_size` of
-        ``_auto_batch_sizes`` (on CPU the default ``batch_size``, so the fit
-        is the default one); when the model scales its step with the batch,
+        ``_auto_batch_sizes`` and ``_batch_units(X)`` (on CPU always the CPU
+        batch); when the model scales its step with the batch,
         the learning rate is multiplied by ``sqrt(batch / cpu_batch)``: an
         epoch takes ``cpu_batch / batch`` times as many Adam steps, and the
         square-root rule keeps the variance of a step's update about that of
@@ -403,7 +424,8 @@ class TrainedRecommender(BaseRecommender):
         rate = self._learning_rate()
         if self.batch_size != "auto":
             return int(self.batch_size), rate
-        batch, base = auto_batch_size(device, self._auto_batch_sizes), self._auto_batch_sizes["cpu"]
+        sizes = self._auto_batch_sizes
+        batch, base = auto_batch_size(device, sizes, self._batch_units(X)), sizes["cpu"]
         if batch != base and self._scales_learning_rate():
             rate = float(rate) * math.sqrt(batch / base)
         return batch, rate
@@ -476,7 +498,7 @@ class TrainedRecommender(BaseRecommender):
                 )
         mu = self._global_mean(X, dist, continued)
         setup = TrainingSetup(device, dtype, dist, seed, rng, local_rng)
-        with self._training_context(device), torch.no_grad():
+        with self._training_context(device, X), torch.no_grad():
             trainer = self._make_trainer(X, X_val, start, mu, setup)
             state = getattr(self, "_optimizer_state", None) if continued else None
             if trainer.optimizer is not None and state is not None:

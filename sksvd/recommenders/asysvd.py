@@ -179,12 +179,13 @@ class AsySVD(TrainedRecommender):
         "auto" is 0.05 for the random start, 1.0 for the SVD start (Adam's
         steps are of about ``learning_rate`` per entry whatever their size,
         so the start's scale sets how far a step moves it).
-    batch_size : int or "auto", default=128
+    batch_size : int or "auto", default="auto"
         Users per batch (one Adam step each). Larger batches run faster per
         epoch on big data (fewer steps over the item tables) but take fewer
-        steps per epoch. "auto": 128 on CPU (the default), 8192 on a GPU
-        with the learning rate times ``sqrt(8192 / 128) = 8`` (square-root
-        scaling for 64 times fewer steps per epoch).
+        steps per epoch. "auto" is 128 on the CPU; on a GPU it grows up to
+        8192 while an epoch keeps at least 64 steps (``min(8192, max(128,
+        n_users // 64))``), with the learning rate times ``sqrt(batch /
+        128)`` (square-root scaling).
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the stored entries; stop when the
         validation score (RMSE for ``"mse"``, sampled AUC otherwise) has not
@@ -274,7 +275,7 @@ class AsySVD(TrainedRecommender):
                  regularization=0.3, loss="bpr", n_negatives=4, use_bias="auto",
                  leave_one_out="auto", confidence="uniform", profile_weights="auto",
                  user_bias_shrinkage=25.0, init="auto", init_shrinkage=10000.0, init_std="auto",
-                 batch_size=128,
+                 batch_size="auto",
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
                  callback=None, warm_start=False, distributed="auto", device="auto",
                  dtype="float32", random_state=None, verbose=0):
@@ -345,7 +346,7 @@ class AsySVD(TrainedRecommender):
 
     def _make_trainer(self, X, X_val, start, mu, setup):
         ranking, loo = self.loss != "mse", self.leave_one_out
-        batch_size, learning_rate = self._batch_and_rate(setup.device)
+        batch_size, learning_rate = self._batch_and_rate(setup.device, X)
         config = dict(
             n_components=self.n_components, biased=self._use_bias(), init=self._init(),
             init_std=self._init_std(), init_shrinkage=self.init_shrinkage,

@@ -131,12 +131,12 @@ class FunkSVD(TrainedRecommender):
         ``lambda_b``, the penalty on the biases (None: ``regularization``).
     init_std : float, default=0.02
         Standard deviation of the normal initial factors (biases start at 0).
-    batch_size : int or "auto", default=4096
-        Ratings per vectorised SGD/Adam step. "auto": 4096 on CPU (the
-        default), 262144 on a GPU, where ``solver="adam"`` steps with
-        ``learning_rate * sqrt(262144 / 4096)`` (64 times fewer steps per
-        epoch; square-root scaling), while SGD's summed steps keep
-        ``learning_rate``.
+    batch_size : int or "auto", default="auto"
+        Ratings per vectorised SGD/Adam step. "auto" is 4096 on the CPU; on
+        a GPU it grows up to 262144 while an epoch keeps at least 64 steps
+        (``min(262144, max(4096, nnz // 64))``), and ``solver="adam"`` then
+        steps with ``learning_rate * sqrt(batch / 4096)`` (square-root
+        scaling), while SGD's summed steps keep ``learning_rate``.
     solver : {"auto", "sgd", "adam", "als"}, default="auto"
         "auto" is "als" for ``loss="mse_all"`` (its only solver) and "sgd"
         for ``loss="mse"``.
@@ -206,8 +206,8 @@ class FunkSVD(TrainedRecommender):
     smaller), training runs on one torch thread (the setting is restored
     after ``fit``): such small ops lose more to thread synchronisation than
     they gain, most of all on a busy machine.
-    On a GPU, use large batches (``batch_size="auto"``, or e.g. ``2**18``)
-    so that kernel launches do not dominate.
+    On a GPU, large batches (the default ``batch_size="auto"``, or e.g.
+    ``2**18``) keep kernel launches from dominating.
 
     References
     ----------
@@ -248,7 +248,7 @@ class FunkSVD(TrainedRecommender):
 
     def __init__(self, n_components=32, *, n_epochs=12, learning_rate=0.03,
                  learning_rate_decay=1.0, regularization=0.06, reg_bias=None, init_std=0.02,
-                 batch_size=4096, solver="auto", loss="mse_all", unobserved_weight=0.25,
+                 batch_size="auto", solver="auto", loss="mse_all", unobserved_weight=0.25,
                  early_stopping=False, validation_fraction=0.1,
                  n_iter_no_change=5, callback=None, warm_start=False, distributed="auto",
                  device="auto", dtype="float32", random_state=None, verbose=0):
@@ -360,16 +360,19 @@ class FunkSVD(TrainedRecommender):
         # shrink with the number of steps per epoch, so only Adam's step is scaled.
         return self._solver() == "adam"
 
-    def _training_context(self, device):
+    def _training_context(self, device, X):
         if self._solver() == "als":
             work = RIDGE_BLOCK["cpu"]
         else:
-            work = self._batch_and_rate(device)[0] * (self.n_components + 2)
+            work = self._batch_and_rate(device, X)[0] * (self.n_components + 2)
         return threads_for(device, work)
+
+    def _batch_units(self, X):
+        return X.nnz
 
     def _make_trainer(self, X, X_val, start, mu, setup):
         all_entries = self.loss == "mse_all"
-        batch_size, learning_rate = self._batch_and_rate(setup.device)
+        batch_size, learning_rate = self._batch_and_rate(setup.device, X)
         return FunkTrainer(
             X, X_val, solver="wmf" if all_entries else self._solver(),
             n_components=self.n_components, learning_rate=learning_rate,
