@@ -103,6 +103,23 @@ def _split_by_mask(X, mask, n_in_mask=None):
     return take(~mask, counts - n_in_mask), take(mask, n_in_mask)
 
 
+def _n_of_share(share, n):
+    """``floor(share * n)`` (int, or int64 array for an array ``n``): the entries a share hides."""
+    out = np.floor(share * np.asarray(n) + _EPS).astype(np.int64)
+    return int(out) if out.ndim == 0 else out
+
+
+def _hide_anywhere(X, n_hide, rng):
+    """Hide ``n_hide`` random entries of ``X``, anywhere; returns (visible, hidden).
+
+    ``rng`` is a :class:`numpy.random.RandomState`.
+    """
+    mask = np.zeros(X.nnz, dtype=bool)
+    if n_hide:
+        mask[np.argpartition(rng.random_sample(X.nnz), n_hide - 1)[:n_hide]] = True
+    return _split_by_mask(X, mask)
+
+
 def _hide_per_row(X, spec, rng):
     """Hide entries of each row of the canonical CSR ``X``; returns (visible, hidden).
 
@@ -114,7 +131,7 @@ def _hide_per_row(X, spec, rng):
     kind, value = spec
     counts = np.diff(X.indptr).astype(np.int64)
     if kind == "share":
-        n_hide = np.floor(value * counts + _EPS).astype(np.int64)
+        n_hide = _n_of_share(value, counts)
     else:
         n_hide = np.where(counts > value, value, 0)
     rows = _row_of_entry(X)
@@ -213,15 +230,12 @@ def train_test_split_interactions(X, test_size=0.2, random_state=0, mode="per_us
         X_train, X_test = _hide_per_row(X, spec, rng)
     else:
         kind, value = spec
-        n_test = int(np.floor(value * X.nnz + _EPS)) if kind == "share" else value
+        n_test = _n_of_share(value, X.nnz) if kind == "share" else value
         if n_test >= X.nnz:
             raise ValueError(
                 f"test_size={test_size!r}: leaves the train set empty (X has {X.nnz} entries)"
             )
-        mask = np.zeros(X.nnz, dtype=bool)
-        if n_test:
-            mask[np.argpartition(rng.random_sample(X.nnz), n_test - 1)[:n_test]] = True
-        X_train, X_test = _split_by_mask(X, mask)
+        X_train, X_test = _hide_anywhere(X, n_test, rng)
     if X_test.nnz == 0:
         raise ValueError(
             f"test_size={test_size!r}: leaves the test set empty with mode={mode!r} "
