@@ -191,13 +191,13 @@ def main(argv=None):
 
     X = _matrix(100_000 if args.quick else args.nnz)
     estimators = {
-        "FunkSVD sgd (12 epochs, batch 4096)": FunkSVD(random_state=0, device=dev),
-        "FunkSVD sgd (12 epochs, batch 65536)": FunkSVD(batch_size=65536, learning_rate=0.01,
-                                                         random_state=0, device=dev),
+        "FunkSVD sgd (12 epochs, batch 4096)": FunkSVD(loss="mse", random_state=0, device=dev),
+        "FunkSVD sgd (12 epochs, batch 65536)": FunkSVD(
+            loss="mse", batch_size=65536, learning_rate=0.01, random_state=0, device=dev),
         # the per-rank batch of the 2-worker run above, for the cache effect (see notes)
-        "FunkSVD sgd (12 epochs, batch 32768)": FunkSVD(batch_size=32768, learning_rate=0.01,
-                                                         random_state=0, device=dev),
-        "AsySVD mse (3 epochs, batch 512 users)": AsySVD(n_epochs=3, batch_size=512,
+        "FunkSVD sgd (12 epochs, batch 32768)": FunkSVD(
+            loss="mse", batch_size=32768, learning_rate=0.01, random_state=0, device=dev),
+        "AsySVD mse (3 epochs, batch 512 users)": AsySVD(loss="mse", n_epochs=3, batch_size=512,
                                                           learning_rate=0.01, random_state=0,
                                                           device=dev),
     }
