@@ -66,11 +66,11 @@ def _batch_and_rate(make, arm, X):
     if arm == "cpu batch":
         return sizes["cpu"], est._learning_rate()
     if arm == "auto on a GPU":
-        return est._batch_and_rate(torch.device("cuda"), X)
+        return est._batch_and_rate(torch.device("cuda"), est._batch_units(X))
     rule = base.auto_batch_size
     try:  # the device's largest batch whatever the size of X
         base.auto_batch_size = lambda device, sizes, n_units: int(sizes["cuda"])
-        return est._batch_and_rate(torch.device("cuda"), X)
+        return est._batch_and_rate(torch.device("cuda"), est._batch_units(X))
     finally:
         base.auto_batch_size = rule
 

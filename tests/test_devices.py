@@ -94,7 +94,7 @@ def test_auto_batch_is_the_cpu_batch_on_small_data(device, cls):
 
     X, _ = _ratings()
     est = cls(4, loss="mse", n_epochs=2, random_state=0, device=device)
-    batch, rate = est._batch_and_rate(torch.device(device), X)
+    batch, rate = est._batch_and_rate(torch.device(device), est._batch_units(X))
     assert batch == cls._auto_batch_sizes["cpu"] and rate == est._learning_rate()
     explicit = cls(4, loss="mse", n_epochs=2, random_state=0, device=device, batch_size=batch)
     np.testing.assert_array_equal(est.fit(X).item_factors_, explicit.fit(X).item_factors_)

@@ -57,6 +57,17 @@ def _rank_work(X_train, X_early, X_late):
         FunkSVD(loss="mse", solver="als", device="cpu").fit(X_train)
     except ValueError as exc:
         out["als"] = str(exc)
+    import sksvd.recommenders._sgd_base as base
+
+    rule, seen = base.auto_batch_size, []
+    base.auto_batch_size = lambda device, sizes, n_units: seen.append(n_units) or rule(
+        device, sizes, n_units)
+    try:
+        FunkSVD(loss="mse", n_epochs=1, device="cpu").fit(X_train)
+        AsySVD(loss="mse", n_epochs=1, device="cpu").fit(X_train)
+    finally:
+        base.auto_batch_size = rule
+    out["batch_units"] = sorted(set(seen))
     return out
 
 
@@ -138,6 +149,14 @@ def test_ranks_with_different_shapes_or_als_are_refused_on_every_rank(ranks):
 
 
 # ------------------------------------------------------------------- without a group
+def test_auto_batch_counts_the_whole_matrix_on_every_rank(ranks, u1):
+    # "auto" sizes the batch from the entries (FunkSVD) or rows (AsySVD) of all the ranks'
+    # shards together, so that every rank takes the same batch and the same number of steps.
+    X = u1.X_train
+    for out in ranks:
+        assert out["batch_units"] == sorted({X.nnz, int((X.getnnz(axis=1) > 0).sum())})
+
+
 def test_shard_rows_partitions_the_rows():
     X = sp.random(11, 7, density=0.4, format="csr", random_state=0)
     shards = [shard_rows(X, rank=r, world_size=3) for r in range(3)]

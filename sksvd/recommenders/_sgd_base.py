@@ -37,8 +37,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._backend import seed_from_random_state
 from .._validation import check_interactions
-from ..model_selection import _hide_anywhere, _n_of_share
 from ..distributed import allreduce_values, get_rank, rank_seed, resolve_distributed, shard_rows
+from ..model_selection import _hide_anywhere, _n_of_share
 from ._base import BaseRecommender
 
 __all__ = ["DivergenceError", "TrainedRecommender", "TrainingSetup", "auto_batch_size",
@@ -298,6 +298,8 @@ class TrainingSetup(NamedTuple):
     """Draws shared by the ranks (the same on every rank)."""
     local_rng: np.random.Generator
     """This rank's own draws (``rng`` itself when not distributed)."""
+    batch_units: int
+    """What an epoch goes through, in the unit of ``batch_size``, summed over the ranks."""
 
 
 class TrainedRecommender(BaseRecommender):
@@ -317,7 +319,7 @@ class TrainedRecommender(BaseRecommender):
       what an epoch goes through, in the batch's unit, and
       ``_scales_learning_rate()``: whether a larger batch scales the step
       size (see :meth:`_batch_and_rate`);
-    - ``_training_context(device, X)``: a context manager around training
+    - ``_training_context(device, batch_units)``: a context manager around training
       (optional);
     - ``_make_trainer(X, X_val, start, mu, setup)``: an object with
       ``epoch(e) -> float``, ``validate`` (callable or None),
@@ -397,22 +399,23 @@ class TrainedRecommender(BaseRecommender):
     def _grow_start(self, X, start, device, dtype):
         return start
 
-    def _training_context(self, device, X):
+    def _training_context(self, device, batch_units):
         return contextlib.nullcontext()
 
     def _batch_units(self, X):
-        """What one epoch goes through, in the unit of ``batch_size`` (rows by default)."""
-        return X.shape[0]
+        """What one epoch goes through, in the unit of ``batch_size`` (by default the rows
+        with an entry: a rank's shard keeps the other rows, empty)."""
+        return int(np.count_nonzero(np.diff(X.indptr)))
 
     def _scales_learning_rate(self):
         return True
 
-    def _batch_and_rate(self, device, X):
-        """``(batch_size, learning_rate)`` of a fit of ``X`` on ``device``.
+    def _batch_and_rate(self, device, batch_units):
+        """``(batch_size, learning_rate)`` of a fit on ``device`` of ``batch_units`` (see ``_batch_units``).
 
         An int ``batch_size`` is used as it is, with the learning rate. With
         ``"auto"`` the batch is :func:`auto_batch_size` of
-        ``_auto_batch_sizes`` and ``_batch_units(X)`` (on CPU always the CPU
+        ``_auto_batch_sizes`` and ``batch_units`` (on CPU always the CPU
         batch); when the model scales its step with the batch,
         the learning rate is multiplied by ``sqrt(batch / cpu_batch)``: an
         epoch takes ``cpu_batch / batch`` times as many Adam steps, and the
@@ -425,7 +428,7 @@ class TrainedRecommender(BaseRecommender):
         if self.batch_size != "auto":
             return int(self.batch_size), rate
         sizes = self._auto_batch_sizes
-        batch, base = auto_batch_size(device, sizes, self._batch_units(X)), sizes["cpu"]
+        batch, base = auto_batch_size(device, sizes, batch_units), sizes["cpu"]
         if batch != base and self._scales_learning_rate():
             rate = float(rate) * math.sqrt(batch / base)
         return batch, rate
@@ -497,8 +500,11 @@ class TrainedRecommender(BaseRecommender):
                     f"{n_fit} training and {n_val} validation ratings; both must be > 0"
                 )
         mu = self._global_mean(X, dist, continued)
-        setup = TrainingSetup(device, dtype, dist, seed, rng, local_rng)
-        with self._training_context(device, X), torch.no_grad():
+        # summed over the ranks, so that every rank takes the same batch (and step count)
+        units = self._batch_units(X)
+        units = int(allreduce_values([units])[0]) if dist else units
+        setup = TrainingSetup(device, dtype, dist, seed, rng, local_rng, units)
+        with self._training_context(device, units), torch.no_grad():
             trainer = self._make_trainer(X, X_val, start, mu, setup)
             state = getattr(self, "_optimizer_state", None) if continued else None
             if trainer.optimizer is not None and state is not None:

@@ -184,8 +184,8 @@ class AsySVD(TrainedRecommender):
         epoch on big data (fewer steps over the item tables) but take fewer
         steps per epoch. "auto" is 128 on the CPU; on a GPU it grows up to
         8192 while an epoch keeps at least 64 steps (``min(8192, max(128,
-        n_users // 64))``), with the learning rate times ``sqrt(batch /
-        128)`` (square-root scaling).
+        n // 64))`` for ``n`` users with a rating), with the learning rate
+        times ``sqrt(batch / 128)`` (square-root scaling).
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the stored entries; stop when the
         validation score (RMSE for ``"mse"``, sampled AUC otherwise) has not
@@ -346,7 +346,7 @@ class AsySVD(TrainedRecommender):
 
     def _make_trainer(self, X, X_val, start, mu, setup):
         ranking, loo = self.loss != "mse", self.leave_one_out
-        batch_size, learning_rate = self._batch_and_rate(setup.device, X)
+        batch_size, learning_rate = self._batch_and_rate(setup.device, setup.batch_units)
         config = dict(
             n_components=self.n_components, biased=self._use_bias(), init=self._init(),
             init_std=self._init_std(), init_shrinkage=self.init_shrinkage,

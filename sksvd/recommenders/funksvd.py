@@ -360,11 +360,11 @@ class FunkSVD(TrainedRecommender):
         # shrink with the number of steps per epoch, so only Adam's step is scaled.
         return self._solver() == "adam"
 
-    def _training_context(self, device, X):
+    def _training_context(self, device, batch_units):
         if self._solver() == "als":
             work = RIDGE_BLOCK["cpu"]
         else:
-            work = self._batch_and_rate(device, X)[0] * (self.n_components + 2)
+            work = self._batch_and_rate(device, batch_units)[0] * (self.n_components + 2)
         return threads_for(device, work)
 
     def _batch_units(self, X):
@@ -372,7 +372,7 @@ class FunkSVD(TrainedRecommender):
 
     def _make_trainer(self, X, X_val, start, mu, setup):
         all_entries = self.loss == "mse_all"
-        batch_size, learning_rate = self._batch_and_rate(setup.device, X)
+        batch_size, learning_rate = self._batch_and_rate(setup.device, setup.batch_units)
         return FunkTrainer(
             X, X_val, solver="wmf" if all_entries else self._solver(),
             n_components=self.n_components, learning_rate=learning_rate,
