@@ -15,6 +15,10 @@ The default fits of FunkSVD and Surprise SVD are timed in the same run (best of
 ``--repeat``), and their ratio is the speed figure; ``ratings/s`` is training
 ratings x epochs / fit seconds.
 
+ml-latest-small (``--latest-small``): ``FunkSVD(loss="mse")``,
+``AsySVD(loss="mse")`` and Surprise ``SVD()`` with their defaults on a per-user
+80/20 split for three seeds (``rating_latest_small``).
+
 Scale (``--scale``): one FunkSVD epoch over 20M ratings (200,000 users x 50,000
 items, power-law popularity, seed 0) at 128 factors, timed per epoch from the
 epoch callback.
@@ -25,6 +29,7 @@ Usage::
     python benchmarks/bench_rating.py --quick         # folds u1, u2, small grids, no SVDpp
     python benchmarks/bench_rating.py --scale-only --device cpu
     python benchmarks/bench_rating.py --scale         # both
+    python benchmarks/bench_rating.py --latest-small  # the defaults on ml-latest-small
 """
 
 from __future__ import annotations
@@ -90,13 +95,13 @@ def grid(spec):
 
 
 # ----------------------------------------------------------------------------- Surprise
-def surprise_trainset(X):
+def surprise_trainset(X, rating_scale=(1, 5)):
     import pandas as pd
     from surprise import Dataset, Reader
 
     coo = X.tocoo()
     df = pd.DataFrame({"u": coo.row, "i": coo.col, "r": coo.data.astype(float)})
-    return Dataset.load_from_df(df, Reader(rating_scale=(1, 5))).build_full_trainset()
+    return Dataset.load_from_df(df, Reader(rating_scale=rating_scale)).build_full_trainset()
 
 
 def surprise_predict(algo, X):
@@ -242,6 +247,56 @@ def run_quality(args):
                                 "of uX.base)": choices}))
 
 
+# ----------------------------------------------------------------------------- latest-small
+LATEST_SEEDS = (0, 1, 2)
+
+
+def run_latest_small(args):
+    """The rating models' defaults against Surprise SVD's on ml-latest-small (per-user 80/20)."""
+    from surprise import SVD
+
+    from sksvd import AsySVD
+
+    X = load_movielens("latest-small", data_home=args.data_home).X
+    scale = (float(X.data.min()), float(X.data.max()))
+    makers = {"FunkSVD(loss='mse') (defaults)":
+              lambda: FunkSVD(loss="mse", random_state=0, device=args.device),
+              "AsySVD(loss='mse') (defaults)":
+              lambda: AsySVD(loss="mse", random_state=0, device=args.device)}
+    rows = []
+    for seed in LATEST_SEEDS:
+        X_train, X_test = train_test_split_interactions(X, 0.2, random_state=seed)
+        for name, make in makers.items():
+            model, t = timed(make().fit, X_train)
+            y, p = funk_predict(model, X_test)
+            rows.append({"model": name, "seed": seed, "rmse": rmse(y, p), "mae": mae(y, p),
+                         "fit_s": t})
+        ts = surprise_trainset(X_train, scale)
+        svd = SVD(random_state=0)
+        _, t = timed(svd.fit, ts)
+        y, p = surprise_predict(svd, X_test)
+        rows.append({"model": "Surprise SVD (defaults)", "seed": seed, "rmse": rmse(y, p),
+                     "mae": mae(y, p), "fit_s": t})
+        print(rows[-3:], flush=True)
+    summary = [{"model": m, "mean_rmse": float(np.mean([r["rmse"] for r in rows if r["model"] == m])),
+                "mean_mae": float(np.mean([r["mae"] for r in rows if r["model"] == m])),
+                "mean_fit_s": float(np.mean([r["fit_s"] for r in rows if r["model"] == m]))}
+               for m in dict.fromkeys(r["model"] for r in rows)]
+    by = {s["model"]: s["mean_rmse"] for s in summary}
+    svd_rmse = by["Surprise SVD (defaults)"]
+    checks = {f"{m} RMSE below Surprise SVD defaults": by[m] < svd_rmse for m in makers}
+    notes = (
+        "MovieLens latest-small (ratings 0.5-5 in half steps), a per-user 80/20 split "
+        "(`train_test_split_interactions(X, 0.2, random_state=seed)`) for the seeds "
+        f"{', '.join(map(str, LATEST_SEEDS))}; RMSE and MAE on the held-out 20%. Every model "
+        f"with its defaults; Surprise clips to the rating scale {scale}, the sksvd rating "
+        "models to the range of the training ratings (the same here). Fit times of one run "
+        "on a shared machine (noisy)."
+        "\nChecks: " + "; ".join(f"{k}: {'PASS' if v else 'FAIL'}" for k, v in checks.items()))
+    print(write_results("rating_latest_small", summary, device=args.device, notes=notes,
+                        extra={"checks": checks}, tables={"Per seed": rows}))
+
+
 # ----------------------------------------------------------------------------- scale
 def scale_fit(X, batch_size, n_epochs, device):
     """Fit at 128 factors, recording the time at the end of each epoch."""
@@ -301,9 +356,14 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=3, help="timing repeats of the default fits")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--data-home", default=None)
+    ap.add_argument("--latest-small", action="store_true",
+                    help="only the defaults against Surprise SVD on ml-latest-small")
     args = ap.parse_args(argv)
     # the shared ml-100k copy has one malformed line in u.item (titles only; not used here)
     warnings.filterwarnings("ignore", message=".*u.item.*")
+    if args.latest_small:
+        run_latest_small(args)
+        return
     if not args.scale_only:
         run_quality(args)
     if args.scale or args.scale_only:
