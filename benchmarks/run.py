@@ -44,6 +44,7 @@ REQUIRES = {
     "asysvd": {"surprise": "scikit-surprise"},
     "rating": {"surprise": "scikit-surprise"},
     "topn": {"implicit": "implicit"},
+    "defaults": {"implicit": "implicit"},
     "growth": {"implicit": "implicit", "matplotlib": "matplotlib"},
 }
 
