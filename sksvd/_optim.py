@@ -8,12 +8,15 @@ count) is one dict of numpy arrays that ``partial_fit`` and ``warm_start``
 carry from one call to the next, rows for new users and items starting at
 zero.
 
-Why not ``torch.optim``: measured on small fits, the first ``step`` of
-``torch.optim.Adam`` or ``SparseAdam`` in a process pays a one-off import
-cost many times longer than the whole fit; ``SparseAdam`` also wants a
-coalesced sparse gradient tensor per step (built and sorted each time,
-slower per step than the row update here), and neither offers both the
-dense and the lazy rule on one state kept as numpy arrays.
+Why not ``torch.optim``: ``SparseAdam`` wants a coalesced sparse gradient
+tensor per step, built and sorted each time, where the lazy rule here indexes
+the touched rows directly; the dense rule here folds the bias corrections
+into one step size; and neither torch optimizer keeps the dense and the lazy
+rule on one state that can be saved as numpy arrays and grown with new rows.
+``benchmarks/bench_optim.py`` measures both rules against ``torch.optim`` in a
+fresh process (first step and per step; ``benchmarks/results/optim.md``):
+neither torch optimizer pays a first-use cost that matters beside a fit, so
+the choice rests on the per-step times and on the one shared state.
 """
 
 from __future__ import annotations
