@@ -180,7 +180,7 @@ def test_negative_pool_is_distinct_and_in_range(n_items):
 
 def test_gradient_carries_the_inverse_sqrt_profile_factor():
     # One user with 4 rated items, no biases, mse: rhat_i = q_i . (1/2) sum_j y_j, so
-    # dL/dy_j = sum_i 2 e_i q_i / 2 (the course's code drops the 1/2).
+    # dL/dy_j = sum_i 2 e_i q_i / 2 (the PoliMi course's code drops the 1/2).
     D = np.array([[1.0, 2.0, 3.0, 4.0]])
     rng = np.random.default_rng(0)
     q, y = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))

@@ -12,8 +12,7 @@ import sys
 import pytest
 
 # One intra-op thread per subprocess: these tests check behaviour, not speed, and on a
-# busy 2-core machine torch's OpenMP threads spin against other processes (measured
-# here: the README's code took 70 s with 2 threads under load, 8 s with 1).
+# busy machine torch's OpenMP threads spin against the other processes' threads.
 _ONE_THREAD = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
 
 PIL = pytest.importorskip("PIL.Image")
