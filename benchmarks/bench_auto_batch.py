@@ -6,8 +6,8 @@ FunkSVD (SGD and Adam on the ratings) and AsySVD (its default ranking model
 and its rating model) take mini-batches of ``_auto_batch_sizes["cpu"]`` on
 the CPU; on a GPU ``batch_size="auto"`` takes larger ones (fewer, larger
 steps per epoch, Adam's step scaled by the square root of the batch ratio)
-but keeps at least 64 steps per epoch
-(:func:`sksvd.recommenders._sgd_base.auto_batch_size`). The default
+but keeps a model's fewest steps per epoch (64 for FunkSVD, 8 for AsySVD;
+:func:`sksvd.recommenders._sgd_base.auto_batch_size`). The default
 ``FunkSVD()`` trains by ALS, whose blocks do not depend on ``batch_size``.
 
 Each model is fitted on MovieLens 100K ``uX.base`` (u1..u5; ``--quick``: u1)
@@ -69,7 +69,7 @@ def _batch_and_rate(make, arm, X):
         return est._batch_and_rate(torch.device("cuda"), est._batch_units(X))
     rule = base.auto_batch_size
     try:  # the device's largest batch whatever the size of X
-        base.auto_batch_size = lambda device, sizes, n_units: int(sizes["cuda"])
+        base.auto_batch_size = lambda device, sizes, n_units, *_: int(sizes["cuda"])
         return est._batch_and_rate(torch.device("cuda"), est._batch_units(X))
     finally:
         base.auto_batch_size = rule

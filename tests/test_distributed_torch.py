@@ -60,8 +60,8 @@ def _rank_work(X_train, X_early, X_late):
     import sksvd.recommenders._sgd_base as base
 
     rule, seen = base.auto_batch_size, []
-    base.auto_batch_size = lambda device, sizes, n_units: seen.append(n_units) or rule(
-        device, sizes, n_units)
+    base.auto_batch_size = lambda device, sizes, n_units, *rest: seen.append(n_units) or rule(
+        device, sizes, n_units, *rest)
     try:
         FunkSVD(loss="mse", n_epochs=1, device="cpu").fit(X_train)
         AsySVD(loss="mse", n_epochs=1, device="cpu").fit(X_train)

@@ -219,12 +219,27 @@ def test_auto_batch_keeps_64_steps_per_epoch_on_a_device(n_units, expected):
     assert auto_batch_size(torch.device("mps"), sizes, n_units) == 4096  # not listed: the CPU's
 
 
+@pytest.mark.parametrize("cls, n_units, expected", [
+    (FunkSVD, 17_000_000, 262_144),   # 64 steps: capped at the device's largest batch
+    (FunkSVD, 6_200_000, 96_875),     # 6.2M // 64
+    (AsySVD, 70_000, 8192),           # 8 steps: 70,000 // 8 = 8750, capped
+    (AsySVD, 943, 128),               # ml-100k's users: the CPU batch
+])
+def test_each_model_keeps_its_fewest_steps_per_epoch_on_a_device(cls, n_units, expected):
+    est = cls(loss="mse", device="cpu")
+    batch, rate = est._batch_and_rate(torch.device("cuda"), n_units)
+    assert batch == expected
+    scaled = cls is AsySVD  # FunkSVD's SGD keeps its step; AsySVD's Adam scales it
+    cpu = cls._auto_batch_sizes["cpu"]
+    assert rate == pytest.approx(est._learning_rate() * (np.sqrt(batch / cpu) if scaled else 1))
+
+
 def test_auto_batch_counts_ratings_for_funksvd_and_users_for_asysvd(monkeypatch):
     import sksvd.recommenders._sgd_base as base
 
     seen = {}
     monkeypatch.setattr(base, "auto_batch_size",
-                        lambda device, sizes, n_units: seen.setdefault(sizes["cuda"], n_units)
+                        lambda device, sizes, n_units, *_: seen.setdefault(sizes["cuda"], n_units)
                         and sizes["cpu"])
     X = sp.random(400, 30, density=0.2, format="csr", random_state=0) * 5
     FunkSVD(loss="mse", n_components=2, n_epochs=1, random_state=0, device="cpu").fit(X)
@@ -243,7 +258,7 @@ def test_auto_batch_on_a_device_scales_adams_step_by_the_square_root(monkeypatch
     import sksvd.recommenders._sgd_base as base
 
     # The device rule forced on the CPU: "auto" takes the GPU entry.
-    monkeypatch.setattr(base, "auto_batch_size", lambda device, sizes, n_units: sizes["cuda"])
+    monkeypatch.setattr(base, "auto_batch_size", lambda device, sizes, n_units, *_: sizes["cuda"])
     est = cls(n_components=2, n_epochs=2, batch_size="auto", random_state=0, device="cpu", **kw)
     sizes = cls._auto_batch_sizes
     lr = est._learning_rate()

@@ -241,16 +241,12 @@ def call_seed(seed, calls):
                >> np.uint64(1))
 
 
-# "auto" never makes an epoch shorter than this many steps on a device.
-MIN_STEPS_PER_EPOCH = 64
-
-
-def auto_batch_size(device, sizes, n_units):
+def auto_batch_size(device, sizes, n_units, min_steps=64):
     """The batch that ``batch_size="auto"`` means on ``device``.
 
     The CPU batch, ``sizes["cpu"]``, is the default ``batch_size``. On
     another device the batch grows up to ``sizes[device.type]``, but only as
-    far as ``n_units / MIN_STEPS_PER_EPOCH``: an epoch keeps at least 64
+    far as ``n_units / min_steps``: an epoch keeps at least ``min_steps``
     steps. Gradient steps, not epochs, train a model, and a small matrix
     cut into a few huge batches takes too few of them in ``n_epochs``
     (``benchmarks/bench_auto_batch.py`` measures the quality of the device
@@ -265,12 +261,14 @@ def auto_batch_size(device, sizes, n_units):
     n_units : int
         What one epoch goes through, in the batch's unit (ratings for
         FunkSVD, users for AsySVD).
+    min_steps : int, default=64
+        Fewest steps an epoch keeps on a device.
 
     Returns
     -------
     batch_size : int
-        ``min(sizes[device.type], max(sizes["cpu"], n_units // 64))``: on
-        the CPU always ``sizes["cpu"]``.
+        ``min(sizes[device.type], max(sizes["cpu"], n_units // min_steps))``:
+        on the CPU always ``sizes["cpu"]``.
 
     Examples
     --------
@@ -282,9 +280,11 @@ def auto_batch_size(device, sizes, n_units):
     >>> auto_batch_size(torch.device("cuda"), sizes, 943), auto_batch_size(
     ...     torch.device("cuda"), sizes, 138_493)
     (128, 2163)
+    >>> auto_batch_size(torch.device("cuda"), sizes, 138_493, min_steps=8)
+    8192
     """
     cpu = int(sizes["cpu"])
-    return min(int(sizes.get(device.type, cpu)), max(cpu, int(n_units) // MIN_STEPS_PER_EPOCH))
+    return min(int(sizes.get(device.type, cpu)), max(cpu, int(n_units) // int(min_steps)))
 
 
 class TrainingSetup(NamedTuple):
@@ -315,7 +315,8 @@ class TrainedRecommender(BaseRecommender):
     - ``_uses_mean()``: whether the model has a global mean ``mu``;
     - ``_learning_rate()``: the step size, named when training diverges;
     - ``_auto_batch_sizes``: the largest batch ``batch_size="auto"`` takes
-      per device type (its "cpu" entry is the CPU batch), ``_batch_units(X)``:
+      per device type (its "cpu" entry is the CPU batch), ``_min_steps_per_epoch``
+      (the fewest steps an epoch keeps with it on a device), ``_batch_units(X)``:
       what an epoch goes through, in the batch's unit, and
       ``_scales_learning_rate()``: whether a larger batch scales the step
       size (see :meth:`_batch_and_rate`);
@@ -348,6 +349,7 @@ class TrainedRecommender(BaseRecommender):
     }
     _epochs_attribute = "n_iter_"
     _auto_batch_sizes = {"cpu": 128}
+    _min_steps_per_epoch = 64
     # Whether ``validation_scores_`` is None (rather than absent) without early stopping.
     _validation_scores_none = False
 
@@ -428,7 +430,8 @@ class TrainedRecommender(BaseRecommender):
         if self.batch_size != "auto":
             return int(self.batch_size), rate
         sizes = self._auto_batch_sizes
-        batch, base = auto_batch_size(device, sizes, batch_units), sizes["cpu"]
+        batch = auto_batch_size(device, sizes, batch_units, self._min_steps_per_epoch)
+        base = sizes["cpu"]
         if batch != base and self._scales_learning_rate():
             rate = float(rate) * math.sqrt(batch / base)
         return batch, rate

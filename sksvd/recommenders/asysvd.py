@@ -183,8 +183,8 @@ class AsySVD(TrainedRecommender):
         Users per batch (one Adam step each). Larger batches run faster per
         epoch on big data (fewer steps over the item tables) but take fewer
         steps per epoch. "auto" is 128 on the CPU; on a GPU it grows up to
-        8192 while an epoch keeps at least 64 steps (``min(8192, max(128,
-        n // 64))`` for ``n`` users with a rating), with the learning rate
+        8192 while an epoch keeps at least 8 steps (``min(8192, max(128,
+        n // 8))`` for ``n`` users with a rating), with the learning rate
         times ``sqrt(batch / 128)`` (square-root scaling).
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the stored entries; stop when the
@@ -327,6 +327,9 @@ class AsySVD(TrainedRecommender):
 
     _epochs_attribute = "n_epochs_"
     _auto_batch_sizes = {"cpu": 128, "cuda": 8192}
+    # Adam with the square-root step keeps AsySVD's quality even at one step per epoch
+    # (benchmarks/bench_auto_batch.py, "device cap"); 8 steps keep a margin.
+    _min_steps_per_epoch = 8
 
     def _start_state(self):
         """The fitted item parameters (numpy, by name), to continue from."""
