@@ -250,11 +250,17 @@ def markdown_table(rows, columns=None):
 
 
 def write_results(name, rows, *, device="cpu", notes=None, extra=None, columns=None,
-                  tables=None):
+                  tables=None, ratios=None, ratios_title="Ratios"):
     """Write ``results/<name>.json`` and ``results/<name>.md``; return the markdown text.
 
     ``tables`` (dict title -> rows) adds further sections to the markdown.
+    ``ratios`` (dict name -> ``{"value", "better", ...}``, the ours/peer ratios
+    that :mod:`benchmarks.check` guards) goes into the JSON as ``"ratios"`` and
+    into the markdown as a table titled ``ratios_title``, after ``tables``.
     """
+    if ratios is not None:
+        extra = {**(extra or {}), "ratios": ratios}
+        tables = {**(tables or {}), ratios_title: [{"ratio": k, **v} for k, v in ratios.items()]}
     RESULTS.mkdir(parents=True, exist_ok=True)
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
     prog = f"-m {spec.name}" if spec is not None and spec.name else os.path.relpath(sys.argv[0])

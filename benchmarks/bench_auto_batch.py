@@ -123,9 +123,8 @@ def main(quick=False, device="cpu"):
              "the folds. See the module docstring of `benchmarks/bench_auto_batch.py` for the "
              "three arms.")
     name = "auto_batch_quick" if quick else "auto_batch"
-    print(H.write_results(name, rows, device=device, notes=notes, extra={"ratios": ratios},
-                          tables={"Ratios (auto on a GPU / cpu batch)": [
-                              {"ratio": k, **v} for k, v in ratios.items()]}))
+    print(H.write_results(name, rows, device=device, notes=notes, ratios=ratios,
+                          ratios_title="Ratios (auto on a GPU / cpu batch)"))
     return rows
 
 

@@ -81,9 +81,8 @@ def main(quick=False, device="cpu", timeout=3600):
              "a shared machine are noisy). See the module docstring of "
              "`benchmarks/bench_defaults.py`.")
     name = "defaults_quick" if quick else "defaults"
-    print(H.write_results(name, rows, device=device, notes=notes, extra={"ratios": ratios},
-                          tables={"Ratios (fit time / implicit ALS())": [
-                              {"ratio": k, **v} for k, v in ratios.items()]}))
+    print(H.write_results(name, rows, device=device, notes=notes, ratios=ratios,
+                          ratios_title="Ratios (fit time / implicit ALS())"))
     return rows
 
 

@@ -491,10 +491,8 @@ def main(device="cuda", quick=False, full=False, log=print):
              + f". Total {time.perf_counter() - t_start:.1f} s."
              + "".join(f"\n\n**{k} failed**: `{v}`" for k, v in errors.items()))
     h.write_results(NAME, rows, device=dev.type, notes=notes, columns=COLUMNS,
-                    tables={"sksvd time / plain torch time": [
-                        {"ratio": k, **v} for k, v in ratios.items()]},
-                    extra={"ratios": ratios, "sections_s": sections, "errors": errors,
-                           "quick": quick,
+                    ratios=ratios, ratios_title="sksvd time / plain torch time",
+                    extra={"sections_s": sections, "errors": errors, "quick": quick,
                            "sizes": sz, "gpu": gpu, **svd_extra})
     log(f"[{NAME}] done in {time.perf_counter() - t_start:.1f} s"
         + (f"; failed: {', '.join(errors)}" if errors else ""))

@@ -99,9 +99,8 @@ def main(quick=False, device="cpu"):
              f"per step: median of {steps} steps after the first. Each optimizer in a fresh "
              "forkserver child. See the module docstring of `benchmarks/bench_optim.py`.")
     name = "optim_quick" if quick else "optim"
-    print(H.write_results(name, rows, device=device, notes=notes, extra={"ratios": ratios},
-                          tables={"Ratios (sksvd / torch.optim)": [
-                              {"ratio": k, **v} for k, v in ratios.items()]}))
+    print(H.write_results(name, rows, device=device, notes=notes, ratios=ratios,
+                          ratios_title="Ratios (sksvd / torch.optim)"))
     return rows
 
 
