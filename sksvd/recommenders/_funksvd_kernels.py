@@ -17,7 +17,8 @@ from .._backend import make_generator
 from .._optim import Adam
 from ..distributed import allreduce_, allreduce_values, owned_rows, rank_seed
 
-__all__ = ["RIDGE_BLOCK", "FunkTrainer", "plan_rows", "ridge_rows", "sgd_step_"]
+__all__ = ["RIDGE_BLOCK", "FunkTrainer", "plan_rows", "ridge_operands", "ridge_rows",
+           "sgd_step_"]
 
 # Elements (rows x padded length x width) of one batch of ridge problems.
 RIDGE_BLOCK = {"cpu": 2**21, "cuda": 2**25}
@@ -93,6 +94,20 @@ def plan_rows(lengths, block):
         plan.append((order[start:start + count], int(sorted_len[start + count - 1])))
         start += count
     return plan
+
+
+def ridge_operands(M, k, device, dtype, shift=0.0):
+    """The CSR ``M`` as :func:`ridge_rows` takes it, for ``k``-factor models on ``device``.
+
+    Returns ``(indptr, indices, y, plan)``: the structure as int64 tensors,
+    the stored values minus ``shift`` in ``dtype``, and the row plan of
+    :func:`plan_rows` in blocks of ``RIDGE_BLOCK[device.type]`` elements.
+    """
+    block = max(1, RIDGE_BLOCK.get(device.type, 2**21) // (k + 1))
+    return (torch.from_numpy(M.indptr.astype(np.int64)).to(device),
+            torch.from_numpy(M.indices.astype(np.int64)).to(device),
+            torch.from_numpy(M.data).to(device=device, dtype=dtype) - shift,
+            plan_rows(np.diff(M.indptr), block))
 
 
 def ridge_rows(indptr, indices, y, feats, offsets, reg, plan, out, append_one=False,
@@ -394,12 +409,7 @@ class FunkTrainer:
 
     def _side(self, M):
         """One side's CSR structure on the device, its values minus ``mu``, its row plan."""
-        dev = self.device
-        block = max(1, RIDGE_BLOCK.get(dev.type, 2**21) // (self.k + 1))
-        return (torch.from_numpy(M.indptr.astype(np.int64)).to(dev),
-                torch.from_numpy(M.indices.astype(np.int64)).to(dev),
-                torch.from_numpy(M.data).to(device=dev, dtype=self.dtype) - self.mu,
-                plan_rows(np.diff(M.indptr), block))
+        return ridge_operands(M, self.k, self.device, self.dtype, self.mu)
 
     def als_epoch(self, epoch):
         k, dev = self.k, self.device

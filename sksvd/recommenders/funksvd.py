@@ -10,7 +10,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._backend import device_array, numpy_dtype, to_numpy
 from .._threads import threads_for
-from ._funksvd_kernels import RIDGE_BLOCK, FunkTrainer, plan_rows, ridge_rows
+from ._funksvd_kernels import RIDGE_BLOCK, FunkTrainer, ridge_operands, ridge_rows
 from ._sgd_base import TrainedRecommender
 
 __all__ = ["FunkSVD"]
@@ -411,14 +411,9 @@ class FunkSVD(TrainedRecommender):
         reg_vec[k] = reg_b
         z = torch.zeros((X.shape[0], k + 1), dtype=dtype, device=device)
         if X.nnz:
-            block = max(1, RIDGE_BLOCK.get(device.type, 2**21) // (k + 1))
-            plan = plan_rows(np.diff(X.indptr), block)
+            indptr, indices, y, plan = ridge_operands(X, k, device, dtype, self.global_mean_)
             with threads_for(device, X.nnz * (k + 1)):
-                ridge_rows(torch.from_numpy(X.indptr.astype(np.int64)).to(device),
-                            torch.from_numpy(X.indices.astype(np.int64)).to(device),
-                            torch.from_numpy(X.data).to(device=device, dtype=dtype)
-                            - self.global_mean_,
-                            feats, offsets, reg_vec, plan, z, append_one=True)
+                ridge_rows(indptr, indices, y, feats, offsets, reg_vec, plan, z, append_one=True)
         return z[:, :k], z[:, k] + self.global_mean_
 
     def _fold_in_all(self, X, device, dtype):
@@ -429,14 +424,11 @@ class FunkSVD(TrainedRecommender):
         reg = torch.full((k,), float(self.regularization), dtype=dtype, device=device)
         z = torch.zeros((X.shape[0], k), dtype=dtype, device=device)
         if X.nnz:
-            block = max(1, RIDGE_BLOCK.get(device.type, 2**21) // (k + 1))
+            indptr, indices, y, plan = ridge_operands(X, k, device, dtype)
             with threads_for(device, X.nnz * (k + 1)):
-                ridge_rows(torch.from_numpy(X.indptr.astype(np.int64)).to(device),
-                            torch.from_numpy(X.indices.astype(np.int64)).to(device),
-                            torch.from_numpy(X.data).to(device=device, dtype=dtype),
-                            feats, torch.zeros(feats.shape[0], dtype=dtype, device=device),
-                            reg, plan_rows(np.diff(X.indptr), block), z, gram=gram,
-                            unobserved_weight=float(self.unobserved_weight))
+                ridge_rows(indptr, indices, y, feats,
+                           torch.zeros(feats.shape[0], dtype=dtype, device=device), reg, plan,
+                           z, gram=gram, unobserved_weight=float(self.unobserved_weight))
         return z, None
 
     def __sklearn_tags__(self):
