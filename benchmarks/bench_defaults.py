@@ -31,7 +31,6 @@ MODELS = ("SVDRecommender()", "FunkSVD()", "AsySVD()", "implicit ALS()")
 
 def _fit(name, shape, device):
     X = H.cached_powerlaw_csr(*shape, seed=0)
-    t0 = time.perf_counter()
     if name == "implicit ALS()":
         from implicit.als import AlternatingLeastSquares
         from threadpoolctl import threadpool_limits
