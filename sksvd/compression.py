@@ -46,9 +46,9 @@ __all__ = ["TruncatedSVDCompressor"]
 
 
 def _block_rows(X):
-    """Rows per block so that a float64 block is <= 4 MB and <= 1/16 of ``X``."""
+    """Rows per block so that a float64 block is <= 4 MB and <= max(1 MB, 1/16 of ``X``)."""
     m, n = X.shape
-    budget = min(4 * 2**20, max(2**16, X.nbytes // 16))
+    budget = min(4 * 2**20, max(2**20, X.nbytes // 16))
     return max(1, budget // (8 * max(n, 1)))
 
 

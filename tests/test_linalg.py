@@ -324,6 +324,50 @@ def test_stop_rule_numpy_and_torch_decide_alike():
     assert [bool(rule.test(v)) for v in rising] == [False, False, False, False]
 
 
+@pytest.mark.parametrize("k", [20, 100])
+def test_stopped_run_equals_a_fixed_run_of_its_steps(monkeypatch, k):
+    # A step the rule expects to stop at has its eigenpairs computed with its values
+    # and reused at the end: the result must be that of a run fixed at those steps,
+    # with one eigensolve per step (no second solve of the last matrix).
+    import sksvd.linalg as L
+
+    img = load_sample_image("china.jpg")
+    X = img.reshape(img.shape[0], -1).astype(np.float64)
+    solves = []
+    top_eigh = L._top_eigh
+
+    def counted(T, k, vectors=True):
+        solves.append((T.shape[0], vectors))
+        return top_eigh(T, k, vectors)
+
+    monkeypatch.setattr(L, "_top_eigh", counted)
+    auto = randomized_svd(X, k, value_tol=2e-2, generator=torch.Generator().manual_seed(0),
+                          return_info=True)
+    sizes = [r for r, _ in solves]
+    assert len(set(sizes)) == len(sizes) and [v for _, v in solves].count(True) == 1
+    monkeypatch.setattr(L, "_top_eigh", top_eigh)
+    fixed = randomized_svd(X, k, n_iter=auto[3]["n_iter"],
+                           generator=torch.Generator().manual_seed(0))
+    for a, b in zip(auto[:3], fixed, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_stop_rule_expects_a_stop_only_when_the_next_test_would_stop():
+    from sksvd.linalg import _StopRule
+
+    exact = np.array([10.0, 5.0, 2.0])
+    history = [exact * (1 - 0.5 ** (2 * j)) for j in range(1, 12)]  # rate 1/4 per step
+    rule, expected = _StopRule(2e-2, 1e-3, 20.0), []
+    for v in history:
+        expected.append(rule.expects_stop())
+        done = rule.test(v)
+        if done is not None and bool(done):
+            break
+    # no prediction before two gains are known; at a constant rate it is exact
+    assert expected[:3] == [False, False, False]
+    assert expected[-1] and not any(expected[:-1])
+
+
 def test_device_generator_is_the_given_one_on_the_cpu():
     from sksvd.linalg import _device_generator
 
