@@ -67,23 +67,24 @@ def _column_moments(X):
     shift = np.asarray(X[:1], dtype=np.float64)
 
     def part(lo, hi):
-        col_sum, col_sq, total = np.zeros(n), np.zeros(n), 0.0
+        col_sum, col_sq = np.zeros(n), np.zeros(n)
         for start in range(lo, hi, block):
             rows = X[start:min(start + block, hi)].astype(np.float64)  # a copy: X is kept
-            total += float(np.einsum("ij,ij->", rows, rows))
             rows -= shift
             col_sum += rows.sum(axis=0)
             col_sq += np.einsum("ij,ij->j", rows, rows)
-        return total, col_sum, col_sq
+        return col_sum, col_sq
 
     # Large matrices: row ranges on worker threads (numpy releases the GIL here);
     # the partial sums share the shift, so they simply add up.
     workers = n_workers(X.nbytes // (8 * 2**20))
     cuts = np.linspace(0, m, workers + 1).astype(int)
     parts = thread_map(lambda c: part(*c), zip(cuts[:-1], cuts[1:], strict=True), workers)
-    total = sum(p[0] for p in parts)
-    col_sum, col_sq = sum(p[1] for p in parts), sum(p[2] for p in parts)
+    col_sum, col_sq = sum(p[0] for p in parts), sum(p[1] for p in parts)
     mean = col_sum / m
+    # sum x^2 = sum (x - c)^2 + 2 c sum (x - c) + m c^2, column by column
+    c = shift[0]
+    total = float(np.sum(col_sq + c * (2.0 * col_sum + m * c)))
     return total, np.maximum(col_sq / m - mean * mean, 0.0)
 
 
