@@ -282,13 +282,6 @@ class _Operator:
         return self._apply(Y, not self.transposed)
 
 
-def _dot(a, b):
-    """Small dense product of two tensors on one device; numpy's BLAS for CPU tensors."""
-    if a.device.type == "cpu":
-        return torch.from_numpy(a.numpy() @ b.numpy())
-    return a @ b
-
-
 def _orthonormalize(Y, basis=None):
     """Orthonormal basis of ``Y``'s columns with those of ``basis`` projected out.
 
@@ -303,7 +296,7 @@ def _orthonormalize(Y, basis=None):
     """
     for _ in range(2):
         if basis is not None:
-            Y = Y - _dot(basis, _dot(basis.T, Y))
+            Y = Y - basis @ (basis.T @ Y)
         Y = torch.linalg.qr(Y).Q
     return Y
 
@@ -587,7 +580,7 @@ def _block_krylov(op, A, k, n_oversamples, n_iter, generator, tol, max_iter, blo
     gen = _device_generator(generator, op.device)
     omega = torch.randn(L if gram is None else s, b, generator=gen, dtype=op.dtype,
                         device=op.device)
-    Q[:, :b] = _orthonormalize(op.matmat(omega) if gram is None else _dot(gram, omega))
+    Q[:, :b] = _orthonormalize(op.matmat(omega) if gram is None else gram @ omega)
     passes = 1
     del omega
     # T, float64: on the host for the CPU path (calloc'd memory: only the blocks
@@ -605,12 +598,12 @@ def _block_krylov(op, A, k, n_oversamples, n_iter, generator, tol, max_iter, blo
         if gram is None:
             Z = op.rmatmat(Q[:, lo:hi])  # F^T Q_i, (L, b_i)
             passes += 1
-            D = _dot(Z.T, Z)  # ||F^T Q_i||^2
+            D = Z.T @ Z  # ||F^T Q_i||^2
             if keep_long:
                 Zs[:, lo:hi] = Z
         else:
-            W = _dot(gram, Q[:, lo:hi])  # F F^T Q_i, from the Gram matrix
-            D = _dot(Q[:, lo:hi].T, W)
+            W = gram @ Q[:, lo:hi]  # F F^T Q_i, from the Gram matrix
+            D = Q[:, lo:hi].T @ W
         D = D.to(torch.float64)
         T[lo:hi, lo:hi] = ((D + D.T) * 0.5).to(T.device)
         if i >= steps or hi >= s:  # done, or the space is the whole short side (exact)
@@ -634,7 +627,7 @@ def _block_krylov(op, A, k, n_oversamples, n_iter, generator, tol, max_iter, blo
         Q[:, hi:nxt] = _orthonormalize(W[:, :nxt - hi], Q[:, :hi])
         # T is block tridiagonal: F F^T Q_i lies in span(Q_0..Q_{i+1}) (to rounding,
         # with the basis fully reorthogonalised), so Q_j^T F F^T Q_i = 0 for j > i + 1.
-        C = _dot(Q[:, hi:nxt].T, W).to(torch.float64).to(T.device)
+        C = (Q[:, hi:nxt].T @ W).to(torch.float64).to(T.device)
         T[hi:nxt, lo:hi] = C
         T[lo:hi, hi:nxt] = C.T
         del W
@@ -650,12 +643,12 @@ def _block_krylov(op, A, k, n_oversamples, n_iter, generator, tol, max_iter, blo
     del T, pairs
     S64 = evals.clamp_min(0).sqrt().to(op.device)
     E = evecs.to(device=op.device, dtype=op.dtype)
-    short = _dot(Q[:, :hi], E)  # (s, k) left singular vectors of F
+    short = Q[:, :hi] @ E  # (s, k) left singular vectors of F
     del Q
     need_long = compute_u if op.transposed else compute_v
     long_ = None
     if need_long:
-        FtU = _dot(Zs[:, :hi], E) if keep_long else op.rmatmat(short)
+        FtU = Zs[:, :hi] @ E if keep_long else op.rmatmat(short)
         if not keep_long:
             passes += 1
         safe = torch.where(S64 > 0, S64, torch.ones_like(S64)).to(op.dtype)
