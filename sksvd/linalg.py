@@ -610,7 +610,7 @@ def _block_krylov(op, A, k, n_oversamples, n_iter, generator, tol, max_iter, blo
             break
         if auto and i >= min_steps:
             if on_device:
-                values = torch.linalg.eigvalsh(T[:hi, :hi]).flip(0)[:k].clamp_min(0)
+                values = _top_eigh(T[:hi, :hi], k, vectors=False).clamp_min(0)
             elif rule.expects_stop():  # the pairs now, kept for the end if it stops here
                 pairs = hi, _top_eigh(T[:hi, :hi], k)
                 values = pairs[1][0].clamp_min(0).numpy()
@@ -633,10 +633,7 @@ def _block_krylov(op, A, k, n_oversamples, n_iter, generator, tol, max_iter, blo
         del W
         i, lo, hi = i + 1, hi, nxt
     used_gram, gram = gram is not None, None
-    if on_device:
-        evals, evecs = torch.linalg.eigh(T[:hi, :hi])
-        evals, evecs = evals.flip(0)[:k], evecs.flip(1)[:, :k]
-    elif pairs is not None and pairs[0] == hi:  # the last test's pairs: T is unchanged
+    if pairs is not None and pairs[0] == hi:  # the last test's pairs: T is unchanged
         evals, evecs = pairs[1]
     else:
         evals, evecs = _top_eigh(T[:hi, :hi], k)
@@ -728,19 +725,20 @@ def default_block_size(dims, dense_passes=False):
 
 
 def _top_eigh(T, k, vectors=True):
-    """Top ``k`` eigenpairs (or values) of the symmetric float64 CPU matrix ``T``, descending.
+    """Top ``k`` eigenpairs (or values) of the symmetric float64 matrix ``T``, descending.
 
     Values alone, and pairs of a small ``T``: ``torch.linalg.eigvalsh`` /
     ``eigh`` (LAPACK's divide and conquer). Pairs of a large ``T``: scipy's
     ``syevr`` on the top ``k`` only, whose subset saves the back-transform of
     the vectors not wanted once ``T`` passes a few hundred rows (measured on
-    one thread; the host path calls this single-threaded).
+    one thread; the host path calls this single-threaded). Off the CPU,
+    torch's solver at every size (nothing is read back to the host).
     """
     r = T.shape[0]
     k = min(k, r)
     if not vectors:
         return torch.linalg.eigvalsh(T).flip(0)[:k]
-    if r < 600:
+    if r < 600 or T.device.type != "cpu":
         w, v = torch.linalg.eigh(T)
         return w.flip(0)[:k], v.flip(1)[:, :k]
     import scipy.linalg
