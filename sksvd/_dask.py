@@ -24,7 +24,8 @@ import torch
 from ._backend import make_generator, numpy_dtype, resolve_device, resolve_dtype, to_numpy, to_torch
 from ._validation import MAX_ABS_VALUE
 
-__all__ = ["is_dask_array", "dask_randomized_svd", "dask_squared_norm", "dask_item_counts"]
+__all__ = ["is_dask_array", "dask_randomized_svd", "dask_squared_norm", "dask_column_stats",
+           "dask_row_stats"]
 
 
 def is_dask_array(X):
@@ -85,28 +86,71 @@ def dask_squared_norm(X):
     return float(parts.sum().compute())
 
 
-def _count_block(block):
+def _stats_block(block, power, axis):
+    """Stored nonzeros and sums of ``|x|^(2 power)`` along ``axis`` of one block, as two rows."""
     if sp.issparse(block):
         block = sp.csr_matrix(block)
         block.eliminate_zeros()
-        return np.bincount(block.indices, minlength=block.shape[1])[None]
-    return (np.asarray(block) != 0).sum(axis=0)[None]
+        nonzero = block.copy()
+        nonzero.data = np.ones_like(nonzero.data, dtype=np.float64)
+        sq = block.astype(np.float64)
+        sq.data = np.abs(sq.data) ** (2 * power)
+        counts, sums = nonzero.sum(axis=axis).A1, sq.sum(axis=axis).A1
+    else:
+        block = np.asarray(block, dtype=np.float64)
+        counts = (block != 0).sum(axis=axis).astype(np.float64)
+        sums = (np.abs(block) ** (2 * power)).sum(axis=axis)
+    out = np.stack([counts, sums])
+    return out[None] if axis == 0 else out.T[:, :, None]
 
 
-def dask_item_counts(X):
-    """Stored nonzeros per column of a Dask array, as a numpy int array.
+def dask_column_stats(X, power=1.0):
+    """Per column of a Dask array: stored nonzeros and the sum of ``|x|^(2 power)``.
+
+    Returns
+    -------
+    counts, sq_sums : ndarray of shape (n_columns,), float64
 
     Examples
     --------
     >>> import numpy as np, dask.array as da
-    >>> from sksvd._dask import dask_item_counts
-    >>> dask_item_counts(da.from_array(np.array([[1, 0], [2, 0], [0, 3]]), chunks=(2, 2)))
-    array([2, 1])
+    >>> from sksvd._dask import dask_column_stats
+    >>> counts, sq = dask_column_stats(da.from_array(np.array([[1, 0], [2, 0], [0, 3]]),
+    ...                                              chunks=(2, 2)))
+    >>> counts.tolist(), sq.tolist()
+    ([2.0, 1.0], [5.0, 9.0])
     """
     X = X.rechunk({1: -1})
-    parts = X.map_blocks(_count_block, chunks=((1,) * X.numblocks[0], (X.shape[1],)),
-                         dtype=np.int64)
-    return parts.sum(axis=0).compute()
+    parts = X.map_blocks(_stats_block, power, 0, new_axis=2,
+                         chunks=((1,) * X.numblocks[0], (2,), (X.shape[1],)),
+                         dtype=np.float64)
+    counts, sums = parts.sum(axis=0).compute()
+    return counts, sums
+
+
+def dask_row_stats(X):
+    """Per row of a Dask array: stored nonzeros and the sum of squares.
+
+    Returns
+    -------
+    counts, sq_sums : ndarray of shape (n_rows,), float64
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da
+    >>> from sksvd._dask import dask_row_stats
+    >>> counts, sq = dask_row_stats(da.from_array(np.array([[1, 0], [2, 0], [0, 3]]),
+    ...                                           chunks=(2, 2)))
+    >>> counts.tolist(), sq.tolist()
+    ([1.0, 1.0, 1.0], [1.0, 4.0, 9.0])
+    """
+    import dask.array as da
+
+    X = X.rechunk({1: -1})
+    parts = X.map_blocks(_stats_block, 1.0, 1, new_axis=2,
+                         chunks=(X.chunks[0], (2,), (1,)), dtype=np.float64)
+    out = da.Array.compute(parts)[:, :, 0]
+    return out[:, 0], out[:, 1]
 
 
 def _xt_times(X, Q, device, dtype):

@@ -54,6 +54,25 @@ def test_sparse_chunks_and_recommender(client):
     assert (ids_a == ids_b).mean() > 0.95
 
 
+@pytest.mark.parametrize("sparse_chunks", [True, False])
+def test_dask_fit_with_every_option_matches_in_memory_fit(sparse_chunks):
+    # rating_power, the DLAE item penalty, user weights and the low-pass lift, computed
+    # block by block, give the in-memory model (exact solver there) up to the solver's rounding.
+    rng = np.random.default_rng(3)
+    dense = (rng.random((400, 60)) < 0.15) * rng.integers(1, 6, (400, 60)).astype(np.float32)
+    X = da.from_array(dense, chunks=(90, 60))
+    if sparse_chunks:
+        X = X.map_blocks(sp.csr_matrix)
+    params = dict(shrinkage=50.0, item_penalty=1.5, low_pass=0.3, low_pass_rank=3,
+                  user_weighting=0.4, rating_power=2.0, device="cpu", random_state=0)
+    a = SVDRecommender(6, tol=1e-10, n_iter=30, **params).fit(X)
+    b = SVDRecommender(6, **params).fit(sp.csr_matrix(dense))
+    np.testing.assert_allclose(a.singular_values_, b.singular_values_, rtol=1e-4)
+    np.testing.assert_allclose(a.item_scale_, b.item_scale_, rtol=1e-6)
+    np.testing.assert_allclose(a.predict(dense[:40]), b.predict(dense[:40]), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(np.abs(a.user_factors_), np.abs(b.user_factors_), atol=1e-3)
+
+
 def test_dask_input_errors():
     X = da.from_array(np.array([[1.0, np.nan], [0.0, 1.0]]), chunks=(1, 2))
     with pytest.raises(ValueError, match="NaN"):

@@ -231,3 +231,70 @@ def test_concurrent_fits_equal_serial_fits(algorithm):
         ref = make().fit(X)
         np.testing.assert_array_equal(est.singular_values_, ref.singular_values_)
         np.testing.assert_array_equal(est.item_factors_, ref.item_factors_)
+
+
+def _dlae_reference(X, lam, c, power=1.0, user_weighting=0.0):
+    """Dense numpy: the values to ``power``, the users' weights, the items' penalties and
+    the SVD-side Gram matrix ``G`` (weighted) of the DLAE closed form."""
+    Xp = np.sign(X) * np.abs(X) ** power
+    d = lam + c * np.square(Xp).sum(axis=0)
+    w = np.maximum((X != 0).sum(axis=1), 1).astype(float) ** -user_weighting
+    Y = Xp * w[:, None]
+    # the weights keep the Frobenius norm of the matrix the SVD sees (columns scaled)
+    Y *= np.linalg.norm(Xp / np.sqrt(d)) / np.linalg.norm(Y / np.sqrt(d))
+    return Xp, d, Y.T @ Y
+
+
+@pytest.mark.parametrize("lam,c", [(40.0, 2.0), (0.0, 0.5), (300.0, 0.0)])
+@pytest.mark.parametrize("power,user_weighting", [(1.0, 0.0), (2.0, 0.25)])
+def test_full_rank_item_penalty_is_the_dlae_closed_form(lam, c, power, user_weighting):
+    # At full rank the model is DLAE (Steck 2020): W = (G + D)^-1 G with
+    # D = diag(lambda + c ||x_j||^2), solved here directly with numpy.
+    X = _ratings(seed=7, m=40, n=15, density=0.35)
+    Xd = X.toarray().astype(np.float64)
+    Xp, d, G = _dlae_reference(Xd, lam, c, power, user_weighting)
+    W = np.linalg.solve(G + np.diag(d), G)
+    rec = SVDRecommender(15, shrinkage=lam, item_penalty=c, rating_power=power,
+                         user_weighting=user_weighting, dtype="float64", device="cpu",
+                         random_state=0).fit(X)
+    np.testing.assert_allclose(rec.predict(X), Xp @ W, rtol=1e-5, atol=1e-6)
+    new = _ratings(seed=8, m=6, n=15, density=0.3)
+    Np = np.sign(new.toarray()) * np.abs(new.toarray()) ** power
+    np.testing.assert_allclose(rec.predict(new), Np @ W, rtol=1e-5, atol=1e-6)
+    # the fitted users' vectors are their rows' fold-in, whatever the SVD's user weights
+    np.testing.assert_allclose(rec.user_factors_, rec.transform(X), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("k,k0", [(4, 2), (9, 20)])
+def test_truncated_dlae_with_low_pass_matches_dense_eigendecomposition(k, k0):
+    # Rank k in the scaled space D^-1/2 G D^-1/2 = V diag(e) V^T: weights e / (e + 1)
+    # plus alpha on the first k0 components, W = D^-1/2 V_k diag(f) V_k^T D^1/2.
+    X = _ratings(seed=9, m=50, n=18, density=0.3)
+    Xd = X.toarray().astype(np.float64)
+    lam, c, alpha, power, a = 60.0, 1.5, 0.3, 2.0, 0.5
+    Xp, d, G = _dlae_reference(Xd, lam, c, power, a)
+    e, V = np.linalg.eigh(G / np.sqrt(np.outer(d, d)))
+    e, V = e[::-1][:k], V[:, ::-1][:, :k]
+    f = e / (e + 1) + alpha * (np.arange(k) < k0)
+    W = (V * f / np.sqrt(d)[:, None]) @ (V * np.sqrt(d)[:, None]).T
+    rec = SVDRecommender(k, shrinkage=lam, item_penalty=c, low_pass=alpha, low_pass_rank=k0,
+                         rating_power=power, user_weighting=a, dtype="float64",
+                         device="cpu", random_state=0).fit(X)
+    np.testing.assert_allclose(rec.predict(X), Xp @ W, rtol=1e-5, atol=1e-6)
+    ids, _ = rec.recommend(X[:5], k=3)
+    S = Xp[:5] @ W
+    S[Xd[:5] > 0] = -np.inf
+    np.testing.assert_array_equal(ids, np.argsort(-S, axis=1, kind="stable")[:, :3])
+
+
+def test_new_options_off_leave_the_model_unchanged_and_bad_values_are_named():
+    X = _ratings(seed=10)
+    ref = SVDRecommender(6, shrinkage=30.0, device="cpu", random_state=0).fit(X)
+    same = SVDRecommender(6, shrinkage=30.0, item_penalty=0.0, low_pass=0.0, user_weighting=0.0,
+                          rating_power=1.0, device="cpu", random_state=0).fit(X)
+    np.testing.assert_array_equal(ref.item_factors_, same.item_factors_)
+    np.testing.assert_array_equal(ref.item_output_scale_, np.ones(X.shape[1]))
+    for name, value in [("item_penalty", -1.0), ("low_pass", -0.1), ("low_pass_rank", 0),
+                        ("user_weighting", -0.5), ("rating_power", 0.0)]:
+        with pytest.raises(ValueError, match=name):
+            SVDRecommender(4, device="cpu", **{name: value}).fit(X)

@@ -69,6 +69,35 @@ class SVDRecommender(BaseRecommender):
     lambda))``, so ``transform``, ``predict``, ``recommend`` and the fitted
     ``user_factors_`` all follow the same formula.
 
+    Three further options, all off by default, reshape the item-item model:
+
+    * ``item_penalty = c > 0`` gives each item its own ridge penalty
+      ``lambda + c ||x_j||^2`` (``x_j``: the item's column), the penalty of
+      the dropout-emphasised linear autoencoder DLAE (Steck, "Autoencoders
+      that don't overfit towards the identity", NeurIPS 2020), where ``c =
+      p / (1 - p)`` for a dropout rate ``p``. With ``D = diag(lambda + c
+      ||x_j||^2)`` the columns are scaled by ``D^-1/2`` before the SVD and
+      the scores by ``D^1/2`` after it, so that for ``k`` equal to the
+      number of items the weights are DLAE's closed form ``W = (X^T X +
+      D)^-1 X^T X``, and for smaller ``k`` its best rank-``k`` truncation in
+      the scaled space. Popular items are penalised more, which
+      counters their dominance of the plain spectrum.
+    * ``low_pass = alpha > 0`` adds ``alpha`` to the weights of the first
+      ``low_pass_rank`` components: the ideal low-pass filter that GF-CF
+      (Shen et al., "How powerful is graph convolution for
+      recommendation?", CIKM 2021) adds to its linear filter, so the
+      strongest co-consumption directions count more.
+    * ``user_weighting = a > 0`` weighs each user's row by ``n_u^-a``
+      (``n_u``: the user's number of interactions; the weights rescaled so
+      that the matrix keeps its Frobenius norm) in the SVD only, so heavy
+      users shape the item factors less; folding in is unchanged (the
+      fitted users' vectors are the fold-in of their own rows).
+
+    ``rating_power = p`` raises the stored values to the power ``p`` (sign
+    kept) before everything else, in ``fit`` and in fold-in alike, so that
+    a 5 weighs ``(5/3)^p`` times a 3; implicit 0/1 data are unchanged by
+    it.
+
     Defaults: ``n_components="auto"`` (200) and ``shrinkage=1e4`` were
     chosen on validation splits (20% of each user's training ratings held
     out, those rated >= 4 relevant, NDCG@10) of MovieLens 100K ``u1.base``
@@ -76,11 +105,20 @@ class SVDRecommender(BaseRecommender):
     (1-5); ``lambda`` is in the units of ``s^2``, so data of another size or
     scale want it tuned (``benchmarks/bench_topn.py`` holds the grid).
 
-    Tuning: a grid of 12 points that ``GridSearchCV`` with
+    Tuning: a grid of 8 points that ``GridSearchCV`` with
     :func:`sksvd.model_selection.make_topk_scorer` searches on the training
-    matrix alone, ``{"n_components": [200, 400], "shrinkage": [3e3, 1e4],
-    "popularity_scaling": [0.0, 0.1, 0.2]}``; ``benchmarks/bench_topn.py``
-    runs it beside EASE on MovieLens.
+    matrix alone, ``GRID`` below; ``benchmarks/bench_topn.py`` runs it
+    beside EASE on MovieLens. Its values are for ratings 1-5 raised to the
+    power 2 (``shrinkage`` is in the units of the squared values of the
+    matrix the SVD sees, hence larger than the default's)::
+
+        GRID = {"n_components": [400], "rating_power": [2.0],
+                "user_weighting": [0.25], "shrinkage": [2e4, 5e4],
+                "item_penalty": [1.0, 2.0], "low_pass": [0.3, 0.6]}
+
+    The grid's region was chosen on validation splits of the training
+    parts of MovieLens 100K and latest-small: the item penalty mattered
+    most, then the low-pass lift and the user weights, then the power.
 
     New users need no refit: ``transform``, ``predict`` and ``recommend``
     fold any row in as ``x V_k`` with the fitted ``V_k``, exactly as the
@@ -103,6 +141,20 @@ class SVDRecommender(BaseRecommender):
         does).
     popularity_scaling : float, default=0.0
         Exponent ``beta`` of the column scaling (0 = plain PureSVD).
+    item_penalty : float, default=0.0
+        ``c`` >= 0 of DLAE's per-item penalty ``lambda + c ||x_j||^2``
+        (0 = the same ``lambda`` for every item). With ``shrinkage=0`` and
+        ``c > 0`` the penalty is ``c ||x_j||^2`` alone.
+    low_pass : float, default=0.0
+        ``alpha`` >= 0 added to the weights of the first ``low_pass_rank``
+        components.
+    low_pass_rank : int, default=20
+        How many leading components ``low_pass`` lifts (at most
+        ``n_components``).
+    user_weighting : float, default=0.0
+        Exponent ``a`` >= 0 of the users' weights ``n_u^-a`` in the SVD.
+    rating_power : float, default=1.0
+        Exponent ``p`` > 0 applied to the stored values (sign kept).
     algorithm : {"auto", "gram", "randomized", "full"}, default="auto"
         "gram" is exact, through the float64 eigendecomposition of the
         (short side)^2 Gram matrix (:func:`sksvd.linalg.gram_svd`; ``X``
@@ -134,17 +186,30 @@ class SVDRecommender(BaseRecommender):
     Attributes
     ----------
     item_factors_ : ndarray of shape (n_items, n_components)
-        ``V_k`` (right singular vectors), orthonormal columns.
+        ``V_k`` (right singular vectors; orthonormal columns), each row
+        multiplied by ``item_output_scale_``.
     user_factors_ : ndarray of shape (n_users, n_components)
-        ``U_k S_k diag(component_weights_) = X V_k diag(component_weights_)``:
-        the fitted users' vectors.
+        The fitted users' vectors, their rows folded in:
+        ``X diag(item_scale_) V_k diag(component_weights_)`` (``X`` after
+        ``rating_power``), equal to ``U_k S_k diag(component_weights_)``
+        when ``user_weighting=0``.
     singular_values_ : ndarray of shape (n_components,)
+        Those of the matrix the SVD sees (after ``rating_power``, the column
+        scaling ``item_scale_`` and the user weights).
     component_weights_ : ndarray of shape (n_components,)
-        ``s_i^2 / (s_i^2 + lambda)`` (all ones when ``shrinkage=0``).
+        ``s_i^2 / (s_i^2 + lambda)`` (all ones when ``shrinkage=0`` and
+        ``item_penalty=0``), plus ``low_pass`` on the first
+        ``low_pass_rank``.
     algorithm_ : str
         The solver used ("gram", "randomized" or "full").
     item_scale_ : ndarray of shape (n_items,)
-        The column scaling (all ones when ``popularity_scaling=0``).
+        The column scaling of the input: ``(1 + n_j)^-beta``, times
+        ``(d_j / lambda)^-1/2`` with ``d_j = lambda + c ||x_j||^2`` when
+        ``item_penalty=c > 0`` (all ones with the defaults; with
+        ``shrinkage=0`` the mean of the ``d_j`` stands for ``lambda``).
+    item_output_scale_ : ndarray of shape (n_items,)
+        The scores' column scaling, ``(d_j / lambda)^1/2`` (all ones when
+        ``item_penalty=0``).
     n_users_, n_items_, n_features_in_ : int
 
     Examples
@@ -163,6 +228,11 @@ class SVDRecommender(BaseRecommender):
                          StrOptions({"auto"})],
         "shrinkage": [Interval(numbers.Real, 0, None, closed="left")],
         "popularity_scaling": [Interval(numbers.Real, 0, None, closed="left")],
+        "item_penalty": [Interval(numbers.Real, 0, None, closed="left")],
+        "low_pass": [Interval(numbers.Real, 0, None, closed="left")],
+        "low_pass_rank": [Interval(numbers.Integral, 1, None, closed="left")],
+        "user_weighting": [Interval(numbers.Real, 0, None, closed="left")],
+        "rating_power": [Interval(numbers.Real, 0, None, closed="neither")],
         "algorithm": [StrOptions({"auto", "gram", "randomized", "full"})],
         "n_oversamples": [Interval(numbers.Integral, 0, None, closed="left")],
         "n_iter": [Interval(numbers.Integral, 0, None, closed="left"), StrOptions({"auto"})],
@@ -174,12 +244,18 @@ class SVDRecommender(BaseRecommender):
     }
 
     def __init__(self, n_components="auto", *, shrinkage=1e4, popularity_scaling=0.0,
-                 algorithm="auto",
+                 item_penalty=0.0, low_pass=0.0, low_pass_rank=20, user_weighting=0.0,
+                 rating_power=1.0, algorithm="auto",
                  n_oversamples=20, n_iter="auto", tol=1.5e-3, device="auto", dtype="float32",
                  random_state=None, verbose=0):
         self.n_components = n_components
         self.shrinkage = shrinkage
         self.popularity_scaling = popularity_scaling
+        self.item_penalty = item_penalty
+        self.low_pass = low_pass
+        self.low_pass_rank = low_pass_rank
+        self.user_weighting = user_weighting
+        self.rating_power = rating_power
         self.algorithm = algorithm
         self.n_oversamples = n_oversamples
         self.n_iter = n_iter
@@ -194,12 +270,44 @@ class SVDRecommender(BaseRecommender):
             return min(_AUTO_RANK, n_users, n_items)
         return self.n_components
 
-    def _scale(self, X):
-        if self.popularity_scaling == 0:
+    def _prepare(self, X):
+        """Rows as the model reads them: values to ``rating_power``, columns
+        scaled by ``item_scale_`` (CSR or dense; fit and fold-in alike)."""
+        p = float(self.rating_power)
+        if p == 1 and not np.any(self.item_scale_ != 1):
             return X
         if sp.issparse(X):
-            return sp.csr_matrix(X @ sp.diags(self.item_scale_.astype(X.dtype)))
+            X = sp.csr_matrix(X, copy=True)
+            if p != 1:
+                X.data = np.sign(X.data) * np.abs(X.data) ** p
+            X.data *= self.item_scale_.astype(X.dtype)[X.indices]
+            return X
+        X = np.asarray(X)
+        if p != 1:
+            X = np.sign(X) * np.abs(X) ** p
         return X * self.item_scale_.astype(X.dtype)
+
+    def _set_item_scales(self, counts, sq_sums):
+        """``item_scale_`` and ``item_output_scale_`` from the items' counts and
+        the column sums of squares after ``rating_power``; returns the shrinkage
+        of the scaled spectrum."""
+        pop = (1.0 + counts) ** -float(self.popularity_scaling)
+        lam, c = float(self.shrinkage), float(self.item_penalty)
+        e = np.ones_like(pop)
+        if c > 0:
+            g = c * sq_sums * pop**2  # c ||x_j||^2 of the popularity-scaled columns
+            if lam == 0:  # DLAE with no common part: the mean penalty sets the units
+                lam = float(g[g > 0].mean()) if np.any(g > 0) else 1.0
+                e = np.where(g > 0, g / lam, 1.0)
+            else:
+                e = 1.0 + g / lam
+        self.item_scale_ = pop / np.sqrt(e)
+        self.item_output_scale_ = np.sqrt(e)
+        return lam
+
+    def _user_weights(self, row_counts):
+        """``n_u^-a`` for the SVD (before the rescale that keeps the norm)."""
+        return np.maximum(row_counts, 1).astype(np.float64) ** -float(self.user_weighting)
 
     def _fit(self, X):
         n_users, n_items = X.shape
@@ -207,8 +315,19 @@ class SVDRecommender(BaseRecommender):
                                n_features=n_items,
                                allow_float=False)
         counts = np.bincount(X.indices, minlength=n_items).astype(np.float64)
-        self.item_scale_ = (1.0 + counts) ** -float(self.popularity_scaling)
-        Xs = self._scale(X)
+        p = float(self.rating_power)
+        sq = np.abs(X.data.astype(np.float64)) ** (2 * p)
+        lam = self._set_item_scales(counts, np.bincount(X.indices, weights=sq, minlength=n_items))
+        Xs = self._prepare(X)
+        row_scale = None
+        if self.user_weighting != 0:
+            w = self._user_weights(np.diff(X.indptr))
+            row_sq = np.add.reduceat(np.square(Xs.data, dtype=np.float64),
+                                     X.indptr[:-1]) if Xs.nnz else np.zeros(0)
+            row_sq[np.diff(X.indptr) == 0] = 0.0  # reduceat repeats a value at empty rows
+            weighted = float(np.dot(w**2, row_sq))
+            row_scale = w * (np.sqrt(row_sq.sum() / weighted) if weighted > 0 else 1.0)
+            Xs = sp.csr_matrix(sp.diags(row_scale.astype(Xs.dtype)) @ Xs)
         device, dtype = self._device(), self._dtype()
         algorithm = self.algorithm
         if algorithm == "auto":
@@ -228,48 +347,64 @@ class SVDRecommender(BaseRecommender):
             U, S, Vt = randomized_svd(A, k, n_oversamples=self.n_oversamples,
                                       n_iter=self.n_iter, tol=self.tol, At=At,
                                       generator=make_generator(self.random_state))
-        self._set_factors(to_numpy(U), to_numpy(S), to_numpy(Vt))
+        self._set_factors(to_numpy(U), to_numpy(S), to_numpy(Vt), lam, row_scale)
 
-    def _set_factors(self, U, S, Vt):
+    def _set_factors(self, U, S, Vt, lam, row_scale=None):
         self.singular_values_ = S
         s2 = np.square(S.astype(np.float64))
-        lam = float(self.shrinkage)
         weights = s2 / (s2 + lam) if lam > 0 else np.ones_like(s2)
+        weights[:self.low_pass_rank] += float(self.low_pass)
         self.component_weights_ = weights.astype(S.dtype)
-        self.item_factors_ = np.ascontiguousarray(Vt.T)
-        self.user_factors_ = U * (S * self.component_weights_)
+        self.item_factors_ = np.ascontiguousarray(
+            Vt.T * self.item_output_scale_.astype(Vt.dtype)[:, None])
+        user = U * (S * self.component_weights_)
+        if row_scale is not None:  # undo the SVD's user weights: the rows' own fold-in
+            user = user / row_scale.astype(user.dtype)[:, None]
+        self.user_factors_ = user
 
     def _fit_dask(self, X):
         """Fit on a row-chunked Dask array (dense or sparse chunks), block by block."""
-        from .._dask import dask_item_counts, dask_randomized_svd
+        from .._dask import dask_column_stats, dask_randomized_svd, dask_row_stats
 
         n_users, n_items = X.shape
         k = check_n_components(self._rank(n_users, n_items), n_samples=n_users,
                                n_features=n_items,
                                allow_float=False)
-        self.item_scale_ = (1.0 + dask_item_counts(X)) ** -float(self.popularity_scaling)
-        if self.popularity_scaling != 0:
-            X = X.map_blocks(self._scale, dtype=X.dtype)
         if self.algorithm not in ("auto", "randomized"):
             raise ValueError(f"algorithm={self.algorithm!r}: a Dask array is fitted with the "
                              "randomized solver only ('auto' or 'randomized')")
+        counts, sq_sums = dask_column_stats(X, power=float(self.rating_power))
+        lam = self._set_item_scales(counts, sq_sums)
+        X = X.rechunk({1: -1}).map_blocks(self._prepare, dtype=X.dtype)
+        row_scale = None
+        if self.user_weighting != 0:
+            row_counts, row_sq = dask_row_stats(X)
+            w = self._user_weights(row_counts)
+            weighted = float(np.dot(w**2, row_sq))
+            row_scale = w * (np.sqrt(row_sq.sum() / weighted) if weighted > 0 else 1.0)
+            X = _scale_rows(X, row_scale)
         self.algorithm_ = "randomized"
         U, S, Vt = dask_randomized_svd(X, k, n_oversamples=self.n_oversamples,
                                        n_iter=self.n_iter, tol=self.tol,
                                        random_state=self.random_state,
                                        device=self._device(), dtype=self._dtype())
-        self._set_factors(U, S, Vt)
+        self._set_factors(U, S, Vt, lam, row_scale)
 
     def _fold_in(self, X, device, dtype):
         if kernel_backend(device) == "host":  # see csr_matmul_cpu
             V = self._weighted_factors().astype(numpy_dtype(dtype), copy=False)
-            return csr_matmul_cpu(self._scale(X), V), None
+            return csr_matmul_cpu(self._prepare(X), V), None
         # copied to the device once per fit, not once per batch
         V = device_array(self, "item_factors_", device, dtype)
-        if self.shrinkage != 0:
+        if self.item_penalty != 0:
+            V = V / device_array(self, "item_output_scale_", device, dtype)[:, None]
+        if not self._unit_weights():
             V = V * device_array(self, "component_weights_", device, dtype)
-        Xs = to_torch(self._scale(X), device=device, dtype=dtype)
+        Xs = to_torch(self._prepare(X), device=device, dtype=dtype)
         return torch.sparse.mm(Xs, V), None
+
+    def _unit_weights(self):
+        return self.shrinkage == 0 and self.item_penalty == 0 and self.low_pass == 0
 
     def _similarity_factors(self, kind):
         """Items: the columns of the model's rank-k approximation of ``X``,
@@ -281,6 +416,21 @@ class SVDRecommender(BaseRecommender):
 
     def _weighted_factors(self):
         """``V_k diag(component_weights_)``: the fold-in's right factor."""
-        if self.shrinkage == 0:
-            return self.item_factors_
-        return self.item_factors_ * self.component_weights_
+        V = self.item_factors_
+        if self.item_penalty != 0:
+            V = V / self.item_output_scale_.astype(V.dtype)[:, None]
+        if self._unit_weights():
+            return V
+        return V * self.component_weights_
+
+
+def _scale_rows(X, row_scale):
+    """The row-chunked Dask array ``diag(row_scale) X``, block by block."""
+    import dask.array as da
+
+    scale = da.from_array(row_scale[:, None], chunks=(X.chunks[0], (1,)))
+
+    def block(b, r):
+        return sp.csr_matrix(b.multiply(r.astype(b.dtype))) if sp.issparse(b) else b * r
+
+    return da.map_blocks(block, X, scale, dtype=X.dtype)
