@@ -250,7 +250,7 @@ def krylov_flops(m, n, q, k=K, want=K + OVERSAMPLES, nnz=None):
 
     ``2q + 2`` passes of ``b`` columns (``b`` = the default block size), one
     more of ``k`` columns for the long-side factor of sparse input, two
-    Householder QRs and two Gram-Schmidt sweeps per block on the short side
+    QRs (counted as Householder's) and two Gram-Schmidt sweeps per block on the short side
     ``s``, the Rayleigh-Ritz matrix, and the two final ``(q+1) b x k`` products.
     When the kernel takes its Gram path (dense, short side ``s <= 12 b``), the
     passes are instead the Gram matrix (``s^2 L`` flops: a symmetric rank-L

@@ -45,11 +45,9 @@ from .linalg import (
 __all__ = ["TruncatedSVDCompressor"]
 
 
-def _block_rows(X):
-    """Rows per block so that a float64 block is <= 4 MB and <= max(1 MB, 1/16 of ``X``)."""
-    m, n = X.shape
-    budget = min(4 * 2**20, max(2**20, X.nbytes // 16))
-    return max(1, budget // (8 * max(n, 1)))
+# Elements of the float64 row block of _column_moments (1 MiB: it stays in cache
+# between the copy, the shift and the two column sums that read it).
+_MOMENT_BLOCK = 2**17
 
 
 def _column_moments(X):
@@ -59,20 +57,25 @@ def _column_moments(X):
     shifted-data algorithm: ``var = mean((x - c)^2) - mean(x - c)^2`` loses
     only what ``(mean - c)^2 / var`` costs, instead of ``mean^2 / var``), so
     they agree with ``np.var(X, axis=0)`` to rounding without a second pass
-    or an X-size temporary. Matrices over 16 MB are split into row ranges
-    summed on worker threads (:func:`sksvd._threads.n_workers`).
+    or an X-size temporary. Each row block is copied into one reused,
+    cache-sized float64 buffer and shifted, summed, squared and summed there
+    in place. Matrices over 16 MB are split into row ranges summed on worker
+    threads (:func:`sksvd._threads.n_workers`).
     """
     m, n = X.shape
-    block = _block_rows(X)
+    block = max(1, _MOMENT_BLOCK // max(n, 1))
     shift = np.asarray(X[:1], dtype=np.float64)
 
     def part(lo, hi):
         col_sum, col_sq = np.zeros(n), np.zeros(n)
+        buf = np.empty((max(0, min(block, hi - lo)), n))
         for start in range(lo, hi, block):
-            rows = X[start:min(start + block, hi)].astype(np.float64)  # a copy: X is kept
+            rows = buf[:min(block, hi - start)]
+            np.copyto(rows, X[start:start + rows.shape[0]])  # a copy: X is kept
             rows -= shift
             col_sum += rows.sum(axis=0)
-            col_sq += np.einsum("ij,ij->j", rows, rows)
+            rows *= rows
+            col_sq += rows.sum(axis=0)
         return col_sum, col_sq
 
     # Large matrices: row ranges on worker threads (numpy releases the GIL here);

@@ -5,9 +5,12 @@ estimators call them, and the numpy wrapper :func:`truncated_svd` is the
 bridge for numpy/scipy input. Results are torch tensors. The exact solvers
 run in torch on the input's device. The randomized solver chooses its
 kernels once per call (:func:`sksvd._backend.kernel_backend`): on the CPU
-its products and small dense steps run through numpy/scipy (BLAS/LAPACK on
-zero-copy views of the input, which also takes numpy arrays and scipy sparse
-matrices as they are), on other devices through torch; the iteration
+its products run on zero-copy views of the input (which also takes numpy
+arrays and scipy sparse matrices as they are) through numpy/scipy, or torch's
+CPU GEMM for a dense product that reads the matrix row-major, and its small
+dense steps through torch on one thread (scipy's subset eigensolver for a
+large Rayleigh-Ritz matrix); on other devices everything runs
+through torch; the iteration
 around them is the same code. Signs are made deterministic as scikit-learn's
 ``svd_flip`` does for ``TruncatedSVD`` (the largest-magnitude entry of each
 right singular vector is positive).
@@ -24,6 +27,7 @@ faster approximate singular value decomposition", NeurIPS 2015.
 from __future__ import annotations
 
 import copy
+import warnings
 
 import numpy as np
 import scipy.sparse as sp
@@ -38,7 +42,7 @@ from ._backend import (
     to_numpy,
     to_torch,
 )
-from ._threads import blas_threads, outer_threads, single_threaded, thread_map
+from ._threads import blas_threads, outer_threads, single_threaded, thread_map, torch_threads
 
 __all__ = [
     "svd_flip",
@@ -99,15 +103,35 @@ def svd_flip(U, Vt):
 def _row_signs(Vt, chunk=16):
     """+-1 per row of ``Vt``: the sign of its largest-magnitude entry (+1 for a zero row).
 
-    Rows are taken ``chunk`` at a time: no ``|Vt|``-size temporary.
+    On the CPU, from each row's largest and smallest entries (two reductions,
+    no ``|Vt|``-size temporary): the sign is that of whichever has the larger
+    magnitude; rows where the two magnitudes tie are settled as
+    :func:`svd_flip` does, by the first entry of largest magnitude. Other
+    devices take that rule on every row (no host read), ``chunk`` rows at a time.
     """
-    rows = torch.arange(Vt.shape[0], device=Vt.device)
     if Vt.shape[0] == 0 or Vt.shape[1] == 0:
         return torch.ones(Vt.shape[0], dtype=Vt.dtype, device=Vt.device)
-    idx = torch.cat([Vt[r:r + chunk].abs().argmax(dim=1) for r in range(0, Vt.shape[0], chunk)])
-    signs = torch.sign(Vt[rows, idx])
+    if Vt.device.type != "cpu":
+        signs = _first_max_signs(Vt, torch.arange(Vt.shape[0], device=Vt.device), chunk)
+    else:
+        hi, lo = Vt.amax(dim=1), Vt.amin(dim=1)
+        signs = torch.where(hi >= -lo, torch.sign(hi), torch.sign(lo))
+        tie = hi == -lo
+        if bool(tie.any()):
+            rows = tie.nonzero().flatten()
+            signs[rows] = _first_max_signs(Vt, rows, chunk)
     signs[signs == 0] = 1
     return signs
+
+
+def _first_max_signs(Vt, rows, chunk):
+    """The sign of the first largest-magnitude entry of each of ``Vt``'s ``rows``."""
+    out = []
+    for r in range(0, rows.numel(), chunk):
+        picked = Vt[rows[r:r + chunk]]
+        idx = picked.abs().argmax(dim=1)
+        out.append(torch.sign(picked[torch.arange(picked.shape[0], device=Vt.device), idx]))
+    return torch.cat(out)
 
 
 def squared_frobenius_norm(A):
@@ -184,10 +208,16 @@ class _Operator:
 
     ``F`` has shape (s, L) with ``s = min(m, n)``. The kernels are chosen
     once, from ``A``'s kind and device (:func:`sksvd._backend.kernel_backend`):
-    ``backend="host"`` runs the products through numpy/scipy on zero-copy
-    views (BLAS GEMMs, and scipy's CSR kernels on row blocks in worker
-    threads; ``A.T @ Y`` of a CSR matrix is scipy's CSC kernel on the same
-    arrays, no transposed copy); ``backend="torch"`` through torch on ``A``'s
+    ``backend="host"`` runs the products on zero-copy views: for dense ``A``
+    GEMMs, torch's (MKL) for the product whose matrix operand (``A`` or
+    ``A.T``) is row-major and numpy's BLAS for the one that reads it
+    transposed (each the faster of the two there, on the narrow blocks of
+    the solver); for sparse ``A`` scipy's CSR kernels on row blocks in worker
+    threads (``A.T @ Y`` of a CSR matrix is scipy's CSC kernel on the same
+    arrays, no transposed copy), or on one thread torch's (MKL) CSR product
+    for ``A @ X`` on the same arrays, faster than scipy's there (all but the
+    wide final product: see :meth:`_apply`);
+    ``backend="torch"`` through torch on ``A``'s
     device (``At``, the transposed CSR, is built once when not given).
     ``threads`` is the count the threaded steps (the passes over ``A``) use.
     """
@@ -223,6 +253,27 @@ class _Operator:
             self.At = At if At is not None else _transpose(A)
         if self.backend == "host" and sp.issparse(self.A):
             self._split_rows(self.threads)
+        # Host A: a torch view (no copy) of the operand of the product that _apply runs
+        # through torch: for dense A, whichever of A and A.T is row-major; for CSR A
+        # unsplit (one thread), A itself, for A @ X.
+        self.rowmajor = None
+        if self.backend == "host" and not sp.issparse(self.A) \
+                and self.A.dtype.byteorder in "=|" and self.A.ndim == 2:
+            for flipped, M in ((False, self.A), (True, self.A.T)):
+                if M.flags.c_contiguous:
+                    with warnings.catch_warnings():  # read-only input: only read here
+                        warnings.simplefilter("ignore", UserWarning)
+                        self.rowmajor = (flipped, torch.from_numpy(M))
+                    break
+        elif self.backend == "host" and self.chunks is None and self.A.has_sorted_indices \
+                and self.A.indices.dtype == self.A.indptr.dtype \
+                and self.A.data.dtype.byteorder in "=|":
+            A = self.A
+            with warnings.catch_warnings():  # read-only arrays; CSR flagged "beta"
+                warnings.simplefilter("ignore", UserWarning)
+                self.rowmajor = (False, torch.sparse_csr_tensor(
+                    torch.from_numpy(A.indptr), torch.from_numpy(A.indices),
+                    torch.from_numpy(A.data), size=A.shape, check_invariants=False))
 
     def _split_rows(self, n_threads, min_nnz=2**18):
         """Row blocks of the CSR matrix with equal nonzeros, as views (no copy).
@@ -243,10 +294,25 @@ class _Operator:
                                   shape=(r1 - r0, A.shape[1]), copy=False)
             self.chunks.append((r0, r1, block))
 
-    def _apply(self, X, transpose):
-        """``A @ X`` (``transpose=False``) or ``A.T @ X``, as a torch tensor."""
+    def _apply(self, X, transpose, lean=False):
+        """``A @ X`` (``transpose=False``) or ``A.T @ X``, as a torch tensor.
+
+        ``lean``: no temporary beyond the result on the host path (the torch
+        CSR product allocates one of the result's size, so a wide ``X``
+        takes scipy's kernel instead).
+        """
         if self.backend == "torch":
             return sparse_matmul(self.At if transpose else self.A, X)
+        if self.rowmajor is not None and self.rowmajor[0] == transpose \
+                and self.rowmajor[1].dtype == X.dtype \
+                and not (lean and _is_sparse(self.rowmajor[1])):
+            M = self.rowmajor[1]
+            if _is_sparse(M):  # unsplit CSR: one thread, as scipy's kernel (MKL's rounding
+                # depends on its thread count); X as it comes, column-major views included
+                with torch_threads(1):
+                    return torch.mm(M, X)
+            with torch_threads(self.threads):  # the one threaded step (see randomized_svd)
+                return torch.mm(M, X.contiguous())
         x = X.numpy()
         if self.chunks is None and not sp.issparse(self.A):
             with blas_threads(self.threads):  # the one threaded step (see randomized_svd)
@@ -277,28 +343,55 @@ class _Operator:
         """``F @ X`` for ``X`` of shape (L, b)."""
         return self._apply(X, self.transposed)
 
-    def rmatmat(self, Y):
-        """``F.T @ Y`` for ``Y`` of shape (s, b)."""
-        return self._apply(Y, not self.transposed)
+    def rmatmat(self, Y, lean=False):
+        """``F.T @ Y`` for ``Y`` of shape (s, b) (``lean``: see :meth:`_apply`)."""
+        return self._apply(Y, not self.transposed, lean)
+
+
+# Rows from which a CPU block is orthonormalised by Cholesky QR (see _orthonormalize).
+_CHOLESKY_QR_ROWS = 2048
 
 
 def _orthonormalize(Y, basis=None):
     """Orthonormal basis of ``Y``'s columns with those of ``basis`` projected out.
 
     Block classical Gram-Schmidt against ``basis`` (one matrix with
-    orthonormal columns) and a Householder QR (``torch.linalg.qr``), done
-    twice ("twice is enough"), so that even a numerically exhausted block (a
-    Krylov space that has captured the whole range) comes back orthogonal to
-    ``basis``. Householder QR needs no conditioning test and no host read on
-    any device; on one CPU thread, where the host path runs it, LAPACK's
-    blocked ``geqrf`` beats Cholesky QR of the same block at every size the
-    solver meets (measured from 427 x 16 to 200,000 x 40).
+    orthonormal columns) and a QR, done twice ("twice is enough"), so that
+    even a numerically exhausted block (a Krylov space that has captured the
+    whole range) comes back orthogonal to ``basis``. On the CPU a block of at
+    least ``_CHOLESKY_QR_ROWS`` rows takes a Cholesky QR in float64
+    (:func:`_cholesky_qr`: a Gram product and a triangular solve, cheaper
+    there than LAPACK's ``geqrf`` and ``orgqr``; on shorter blocks their
+    fixed costs and the conditioning test outweigh the saving) when it is
+    well conditioned; every other block takes Householder QR
+    (``torch.linalg.qr``), as do all blocks on other devices, where it needs
+    no conditioning test and so no host read.
     """
+    cholesky = Y.device.type == "cpu" and Y.shape[0] >= _CHOLESKY_QR_ROWS
     for _ in range(2):
         if basis is not None:
             Y = Y - basis @ (basis.T @ Y)
-        Y = torch.linalg.qr(Y).Q
+        Q = _cholesky_qr(Y) if cholesky else None
+        Y = Q if Q is not None else torch.linalg.qr(Y).Q
     return Y
+
+
+def _cholesky_qr(Y, min_ratio=1e-4):
+    """``Q`` of ``Y = Q R`` by Cholesky QR in float64, or None where ``Y`` is ill-conditioned.
+
+    ``R`` is the Cholesky factor of ``Y^T Y`` (float64). Cholesky QR loses
+    about ``cond(Y)^2`` float64 roundings in orthogonality: refused (None)
+    when the factorisation fails or ``R``'s diagonal spans more than
+    ``1 / min_ratio`` (``cond(Y)`` above about ``1e4``), so a kept ``Q`` is
+    orthonormal to float32 rounding after one pass and to float64 rounding
+    after the second pass of :func:`_orthonormalize`.
+    """
+    Y64 = Y.to(torch.float64)
+    R, info = torch.linalg.cholesky_ex(Y64.T @ Y64, upper=True)
+    d = R.diagonal()
+    if not bool((info == 0) & (d.min() > min_ratio * d.max())):  # False for NaN too
+        return None
+    return torch.linalg.solve_triangular(R, Y64, upper=True, left=False).to(Y.dtype)
 
 
 def randomized_svd(A, n_components, *, n_oversamples=10, n_iter="auto", generator=None,
@@ -645,7 +738,8 @@ def _block_krylov(op, A, k, n_oversamples, n_iter, generator, tol, max_iter, blo
     need_long = compute_u if op.transposed else compute_v
     long_ = None
     if need_long:
-        FtU = Zs[:, :hi] @ E if keep_long else op.rmatmat(short)
+        # (lean: the peak memory of a sparse fit is reached around this pass)
+        FtU = Zs[:, :hi] @ E if keep_long else op.rmatmat(short, lean=True)
         if not keep_long:
             passes += 1
         safe = torch.where(S64 > 0, S64, torch.ones_like(S64)).to(op.dtype)

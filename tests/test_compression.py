@@ -126,6 +126,21 @@ def test_explained_variance_ratio_equals_sklearn(sparse):
                                    ref.explained_variance_ratio_, rtol=2e-3)
 
 
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_column_moments_equal_numpy(order):
+    # Blocked float64 moments on shifted rows (a large offset, a block count that does
+    # not divide the rows, float32 and float64 input): np.var and the float64 norm.
+    from sksvd.compression import _column_moments
+
+    rng = np.random.default_rng(0)
+    for dtype, rows in ((np.float32, 37), (np.float64, 300)):
+        X = np.asarray(1e3 + rng.standard_normal((rows, 5000)), dtype=dtype, order=order)
+        total, var = _column_moments(X)
+        X64 = X.astype(np.float64)
+        np.testing.assert_allclose(var, np.var(X64, axis=0), rtol=1e-9)
+        np.testing.assert_allclose(total, np.sum(X64 * X64), rtol=1e-12)
+
 def test_energy_and_compression_ratio_by_hand():
     X = np.diag([4.0, 2.0, 1.0, 0.0])[:, :3]  # 4 x 3, s = 4, 2, 1; ||X||_F^2 = 21
     c = TruncatedSVDCompressor(2, algorithm="full").fit(X)

@@ -215,6 +215,105 @@ def test_threaded_sparse_products_equal_scipy():
                                    rtol=1e-5, atol=1e-5)
 
 
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_host_products_equal_numpy(order, dtype):
+    # One product of a dense host matrix runs through torch (the row-major operand),
+    # the other through numpy; both orders, both shapes, read-only input.
+    from sksvd.linalg import _Operator
+
+    rng = np.random.default_rng(0)
+    for shape in ((60, 150), (150, 60)):
+        A = np.asarray(rng.standard_normal(shape), dtype=dtype, order=order)
+        A.flags.writeable = False
+        op = _Operator(A)
+        assert op.rowmajor is not None
+        F = (A.T if op.transposed else A).astype(np.float64)
+        x = rng.standard_normal((F.shape[1], 5)).astype(dtype)
+        y = np.asfortranarray(rng.standard_normal((F.shape[0], 5)).astype(dtype))
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(op.matmat(torch.from_numpy(x)).numpy(), F @ x,
+                                   rtol=tol, atol=tol)
+        np.testing.assert_allclose(op.rmatmat(torch.from_numpy(y)).numpy(), F.T @ y,
+                                   rtol=tol, atol=tol)
+
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_orthonormalize_tall_blocks_cholesky_and_householder(dtype):
+    # Blocks of at least _CHOLESKY_QR_ROWS rows take Cholesky QR when well conditioned:
+    # orthonormal, orthogonal to the basis, the same span as Householder's; a block
+    # exhausted by the basis and a rank-deficient one (Cholesky QR refused, Householder
+    # QR taken) still come back orthonormal and orthogonal to the basis.
+    from sksvd.linalg import _CHOLESKY_QR_ROWS, _cholesky_qr, _orthonormalize
+
+    g = torch.Generator().manual_seed(0)
+    s, b = _CHOLESKY_QR_ROWS + 100, 12
+    eps = torch.finfo(dtype).eps
+    basis = torch.linalg.qr(torch.randn(s, 30, generator=g, dtype=dtype)).Q
+    fresh = torch.randn(s, b, generator=g, dtype=dtype)
+    fresh[:, 1] = fresh[:, 0] + 1e-3 * fresh[:, 1]  # cond ~ 1e3: Cholesky QR taken
+    assert _cholesky_qr(fresh) is not None
+    exhausted = basis[:, :b] @ torch.randn(b, b, generator=g, dtype=dtype) \
+        + 1e-9 * torch.randn(s, b, generator=g, dtype=dtype)
+    deficient = fresh.clone()
+    deficient[:, 2] = deficient[:, 3]  # rank-deficient: Cholesky QR refused
+    assert _cholesky_qr(deficient) is None
+    for Y in (fresh, exhausted, deficient):
+        Q = _orthonormalize(Y, basis)
+        assert float((Q.T @ Q - torch.eye(b, dtype=dtype)).abs().max()) < 100 * eps
+        assert float((basis.T @ Q).abs().max()) < 100 * eps
+    H = torch.linalg.qr(fresh - basis @ (basis.T @ fresh)).Q
+    Q = _orthonormalize(fresh, basis)
+    sv = torch.linalg.svdvals(H.T @ Q)  # cosines of the principal angles: all 1
+    assert float((sv - 1).abs().max()) < 1e4 * eps
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_unsplit_csr_products_equal_numpy(dtype):
+    # On one thread A @ X of a CSR matrix runs through torch on the same arrays (X as it
+    # comes, column-major views included), A.T @ X through scipy; both shapes.
+    from sksvd.linalg import _Operator
+
+    rng = np.random.default_rng(0)
+    for X in (_flat(300, 120), _flat(300, 120).T.tocsr()):
+        A = X.astype(dtype)
+        op = _Operator(A, threads=1)
+        assert op.chunks is None and op.rowmajor is not None
+        F = (A.T if op.transposed else A).toarray().astype(np.float64)
+        x = np.asfortranarray(rng.standard_normal((F.shape[1], 5)).astype(dtype))
+        y = np.asfortranarray(rng.standard_normal((F.shape[0], 5)).astype(dtype))
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(op.matmat(torch.from_numpy(x)).numpy(), F @ x,
+                                   rtol=tol, atol=tol)
+        np.testing.assert_allclose(op.rmatmat(torch.from_numpy(y)).numpy(), F.T @ y,
+                                   rtol=tol, atol=tol)
+
+def test_row_signs_follow_the_first_largest_entry():
+    # The CPU rule (largest and smallest entries, ties by the first largest |entry|)
+    # and the rule other devices take (first largest |entry| of every row) agree with
+    # sklearn's svd_flip convention, ties and zero rows included.
+    from sksvd.linalg import _first_max_signs, _row_signs
+
+    def reference(V):
+        idx = np.argmax(np.abs(V), axis=1)
+        signs = np.sign(V[np.arange(V.shape[0]), idx])
+        signs[signs == 0] = 1
+        return signs
+
+    g = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        V = torch.randint(-2, 3, (int(torch.randint(1, 40, (1,), generator=g)), 7),
+                          generator=g).float()
+        ref = reference(V.numpy())
+        np.testing.assert_array_equal(_row_signs(V).numpy(), ref)
+        device_rule = _first_max_signs(V, torch.arange(V.shape[0]), 16)
+        device_rule[device_rule == 0] = 1
+        np.testing.assert_array_equal(device_rule.numpy(), ref)
+    V = torch.randn(100, 300, generator=g, dtype=torch.float64)
+    np.testing.assert_array_equal(_row_signs(V).numpy(), reference(V.numpy()))
+
 @pytest.mark.parametrize("sparse", [False, True])
 def test_torch_path_of_the_kernel_equals_the_numpy_path(monkeypatch, sparse):
     # The path GPUs take (torch products, torch.sparse.mm with a transposed CSR), run on the CPU.
