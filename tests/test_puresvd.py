@@ -298,3 +298,19 @@ def test_new_options_off_leave_the_model_unchanged_and_bad_values_are_named():
                         ("user_weighting", -0.5), ("rating_power", 0.0)]:
         with pytest.raises(ValueError, match=name):
             SVDRecommender(4, device="cpu", **{name: value}).fit(X)
+
+
+def test_user_weighting_with_empty_rows_keeps_the_norm_and_folds_in():
+    # Users with no interaction (first and last rows) get a zero vector; the others' weighted
+    # matrix keeps the Frobenius norm, so the weights rescale to ||X||_F exactly.
+    X = _ratings(seed=11, m=30, n=12, density=0.3).tolil()
+    X[0, :] = 0
+    X[29, :] = 0
+    X = sp.csr_matrix(X)
+    X.eliminate_zeros()
+    rec = SVDRecommender(12, shrinkage=10.0, user_weighting=0.5, dtype="float64", device="cpu",
+                         random_state=0).fit(X)
+    np.testing.assert_allclose(np.square(rec.singular_values_).sum(),
+                               np.square(X.toarray().astype(np.float64)).sum(), rtol=1e-6)
+    assert not rec.user_factors_[[0, 29]].any()
+    np.testing.assert_allclose(rec.user_factors_, rec.transform(X), rtol=1e-5, atol=1e-6)

@@ -321,10 +321,11 @@ class SVDRecommender(BaseRecommender):
         Xs = self._prepare(X)
         row_scale = None
         if self.user_weighting != 0:
-            w = self._user_weights(np.diff(X.indptr))
-            row_sq = np.add.reduceat(np.square(Xs.data, dtype=np.float64),
-                                     X.indptr[:-1]) if Xs.nnz else np.zeros(0)
-            row_sq[np.diff(X.indptr) == 0] = 0.0  # reduceat repeats a value at empty rows
+            row_counts = np.diff(X.indptr)
+            w = self._user_weights(row_counts)
+            row_sq = np.bincount(np.repeat(np.arange(n_users), row_counts),
+                                 weights=np.square(Xs.data, dtype=np.float64),
+                                 minlength=n_users)
             weighted = float(np.dot(w**2, row_sq))
             row_scale = w * (np.sqrt(row_sq.sum() / weighted) if weighted > 0 else 1.0)
             Xs = sp.csr_matrix(sp.diags(row_scale.astype(Xs.dtype)) @ Xs)
