@@ -144,12 +144,10 @@ def dask_row_stats(X):
     >>> counts.tolist(), sq.tolist()
     ([1.0, 1.0, 1.0], [1.0, 4.0, 9.0])
     """
-    import dask.array as da
-
     X = X.rechunk({1: -1})
     parts = X.map_blocks(_stats_block, 1.0, 1, new_axis=2,
                          chunks=(X.chunks[0], (2,), (1,)), dtype=np.float64)
-    out = da.Array.compute(parts)[:, :, 0]
+    out = parts.compute()[:, :, 0]
     return out[:, 0], out[:, 1]
 
 

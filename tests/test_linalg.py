@@ -215,6 +215,17 @@ def test_threaded_sparse_products_equal_scipy():
                                    rtol=1e-5, atol=1e-5)
 
 
+def _check_products(op, F, dtype, rng, x_order):
+    """``op.matmat`` and ``op.rmatmat`` against ``F`` (the operator's matrix, float64
+    dense) on random blocks: ``x`` in ``x_order``, ``y`` column-major."""
+    x = np.asarray(rng.standard_normal((F.shape[1], 5)).astype(dtype), order=x_order)
+    y = np.asfortranarray(rng.standard_normal((F.shape[0], 5)).astype(dtype))
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(op.matmat(torch.from_numpy(x)).numpy(), F @ x,
+                               rtol=tol, atol=tol)
+    np.testing.assert_allclose(op.rmatmat(torch.from_numpy(y)).numpy(), F.T @ y,
+                               rtol=tol, atol=tol)
+
 
 @pytest.mark.parametrize("order", ["C", "F"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -230,13 +241,7 @@ def test_dense_host_products_equal_numpy(order, dtype):
         op = _Operator(A)
         assert op.rowmajor is not None
         F = (A.T if op.transposed else A).astype(np.float64)
-        x = rng.standard_normal((F.shape[1], 5)).astype(dtype)
-        y = np.asfortranarray(rng.standard_normal((F.shape[0], 5)).astype(dtype))
-        tol = 1e-5 if dtype == np.float32 else 1e-12
-        np.testing.assert_allclose(op.matmat(torch.from_numpy(x)).numpy(), F @ x,
-                                   rtol=tol, atol=tol)
-        np.testing.assert_allclose(op.rmatmat(torch.from_numpy(y)).numpy(), F.T @ y,
-                                   rtol=tol, atol=tol)
+        _check_products(op, F, dtype, rng, x_order="C")
 
 
 
@@ -282,13 +287,8 @@ def test_unsplit_csr_products_equal_numpy(dtype):
         op = _Operator(A, threads=1)
         assert op.chunks is None and op.rowmajor is not None
         F = (A.T if op.transposed else A).toarray().astype(np.float64)
-        x = np.asfortranarray(rng.standard_normal((F.shape[1], 5)).astype(dtype))
-        y = np.asfortranarray(rng.standard_normal((F.shape[0], 5)).astype(dtype))
-        tol = 1e-5 if dtype == np.float32 else 1e-12
-        np.testing.assert_allclose(op.matmat(torch.from_numpy(x)).numpy(), F @ x,
-                                   rtol=tol, atol=tol)
-        np.testing.assert_allclose(op.rmatmat(torch.from_numpy(y)).numpy(), F.T @ y,
-                                   rtol=tol, atol=tol)
+        _check_products(op, F, dtype, rng, x_order="F")
+
 
 def test_row_signs_follow_the_first_largest_entry():
     # The CPU rule (largest and smallest entries, ties by the first largest |entry|)
