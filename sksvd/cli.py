@@ -944,7 +944,7 @@ def _check_model_options(args, names):
 
 def _check_rank(name, n_components, X):
     limit = min(X.shape)
-    if name == "puresvd" and n_components != "auto" and n_components > limit:
+    if name == "puresvd" and n_components not in ("auto", None) and n_components > limit:
         raise UsageError(f"--components {n_components}: expected at most "
                          f"min(n_users, n_items) = {limit}")
 

@@ -265,6 +265,26 @@ def test_full_rank_item_penalty_is_the_dlae_closed_form(lam, c, power, user_weig
     np.testing.assert_allclose(rec.user_factors_, rec.transform(X), rtol=1e-5, atol=1e-6)
 
 
+def test_n_components_none_is_the_full_rank_dlae_of_the_data_at_hand(monkeypatch):
+    # More items than users: None keeps all min(n_users, n_items) components, which
+    # is DLAE's closed form W = (G + D)^-1 G (G of rank n_users), on any row subset.
+    import sksvd.recommenders.puresvd as P
+
+    monkeypatch.setattr(P, "_AUTO_RANK", 3)  # None is not "auto"
+    X = _ratings(seed=11, m=14, n=30, density=0.35)
+    for rows in (slice(None), slice(0, 9)):
+        Xs = X[rows]
+        Xp, d, G = _dlae_reference(Xs.toarray().astype(np.float64), 50.0, 1.0, 2.0)
+        W = np.linalg.solve(G + np.diag(d), G)
+        rec = SVDRecommender(None, shrinkage=50.0, item_penalty=1.0, rating_power=2.0,
+                             dtype="float64", device="cpu", random_state=0).fit(Xs)
+        assert rec.item_factors_.shape == (30, Xs.shape[0])
+        np.testing.assert_allclose(rec.predict(X), (np.sign(X.toarray()) * X.toarray()**2) @ W,
+                                   rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="n_components=14"):
+        SVDRecommender(14, device="cpu").fit(X[:9])
+
+
 @pytest.mark.parametrize("k,k0", [(4, 2), (9, 20)])
 def test_truncated_dlae_with_low_pass_matches_dense_eigendecomposition(k, k0):
     # Rank k in the scaled space D^-1/2 G D^-1/2 = V diag(e) V^T: weights e / (e + 1)
