@@ -35,14 +35,14 @@ DEFAULTS = ("SVDRecommender()", "FunkSVD()", "AsySVD()")
 PURESVD_RANKS = (20, 50, 100)
 EASE_GRID = (100.0, 300.0, 1000.0, 3000.0, 10000.0, 30000.0)
 SEARCH_GRIDS = {
-    "SVDRecommender": {"n_components": [400], "rating_power": [2.0], "user_weighting": [0.25],
+    "SVDRecommender": {"n_components": [None], "rating_power": [2.0], "user_weighting": [0.25],
                        "shrinkage": [2e4, 5e4], "item_penalty": [1.0, 2.0],
-                       "low_pass": [0.3, 0.6]},
+                       "low_pass": [0.15, 0.3]},
     "FunkSVD": {"n_components": [32, 64], "regularization": [0.03, 0.06],
                 "unobserved_weight": [0.1, 0.25, 0.5]},
     "AsySVD": {"n_components": [64, 128], "init_shrinkage": [3000.0, 10000.0, 30000.0]},
 }
-SEARCH_FOLDS = 3
+SEARCH_FOLDS = 5
 EASE_MARGIN = 1.02
 FIT_LIMIT_S = 3.0
 NEW_USERS = "ml-100k new users"
