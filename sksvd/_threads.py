@@ -1,15 +1,44 @@
 """Thread counts of torch and BLAS, and the worker pools of the CPU kernels: one place.
 
-torch's intra-op thread count and BLAS's (numpy/scipy's OpenBLAS, set through
-:mod:`threadpoolctl`) are process-wide settings. The kernels ask for counts
-through :func:`torch_threads`, :func:`blas_threads` and :func:`single_threaded`,
-which share them between overlapping callers instead of serialising them:
-while any request is active the count in force is the smallest that any
-thread asks for (each thread's innermost request is its ask), and the last
-request to end restores the count found before the first began. So calls
-overlapping from several Python threads never leave torch or BLAS at a
-count nobody asked for, and a caller that asks for one thread (for results
-that do not depend on the thread count) gets one thread whatever the others do.
+BLAS's thread count (numpy/scipy's OpenBLAS, set through :mod:`threadpoolctl`)
+is one setting for the whole process. torch's intra-op count is one too on
+torch's native backend, but on its OpenMP backend (the default of the CPU
+builds; ``torch.__config__.parallel_info()`` reports ``ATen parallel backend:
+OpenMP``) each thread has its own: :func:`torch.set_num_threads` sets the
+calling thread's OpenMP count (``omp_set_num_threads``) and a process-wide
+count that a thread copies on its first torch call (``at::init_num_threads``),
+and :func:`torch.get_num_threads` reads the calling thread's own count
+(``omp_get_max_threads``).
+
+The kernels ask for counts through :func:`torch_threads`, :func:`blas_threads`
+and :func:`single_threaded`, which share them between callers overlapping from
+several Python threads instead of serialising them:
+
+* One count for the process (BLAS; torch off OpenMP): while any request is
+  active the count in force is the smallest that any thread asks for (each
+  thread's innermost request is its ask), and the last request to end
+  restores the count found before the first began.
+* torch on OpenMP: a request sets the count of the thread that makes it to its
+  ask (its innermost request's). A thread leaving its outermost request gets
+  back the count it had before, whatever other threads still do; a count it
+  had copied from another thread's request is replaced by the user's setting.
+  When the last of the overlapping requests ends, new threads start from the
+  user's setting again. The user's setting is the count new threads start
+  with when the first of the overlapping requests begins. It is read in a
+  short-lived new thread when the requesting thread's own count differs from
+  the one this module last left there (or, in a thread with no request
+  before, from the one it last restored); otherwise it is the one last
+  restored. So a :func:`torch.set_num_threads` made between requests is seen
+  when made in the thread that opens the next one, or when that thread's
+  count differs. A thread whose first torch call comes while another
+  thread's request is active copies that request's count and keeps it until
+  it makes a request itself: OpenMP sets no thread's count from another
+  thread.
+
+So calls overlapping from several Python threads never leave torch or BLAS at
+a count nobody asked for, and a caller that asks for one thread (for results
+that do not depend on the thread count) runs on one thread whatever the others
+do.
 
 Worker pools for work that releases the GIL (scipy's sparse kernels, numpy's
 reductions, BLAS calls on one thread each) come from :func:`thread_map`,
@@ -79,8 +108,141 @@ class _SharedCount:
         with self._lock:
             return self._saved if self._asks else None
 
+    def outer(self):
+        """The setting outside the active requests: the saved one, else ``save()`` now."""
+        with self._lock:
+            return self._saved if self._asks else self._save()
 
-_TORCH = _SharedCount(torch.get_num_threads, torch.set_num_threads, torch.set_num_threads)
+
+def _in_new_thread(fn, *args):
+    """``fn(*args)`` called on a short-lived thread, whose torch count starts from the process-wide one."""
+    out = []
+    thread = threading.Thread(target=lambda: out.append(fn(*args)), name="sksvd-torch-threads")
+    thread.start()
+    thread.join()
+    return out[0]
+
+
+class _Request:
+    """Context manager of one request to a :class:`_PerThreadCount`."""
+
+    __slots__ = ("_count", "_n")
+
+    def __init__(self, count, n):
+        self._count, self._n = count, n
+
+    def __enter__(self):
+        self._count._enter(self._n)
+
+    def __exit__(self, *exc):
+        self._count._exit()
+        return False
+
+
+class _PerThreadCount:
+    """torch's intra-op count on OpenMP, shared by overlapping requests from several threads.
+
+    ``set(n)`` is :func:`torch.set_num_threads`: it sets the calling thread's
+    count and the process-wide count that new threads copy; ``get()`` is
+    :func:`torch.get_num_threads`, the calling thread's count (on a thread's
+    first torch call it copies the process-wide count first). A request sets
+    its thread's count to its ask; a thread's outermost request puts the
+    thread's count back when it ends, and the last request to end leaves the
+    process-wide count at the user's setting (see the module's docstring).
+
+    Each thread records the count it is to get back (``before``) and the count
+    this class last left it with (``left``). The user's setting is read when
+    the first of overlapping requests begins: it is the count the previous
+    requests restored when the requesting thread's count tells nothing new
+    (it is the one this class left there, or, in a thread with no request
+    before, that restored count); otherwise it is read from a short-lived new
+    thread, as the requesting thread's count may be its own or one it copied
+    from an earlier request.
+    """
+
+    def __init__(self, get, set_):
+        self._get, self._set = get, set_
+        self._lock = threading.Lock()  # held for the threads' outermost entries and exits
+        self._local = threading.local()  # .asks (stack), .before, .left of each thread
+        self._active = 0  # threads inside a request
+        self._user = None  # the user's setting while requests are active
+        self._restored = None  # the user's setting the last requests restored
+
+    def __call__(self, n):
+        n = int(n)
+        if n < 1:
+            raise ValueError(f"n={n}: expected a thread count >= 1")
+        return _Request(self, n)
+
+    def _user_count(self, count, left):
+        # The user's setting with no request active, from the calling thread's count.
+        restored = self._restored
+        expected = restored if left is None else left
+        if expected is None:  # no request has ended: no count of this class to tell apart
+            return count
+        if count == expected:
+            return restored
+        return _in_new_thread(self._get)
+
+    def _enter(self, n):
+        local = self._local
+        asks = getattr(local, "asks", None)
+        if asks:  # nested in this thread: the thread is counted as active already
+            asks.append(n)
+            self._set(n)
+            return
+        with self._lock:
+            count = self._get()
+            left = getattr(local, "left", None)
+            user = self._user if self._active else self._user_count(count, left)
+            self._set(n)
+            self._user = user
+            # A thread with no request before holds the user's setting or a count it
+            # copied from a request of another thread: it gets the user's setting back.
+            local.before = count if left is not None or count == user else user
+            local.asks = [n]
+            self._active += 1
+
+    def _exit(self):
+        local = self._local
+        asks = local.asks
+        asks.pop()
+        if asks:
+            self._set(asks[-1])
+            return
+        with self._lock:
+            self._active -= 1
+            before = local.before
+            self._set(before)
+            local.left = before
+            if not self._active:
+                user = self._user
+                if before != user:  # the process-wide count from a thread of its own
+                    _in_new_thread(self._set, user)
+                self._restored, self._user = user, None
+
+    def saved(self):
+        """The user's setting while requests are active (None when there is none)."""
+        with self._lock:
+            return self._user if self._active else None
+
+    def outer(self):
+        """The user's setting: while requests are active, else as the next request would read it."""
+        with self._lock:
+            if self._active:
+                return self._user
+            return self._user_count(self._get(), getattr(self._local, "left", None))
+
+
+def _openmp_torch():
+    """Whether torch runs its intra-op work on OpenMP (a count per thread)."""
+    return "ATen parallel backend: OpenMP" in torch.__config__.parallel_info()
+
+
+if _openmp_torch():
+    _TORCH = _PerThreadCount(torch.get_num_threads, torch.set_num_threads)
+else:
+    _TORCH = _SharedCount(torch.get_num_threads, torch.set_num_threads, torch.set_num_threads)
 _CONTROLLER = None
 
 
@@ -103,8 +265,12 @@ _BLAS = _SharedCount(lambda: _controller().limit(limits=None, user_api="blas"),
 def torch_threads(n):
     """Context manager: torch on ``n`` intra-op threads (shared with overlapping callers).
 
-    The count in force is the smallest any active caller asks for; the last
-    caller out restores :func:`torch.get_num_threads` as it was.
+    On torch's OpenMP backend the calling thread runs on ``n`` threads and
+    gets its count back when its outermost request ends; when the last of the
+    overlapping callers ends, new threads start from the user's setting again.
+    On a backend with one count for the process, the count in force is the
+    smallest any active caller asks for, and the last caller out restores
+    :func:`torch.get_num_threads` as it was (see the module's docstring).
 
     Examples
     --------
@@ -149,8 +315,7 @@ def outer_threads():
     ...     outer_threads() == before
     True
     """
-    saved = _TORCH.saved()
-    return int(saved) if saved is not None else torch.get_num_threads()
+    return int(_TORCH.outer())
 
 
 @contextlib.contextmanager
