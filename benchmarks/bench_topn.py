@@ -1,6 +1,7 @@
 """Top-N recommendation: quality on MovieLens beside EASE and implicit, and PureSVD speed.
 
-Run ``python -m benchmarks.bench_topn [--quick] [--device cpu|cuda] [--speed | --no-speed]``.
+Run ``python -m benchmarks.bench_topn [--quick] [--device cpu|cuda] [--speed | --no-speed]
+[--validation]``.
 
 Quality: every model is ranked by the one top-k routine
 (:func:`sksvd._topk.topk_items`, directly or through ``recommend``) and scored
@@ -47,6 +48,7 @@ EASE_MARGIN = 1.02
 FIT_LIMIT_S = 3.0
 NEW_USERS = "ml-100k new users"
 NEW_USER_FOLDS = 5
+VALIDATION_SEED = 7
 
 PROTOCOL = f"""\
 **Top-N protocol.** MovieLens 100K, official folds u1..u5: each model is
@@ -455,8 +457,21 @@ def fit_and_evaluate(model, X_train, X_test, device, quick, log):
     return params, records, state, fit_s, res, rec_s
 
 
-def splits(dataset, quick):
-    """(split name, X_train, X_test) for a dataset."""
+def splits(dataset, quick, validation=False):
+    """(split name, X_train, X_test) for a dataset.
+
+    With ``validation`` the test parts are left unread: each training matrix is
+    split again, per user 80/20 (``random_state=VALIDATION_SEED``), and its two
+    parts stand for the training and the test parts.
+    """
+    if validation:
+        from sksvd.model_selection import train_test_split_interactions
+
+        for split, X_train, _ in splits(dataset, quick):
+            X_fit, X_val = train_test_split_interactions(X_train, 0.2,
+                                                         random_state=VALIDATION_SEED)
+            yield f"{split}, validation", X_fit, X_val
+        return
     from sksvd.datasets import load_movielens
 
     home = _data_home()
@@ -500,13 +515,17 @@ def _record(per_split, grid_rows, dataset, split, model, params, records, fit_s,
                       "recommend_s": rec_s})
 
 
-def quality(quick=False, device="cpu", log=print):
-    """Run the top-N comparison; return (summary, per-split rows, grid rows, checks, notes)."""
+def quality(quick=False, device="cpu", log=print, validation=False):
+    """Run the top-N comparison; return (summary, per-split rows, grid rows, checks, notes).
+
+    ``validation``: on validation splits of the training parts only (see :func:`splits`),
+    without the new-user part.
+    """
     datasets = ("ml-100k",) if quick else ("ml-100k", "ml-latest-small")
     per_split, grid_rows, notes = [], [], []
     ease_diffs = []
     for dataset in datasets:
-        for split, X_train, X_test in splits(dataset, quick):
+        for split, X_train, X_test in splits(dataset, quick, validation):
             log(f"  {dataset} {split}: {X_train.shape}, {X_train.nnz} train ratings")
             for model in models(quick):
                 if isinstance(model, SksvdModel):
@@ -535,7 +554,7 @@ def quality(quick=False, device="cpu", log=print):
         notes.append("EASE dual form against the direct item x item formula (float64, at the "
                      "chosen lambda, the evaluated users' unseen items): largest difference "
                      f"{max(ease_diffs):.1e} of the largest score.")
-    for fold, X_fit, X_in, X_hidden in new_user_splits():
+    for fold, X_fit, X_in, X_hidden in () if validation else new_user_splits():
         split = f"u1.base, user fold {fold} of {NEW_USER_FOLDS} held out of fit"
         log(f"  {NEW_USERS}: fit on {X_fit.shape[0]} users, {X_in.shape[0]} new users folded in")
         for model in default_models():
@@ -938,11 +957,12 @@ def speed(device="cpu", log=print, shape=SPEED_SHAPE, k=100, als_factors=128,
 
 
 # ---------------------------------------------------------------------------- main
-def main(quick=False, device="cpu", speed_part=None, quality_part=True, log=print):
+def main(quick=False, device="cpu", speed_part=None, quality_part=True, log=print,
+         validation=False):
     """Run the quality part (and the speed part unless ``quick``); write the results files."""
     if speed_part is None:
         speed_part = not quick
-    summary = quality_main(quick, device, log) if quality_part else None
+    summary = quality_main(quick, device, log, validation) if quality_part else None
     if speed_part:
         speed_main(device, log)
     return summary
@@ -957,13 +977,15 @@ def chosen_params(per_split):
             for r in per_split if r["model"] in tuned]
 
 
-def quality_main(quick=False, device="cpu", log=print):
-    """The quality part; writes ``results/topn.{json,md}``."""
-    log(f"[{NAME}] quality ({'quick: fold u1, small grids, no grid search' if quick else 'full'}), "
+def quality_main(quick=False, device="cpu", log=print, validation=False):
+    """The quality part; writes ``results/topn.{json,md}`` (``topn_validation`` with
+    ``validation``: on validation splits of the training parts, the test parts unread)."""
+    name = f"{NAME}_validation" if validation else NAME
+    log(f"[{name}] quality ({'quick: fold u1, small grids, no grid search' if quick else 'full'}), "
         f"device {device}")
     load = os.getloadavg()
     t0 = time.perf_counter()
-    summary, per_split, grid_rows, checks, notes = quality(quick, device, log)
+    summary, per_split, grid_rows, checks, notes = quality(quick, device, log, validation)
     load_end = os.getloadavg()
     ratios = quality_ratios(summary)
     cols = (["dataset", "model", "ndcg@10", "recall@10", "precision@10", "map@10", "ndcg@20",
@@ -978,14 +1000,25 @@ def quality_main(quick=False, device="cpu", log=print):
              f"{load[2]:.2f}; at the end {load_end[0]:.2f}, {load_end[1]:.2f}, "
              f"{load_end[2]:.2f}, on {os.cpu_count()} cores; the whole run took "
              f"{time.perf_counter() - t0:.0f} s."] + notes
-    text_notes = PROTOCOL + "\n\n" + "\n".join(f"- {n}" for n in notes)
-    h.write_results(NAME, summary, device=device, notes=text_notes, columns=cols,
+    text_notes = (VALIDATION_NOTE if validation else "") + PROTOCOL + "\n\n" + "\n".join(
+        f"- {n}" for n in notes)
+    h.write_results(name, summary, device=device, notes=text_notes, columns=cols,
                     tables=tables, extra={"checks": checks, "ratios": ratios,
                                           "protocol": PROTOCOL, "quick": quick,
                                           "notes_list": notes,
                                           "load_average": [list(load), list(load_end)]})
     return summary
 
+
+VALIDATION_NOTE = f"""\
+**Validation run: the test parts are not read.** Each training part below (the
+`uX.base` folds, the 80% parts of latest-small) is split again per user 80/20
+(`train_test_split_interactions(X_train, 0.2, random_state={VALIDATION_SEED})`):
+every model is tuned and fitted on the 80% and evaluated on the 20%, by the
+protocol below with those two parts in place of the training and test parts.
+Hyper-parameters and grids are chosen from these figures, never from the test parts.
+
+"""
 
 SPEED_PROTOCOL = (
     "**Speed protocol.** `harness.powerlaw_csr(200000, 50000, 20_000_000, seed=0)` "
@@ -1031,10 +1064,14 @@ def _parse(argv=None):
                    help="run the 20M speed part (default: on unless --quick)")
     g.add_argument("--no-speed", dest="speed", action="store_false")
     p.add_argument("--only-speed", action="store_true", help="skip the quality part")
+    p.add_argument("--validation", action="store_true",
+                   help="quality on validation splits of the training parts only (the test "
+                        "parts unread; no speed part), to results/topn_validation")
     return p.parse_args(argv)
 
 
 if __name__ == "__main__":
     args = _parse()
     main(quick=args.quick, device=args.device,
-         speed_part=True if args.only_speed else args.speed, quality_part=not args.only_speed)
+         speed_part=False if args.validation else True if args.only_speed else args.speed,
+         quality_part=not args.only_speed, validation=args.validation)

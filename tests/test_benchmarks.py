@@ -184,3 +184,15 @@ def test_recommend_breakdown_times_the_public_api():
                                                              rows=64)
     assert (rows, n_batches) == (64, 5) and len(phases) == 3
     assert phases["fold-in (transform)"] > 0
+
+
+def test_validation_splits_are_the_training_part_split_again(data_home, monkeypatch):
+    # --validation: the 80% and the 20% of each user's training ratings, which add up to
+    # the training part (the test part plays no role).
+    monkeypatch.setenv("SKSVD_DATA_HOME", str(data_home))
+    (split, X_fit, X_val), = list(bench_topn.splits("ml-100k", quick=True, validation=True))
+    (_, X_train, _), = list(bench_topn.splits("ml-100k", quick=True))
+    assert split == "u1, validation"
+    assert (X_fit + X_val != X_train).nnz == 0 and X_fit.multiply(X_val).nnz == 0
+    n_u = np.diff(X_train.indptr)
+    np.testing.assert_array_equal(np.diff(X_val.indptr), np.floor(0.2 * n_u).astype(int))
