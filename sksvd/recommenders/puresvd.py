@@ -120,9 +120,9 @@ class SVDRecommender(BaseRecommender):
     parts of MovieLens 100K and latest-small: the item penalty mattered
     most, then the low-pass lift and the user weights, then the power.
     Full rank (``n_components=None``) scored at least as well as rank 400
-    there, and keeps the model the same kind of model in every fold of a
-    search over users and in the refit on all of them, where a fixed rank
-    is nearly full on a fold and truncated on the whole matrix.
+    there. It also fits the same kind of model in every fold of a search
+    over users and in the refit on all of them, whereas a fixed rank is
+    nearly full on a fold and truncated on the whole matrix.
 
     New users need no refit: ``transform``, ``predict`` and ``recommend``
     fold any row in as ``x V_k`` with the fitted ``V_k``, exactly as the
