@@ -316,9 +316,12 @@ class SVDRecommender(BaseRecommender):
         self.item_output_scale_ = np.sqrt(e)
         return lam
 
-    def _user_weights(self, row_counts):
-        """``n_u^-a`` for the SVD (before the rescale that keeps the norm)."""
-        return np.maximum(row_counts, 1).astype(np.float64) ** -float(self.user_weighting)
+    def _row_scale(self, row_counts, row_sq):
+        """The SVD's user weights ``n_u^-a``, rescaled so that the matrix keeps its
+        Frobenius norm (``row_sq``: the rows' sums of squares)."""
+        w = np.maximum(row_counts, 1).astype(np.float64) ** -float(self.user_weighting)
+        weighted = float(np.dot(w**2, row_sq))
+        return w * (np.sqrt(row_sq.sum() / weighted) if weighted > 0 else 1.0)
 
     def _fit(self, X):
         n_users, n_items = X.shape
@@ -333,12 +336,10 @@ class SVDRecommender(BaseRecommender):
         row_scale = None
         if self.user_weighting != 0:
             row_counts = np.diff(X.indptr)
-            w = self._user_weights(row_counts)
             row_sq = np.bincount(np.repeat(np.arange(n_users), row_counts),
                                  weights=np.square(Xs.data, dtype=np.float64),
                                  minlength=n_users)
-            weighted = float(np.dot(w**2, row_sq))
-            row_scale = w * (np.sqrt(row_sq.sum() / weighted) if weighted > 0 else 1.0)
+            row_scale = self._row_scale(row_counts, row_sq)
             Xs = sp.csr_matrix(sp.diags(row_scale.astype(Xs.dtype)) @ Xs)
         device, dtype = self._device(), self._dtype()
         algorithm = self.algorithm
@@ -390,10 +391,7 @@ class SVDRecommender(BaseRecommender):
         X = X.rechunk({1: -1}).map_blocks(self._prepare, dtype=X.dtype)
         row_scale = None
         if self.user_weighting != 0:
-            row_counts, row_sq = dask_row_stats(X)
-            w = self._user_weights(row_counts)
-            weighted = float(np.dot(w**2, row_sq))
-            row_scale = w * (np.sqrt(row_sq.sum() / weighted) if weighted > 0 else 1.0)
+            row_scale = self._row_scale(*dask_row_stats(X))
             X = _scale_rows(X, row_scale)
         self.algorithm_ = "randomized"
         U, S, Vt = dask_randomized_svd(X, k, n_oversamples=self.n_oversamples,
