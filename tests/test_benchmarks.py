@@ -12,7 +12,7 @@ import scipy.sparse as sp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import _harness as h  # noqa: E402
-from benchmarks import bench_growth, bench_topn, check, report, run  # noqa: E402
+from benchmarks import bench_growth, bench_topn, bench_topn_ablation, check, report, run  # noqa: E402
 
 
 def _allocate(n_mb):
@@ -196,3 +196,49 @@ def test_validation_splits_are_the_training_part_split_again(data_home, monkeypa
     assert (X_fit + X_val != X_train).nnz == 0 and X_fit.multiply(X_val).nnz == 0
     n_u = np.diff(X_train.indptr)
     np.testing.assert_array_equal(np.diff(X_val.indptr), np.floor(0.2 * n_u).astype(int))
+
+
+@pytest.mark.parametrize("item_penalty", [0.0, 1.5])
+def test_ablation_zero_diagonal_is_ease_closed_form(item_penalty):
+    # A full-rank SVDRecommender whose scores are divided by 1 - W_jj ranks unseen items
+    # by EASE's closed form B = I - P diag(1/diag(P)), P = (X^T X + diag(lam + c ||x_j||^2))^-1,
+    # solved here directly with numpy.
+    from sksvd import SVDRecommender
+
+    rng = np.random.default_rng(0)
+    X = sp.random(40, 12, density=0.4, format="csr", random_state=1, dtype=np.float64)
+    X.data = np.ceil(5 * X.data)
+    lam = 7.0
+    rec = SVDRecommender(None, shrinkage=lam, item_penalty=item_penalty, dtype="float64",
+                         device="cpu").fit(X)
+    scale = bench_topn_ablation.zero_diagonal_scale(rec)
+    X_rows = sp.csr_matrix((rng.random((5, 12)) < 0.3) * rng.integers(1, 6, (5, 12)),
+                           dtype=np.float64)
+    ours = (rec.transform(X_rows) @ rec.item_factors_.T) * scale
+    Xd = X.toarray()
+    G = Xd.T @ Xd
+    P = np.linalg.inv(G + np.diag(lam + item_penalty * np.diag(G)))
+    B = np.eye(12) - P / np.diag(P)[None, :]
+    unseen = X_rows.toarray() == 0
+    # rtol: the estimator holds the scaled interactions in float32.
+    np.testing.assert_allclose(ours[unseen], (X_rows @ B)[unseen], rtol=1e-6, atol=1e-9)
+
+
+def test_ablation_zero_diagonal_refuses_a_lift_above_the_ridge():
+    from sksvd import SVDRecommender
+
+    X = sp.random(40, 12, density=0.4, format="csr", random_state=1, dtype=np.float64)
+    rec = SVDRecommender(None, shrinkage=1e-3, low_pass=0.5, device="cpu").fit(X)
+    with pytest.raises(ValueError, match="zero_diagonal"):
+        bench_topn_ablation.zero_diagonal_scale(rec)
+
+
+def test_ablation_quick_run_writes_its_table(data_home, monkeypatch, tmp_path):
+    # The quick run: ml-100k u1's validation split, three variants, each a ratio to EASE.
+    monkeypatch.setenv("SKSVD_DATA_HOME", str(data_home))
+    monkeypatch.setattr(h, "RESULTS", tmp_path)
+    rows = bench_topn_ablation.main(quick=True, log=lambda *a: None)
+    assert [r["variant"] for r in rows] == list(bench_topn_ablation.QUICK_VARIANTS)
+    assert all(0.5 < r["ml-100k / EASE"] < 1.5 for r in rows)
+    payload = json.loads((tmp_path / "topn_ablation_quick.json").read_text())
+    assert payload["reference"]["item_penalty"] == 1.0
