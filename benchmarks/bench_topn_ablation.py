@@ -42,7 +42,7 @@ from . import bench_topn as bt
 
 NAME = "topn_ablation"
 DATASETS = ("ml-100k", "ml-latest-small")
-# The grid's best single point on these splits; the variants change one thing each.
+# The grid point that scores best on ml-latest-small here; the variants change one thing each.
 REFERENCE = {"n_components": None, "rating_power": 2.0, "user_weighting": 0.25,
              "shrinkage": 2e4, "item_penalty": 1.0, "low_pass": 0.3}
 QUICK_VARIANTS = ("reference", "low_pass=0", "zero diagonal")
