@@ -94,19 +94,30 @@ def zero_diagonal_scale(rec):
     return 1.0 / (1.0 - diag)
 
 
-def fit_variant(X, params, score, device):
-    """The fitted SVDRecommender and the column scale of its scores."""
-    from sksvd import SVDRecommender
+class Variant(bt.Model):
+    """One variant as a model of :mod:`benchmarks.bench_topn`: ``SVDRecommender`` at
+    ``REFERENCE`` updated by ``params``, its scores changed by ``score``."""
 
-    X_in = _drop_below(X, score.get("drop_below"))
-    rec = SVDRecommender(**{**REFERENCE, **params}, random_state=0, device=device).fit(X_in)
-    col = np.ones(X.shape[1])
-    if score.get("zero_diagonal"):
-        col *= zero_diagonal_scale(rec)
-    if "popularity_output" in score:
-        n = np.bincount(X.indices, minlength=X.shape[1])
-        col *= (1.0 + n) ** float(score["popularity_output"])
-    return rec, col
+    def __init__(self, score):
+        self.score = score
+
+    def fit(self, X, params, device):
+        from sksvd import SVDRecommender
+
+        X_in = _drop_below(X, self.score.get("drop_below"))
+        rec = SVDRecommender(**{**REFERENCE, **params}, random_state=0, device=device).fit(X_in)
+        col = np.ones(X.shape[1])
+        if self.score.get("zero_diagonal"):
+            col *= zero_diagonal_scale(rec)
+        if "popularity_output" in self.score:
+            n = np.bincount(X.indices, minlength=X.shape[1])
+            col *= (1.0 + n) ** float(self.score["popularity_output"])
+        return rec, rec.item_factors_ * col.astype(rec.item_factors_.dtype)[:, None]
+
+    def recommend(self, state, X_rows, rows, k, device):
+        rec, V = state
+        U = rec.transform(_drop_below(X_rows, self.score.get("drop_below")))
+        return bt._rank_factors(U, V, X_rows, k, device)
 
 
 def _drop_below(X, threshold):
@@ -117,26 +128,18 @@ def _drop_below(X, threshold):
     return X
 
 
-def evaluate_variant(X_fit, X_val, params, score, device):
-    """NDCG@10 of one variant on one validation split (seen items excluded, users
-    with no relevant item skipped, ranked by the one top-k)."""
-    rec, col = fit_variant(X_fit, params, score, device)
-    R = bt.relevant_of(X_val)
-    rows = np.flatnonzero(np.diff(R.indptr))
-    X_rows = X_fit[rows]
-    U = rec.transform(_drop_below(X_rows, score.get("drop_below")))
-    V = rec.item_factors_ * col.astype(rec.item_factors_.dtype)[:, None]
-    ids = bt._rank_factors(U, V, X_rows, 10, device)
-    return bt.score_lists(R[rows], ids, ks=(10,))["ndcg@10"]
+def evaluate(model, params, X_fit, X_val, device):
+    """NDCG@10 of ``model`` fitted with ``params`` on one validation split, by
+    :func:`benchmarks.bench_topn.evaluate_split` (the same protocol and top-k)."""
+    state = model.fit(X_fit, params, device)
+    return bt.evaluate_split(model, state, X_fit, X_val, device, ks=(10,))[0]["ndcg@10"]
 
 
-def ease_reference(X_fit, X_val, device, log):
+def ease_reference(X_fit, X_val, device):
     """EASE tuned on ``X_fit`` alone, exactly as in :mod:`benchmarks.bench_topn`."""
     model = bt.EASE()
     params, _ = bt.tune(model, X_fit, device, quick=False, log=lambda *a: None)
-    state = model.fit(X_fit, params, device)
-    res, _ = bt.evaluate_split(model, state, X_fit, X_val, device, ks=(10,))
-    return res["ndcg@10"], params["lambda"]
+    return evaluate(model, params, X_fit, X_val, device), params["lambda"]
 
 
 def run(device="cpu", log=print, datasets=DATASETS, variant_list=None, quick=False):
@@ -145,7 +148,7 @@ def run(device="cpu", log=print, datasets=DATASETS, variant_list=None, quick=Fal
     splits, ease_rows = [], []
     for ds in datasets:
         for split, X_fit, X_val in bt.splits(ds, quick=quick, validation=True):
-            e, lam = ease_reference(X_fit, X_val, device, log)
+            e, lam = ease_reference(X_fit, X_val, device)
             splits.append((ds, split, X_fit, X_val, e))
             ease_rows.append({"dataset": ds, "split": split, "EASE ndcg@10": e, "lambda": lam})
             log(f"[{NAME}] {ds} {split}: EASE {e:.4f} (lambda {lam:g})")
@@ -153,7 +156,7 @@ def run(device="cpu", log=print, datasets=DATASETS, variant_list=None, quick=Fal
     for name, params, score in variant_list:
         row = {"variant": name}
         for ds in datasets:
-            ratios = [evaluate_variant(X_fit, X_val, params, score, device) / e
+            ratios = [evaluate(Variant(score), params, X_fit, X_val, device) / e
                       for d, _, X_fit, X_val, e in splits if d == ds]
             row[f"{ds} / EASE"] = float(np.mean(ratios))
             row[f"{ds} per split"] = " ".join(f"{r:.3f}" for r in ratios)
