@@ -1,4 +1,4 @@
-"""SVDRecommender's options one at a time, beside EASE, on validation splits only.
+"""SVDRecommender's options and other model families beside EASE, on validation splits only.
 
 Run ``python -m benchmarks.bench_topn_ablation [--quick] [--device cpu|cuda]``; writes
 ``results/topn_ablation.{json,md}`` (``--quick``: ml-100k ``u1`` and three variants, to
@@ -12,7 +12,7 @@ It measures how much each option is worth, and how far this family of spectral
 models gets above EASE when nothing is left to chance in the choice of its
 parameters; :mod:`benchmarks.bench_topn` measures what a grid search finds.
 
-Besides the estimator's own parameters, three variants change the scores only,
+Besides the estimator's own parameters, four variants change the scores only,
 to test ideas from the literature before they would enter the library:
 
 * ``zero_diagonal``: EASE's constraint ``diag(W) = 0`` (Steck 2019) on the
@@ -27,6 +27,28 @@ to test ideas from the literature before they would enter the library:
 * ``popularity_output``: scores multiplied by ``(1 + n_j)^gamma``.
 * ``drop_below``: ratings below a threshold enter the model with weight ``1e-3``
   (still seen, so still excluded from the lists).
+* ``item_bias``: scores multiplied by ``exp(beta b_j)``, ``b_j`` the item's
+  baseline bias of Koren, "Factorization meets the neighborhood" (KDD 2008,
+  section 2.1): ``b_j = sum_u (r_uj - mu) / (25 + n_j)``, so that items rated
+  above the mean rise.
+
+Four other model families, alone and blended with the reference, test whether
+a different kind of model adds to this one:
+
+* ``NTK kernel ridge``: kernel ridge regression of the users' rows on
+  themselves with the neural tangent kernel of an infinitely wide one-hidden-
+  layer ReLU network, the model of Sachdeva, Dhaliwal, Wu and McAuley, "Infinite
+  recommendation networks: a data-centric approach" (NeurIPS 2022), on the
+  ratings to ``rating_power`` (:func:`ntk_relu`, :class:`KernelRidge`).
+* ``RP3beta``: the item-item random walk of Paudel, Christoffel, Newell and
+  Bernstein, "Updatable, accurate, diverse, and scalable recommendations for
+  interactive applications" (TiiS 2017), :class:`RP3beta`.
+* ``sparse neighbours``: the reference's own item-item weights ``W`` kept on
+  the ``m`` largest ``|W_ij|`` of each column, as neighbourhood models and
+  SLIM keep theirs sparse (:class:`Neighbours`).
+* ``blend``: the reference and another model, each row's scores standardised
+  (mean 0, standard deviation 1 over the items) and mixed with a weight
+  (:class:`Blend`).
 """
 
 from __future__ import annotations
@@ -49,7 +71,7 @@ QUICK_VARIANTS = ("reference", "low_pass=0", "zero diagonal")
 
 
 def variants():
-    """(name, parameters, score-side options) of every variant, the reference first."""
+    """(name, model, parameters) of every variant, the reference first."""
     out = [("reference", {}, {})]
     grid = bt.SEARCH_GRIDS["SVDRecommender"]
     for lam in grid["shrinkage"]:
@@ -73,7 +95,25 @@ def variants():
              {"low_pass": 0.0, "item_penalty": 2.0, "shrinkage": 5e4}, {"zero_diagonal": True}),
             ("popularity_output=-0.05", {}, {"popularity_output": -0.05}),
             ("popularity_output=0.05", {}, {"popularity_output": 0.05}),
-            ("drop_below=3", {}, {"drop_below": 3.0})]
+            ("drop_below=3", {}, {"drop_below": 3.0}),
+            ("item_bias=-0.2", {}, {"item_bias": -0.2}),
+            ("item_bias=0.2", {}, {"item_bias": 0.2}),
+            ("item_bias=0.5", {}, {"item_bias": 0.5})]
+    out = [(name, Variant(score), params) for name, params, score in out]
+    ntk = KernelRidge(1.0)
+    rp3 = RP3beta(1.0, 0.5)
+    out += [("NTK kernel ridge, lambda=0.5", KernelRidge(0.5), {}),
+            ("NTK kernel ridge, lambda=1", ntk, {}),
+            ("NTK kernel ridge, lambda=2", KernelRidge(2.0), {}),
+            ("NTK kernel ridge, lambda=4", KernelRidge(4.0), {}),
+            ("RP3beta, alpha=1, beta=0.5", rp3, {}),
+            ("sparse neighbours, m=100", Neighbours(100), {}),
+            ("sparse neighbours, m=500", Neighbours(500), {}),
+            ("sparse neighbours, m=2000", Neighbours(2000), {}),
+            ("blend: 0.2 NTK kernel ridge, lambda=1", Blend(ntk, 0.2), {}),
+            ("blend: 0.5 NTK kernel ridge, lambda=1", Blend(ntk, 0.5), {}),
+            ("blend: 0.2 RP3beta", Blend(rp3, 0.2), {}),
+            ("blend: 0.4 RP3beta", Blend(rp3, 0.4), {})]
     return out
 
 
@@ -112,12 +152,154 @@ class Variant(bt.Model):
         if "popularity_output" in self.score:
             n = np.bincount(X.indices, minlength=X.shape[1])
             col *= (1.0 + n) ** float(self.score["popularity_output"])
+        if "item_bias" in self.score:
+            col *= np.exp(float(self.score["item_bias"]) * item_biases(X))
         return rec, rec.item_factors_ * col.astype(rec.item_factors_.dtype)[:, None]
 
     def recommend(self, state, X_rows, rows, k, device):
         rec, V = state
         U = rec.transform(_drop_below(X_rows, self.score.get("drop_below")))
         return bt._rank_factors(U, V, X_rows, k, device)
+
+    def scores(self, state, X_rows):
+        """The scores of every item for ``X_rows``, dense, float64."""
+        rec, V = state
+        U = rec.transform(_drop_below(X_rows, self.score.get("drop_below")))
+        return np.asarray(U, dtype=np.float64) @ np.asarray(V, dtype=np.float64).T
+
+
+def item_biases(X, reg=25.0):
+    """Koren's item baseline biases ``b_j = sum_u (r_uj - mu) / (reg + n_j)``."""
+    X = sp.csr_matrix(X, dtype=np.float64)
+    resid = X.data - X.data.mean()
+    n = np.bincount(X.indices, minlength=X.shape[1])
+    return np.bincount(X.indices, weights=resid, minlength=X.shape[1]) / (reg + n)
+
+
+def _powered(X, p=None):
+    """``X`` as a dense float64 array, stored values to ``rating_power`` (sign kept)."""
+    p = REFERENCE["rating_power"] if p is None else p
+    A = sp.csr_matrix(X, dtype=np.float64).toarray()
+    return np.sign(A) * np.abs(A) ** p
+
+
+class DenseModel(bt.Model):
+    """A model that scores every item of a row (``scores``), ranked by the one top-k
+    over dense scores, seen items excluded."""
+
+    def scores(self, state, X_rows):
+        raise NotImplementedError
+
+    def recommend(self, state, X_rows, rows, k, device):
+        from sksvd._topk import topk_rows
+
+        S = self.scores(state, X_rows)
+        S[sp.csr_matrix(X_rows).toarray() != 0] = -np.inf
+        return topk_rows(S, k)[1]
+
+
+def ntk_relu(A, B):
+    """Neural tangent kernel between the rows of ``A`` and ``B`` of ``f(x) =
+    sqrt(2 / m) sum_r a_r relu(w_r . x)`` as ``m -> inf`` (``a_r``, ``w_r`` standard
+    normal, no biases): with ``cos t = x . y / (|x| |y|)``,
+    ``K(x, y) = x . y (pi - t) / pi + |x| |y| (sin t + (pi - t) cos t) / pi``, the
+    gradient terms of the output weights (the arc-cosine kernel of Cho and Saul
+    2009) and of the hidden weights. A zero row gives a zero kernel row."""
+    na = np.linalg.norm(A, axis=1)
+    nb = np.linalg.norm(B, axis=1)
+    dot = A @ B.T
+    norms = np.outer(na, nb)
+    cos = np.clip(np.divide(dot, norms, out=np.zeros_like(dot), where=norms > 0), -1.0, 1.0)
+    t = np.arccos(cos)
+    return dot * (np.pi - t) / np.pi + norms * (np.sin(t) + (np.pi - t) * cos) / np.pi
+
+
+class KernelRidge(DenseModel):
+    """Kernel ridge regression of the users' (powered) rows on themselves with
+    :func:`ntk_relu`: scores ``K(x, X) (K(X, X) + lam I)^-1 X``, ``lam`` relative
+    to the mean of ``diag K(X, X)``."""
+
+    def __init__(self, lam):
+        self.lam = lam
+
+    def fit(self, X, params, device):
+        F = _powered(X)
+        K = ntk_relu(F, F)
+        K[np.diag_indices_from(K)] += self.lam * np.trace(K) / K.shape[0]
+        return F, np.linalg.solve(K, F)
+
+    def scores(self, state, X_rows):
+        F, A = state
+        return ntk_relu(_powered(X_rows), F) @ A
+
+
+class RP3beta(DenseModel):
+    """RP3beta: ``W_ij = ((P_iu P_uj)_ij)^alpha / n_j^beta``, ``P_ui`` the
+    user -> item and ``P_iu`` the item -> user transition probabilities of the
+    binary interactions, ``W_ii = 0``; scores ``x W`` with ``x`` binary."""
+
+    def __init__(self, alpha, beta):
+        self.alpha, self.beta = alpha, beta
+
+    def fit(self, X, params, device):
+        B = (sp.csr_matrix(X) != 0).astype(np.float64)
+        n_u = np.maximum(np.asarray(B.sum(1)).ravel(), 1)
+        n_i = np.maximum(np.asarray(B.sum(0)).ravel(), 1)
+        P_ui = sp.diags(1 / n_u) @ B
+        P_iu = sp.diags(1 / n_i) @ B.T
+        W = (P_iu @ P_ui).toarray() ** self.alpha / n_i[None, :] ** self.beta
+        np.fill_diagonal(W, 0.0)
+        return W
+
+    def scores(self, W, X_rows):
+        return (sp.csr_matrix(X_rows) != 0).astype(np.float64) @ W
+
+
+def reference_weights(rec, V):
+    """The fitted reference's item-item weights ``W`` (dense): its scores are
+    ``x^p W``, ``x^p`` the row to ``rating_power`` (the transform is linear in it)."""
+    n = V.shape[0]
+    eye = sp.identity(n, format="csr", dtype=np.float64)
+    return np.vstack([np.asarray(rec.transform(eye[i:i + 2048]), dtype=np.float64)
+                      @ np.asarray(V, dtype=np.float64).T for i in range(0, n, 2048)])
+
+
+class Neighbours(DenseModel):
+    """The reference's ``W`` kept on the ``m`` largest ``|W_ij|`` of each column
+    (``m=None``: all of it)."""
+
+    def __init__(self, m):
+        self.m = m
+
+    def fit(self, X, params, device):
+        rec, V = Variant({}).fit(X, params, device)
+        W = reference_weights(rec, V)
+        if self.m is not None and self.m < W.shape[0]:
+            drop = np.argpartition(-np.abs(W), self.m, axis=0)[self.m:]
+            np.put_along_axis(W, drop, 0.0, axis=0)
+        return W
+
+    def scores(self, W, X_rows):
+        return _powered(X_rows) @ W
+
+
+class Blend(DenseModel):
+    """``(1 - weight) z(reference) + weight z(other)``, ``z`` standardising each row."""
+
+    def __init__(self, other, weight):
+        self.other, self.weight = other, weight
+        self.reference = Variant({})
+
+    def fit(self, X, params, device):
+        return self.reference.fit(X, params, device), self.other.fit(X, {}, device)
+
+    def scores(self, state, X_rows):
+        def z(S):
+            return (S - S.mean(1, keepdims=True)) / np.maximum(S.std(1, keepdims=True), 1e-300)
+
+        a, b = state
+        return ((1 - self.weight) * z(self.reference.scores(a, X_rows))
+                + self.weight * z(self.other.scores(b, X_rows)))
 
 
 def _drop_below(X, threshold):
@@ -153,10 +335,10 @@ def run(device="cpu", log=print, datasets=DATASETS, variant_list=None, quick=Fal
             ease_rows.append({"dataset": ds, "split": split, "EASE ndcg@10": e, "lambda": lam})
             log(f"[{NAME}] {ds} {split}: EASE {e:.4f} (lambda {lam:g})")
     rows = []
-    for name, params, score in variant_list:
+    for name, model, params in variant_list:
         row = {"variant": name}
         for ds in datasets:
-            ratios = [evaluate(Variant(score), params, X_fit, X_val, device) / e
+            ratios = [evaluate(model, params, X_fit, X_val, device) / e
                       for d, _, X_fit, X_val, e in splits if d == ds]
             row[f"{ds} / EASE"] = float(np.mean(ratios))
             row[f"{ds} per split"] = " ".join(f"{r:.3f}" for r in ratios)
@@ -177,16 +359,19 @@ def main(device="cpu", log=print, quick=False):
         "**Validation splits only: the test parts are not read.** Each training part "
         "of `benchmarks.bench_topn` (ml-100k `u1.base`..`u5.base`; the 80% parts of "
         "ml-latest-small, seeds 0, 1, 2) is split again per user 80/20 "
-        f"(`random_state={bt.VALIDATION_SEED}`). Every variant is one fixed point of "
-        "`SVDRecommender`, fitted on the 80% and scored on the 20% (relevant: rated >= "
+        f"(`random_state={bt.VALIDATION_SEED}`). Every variant is one fixed point (of "
+        "`SVDRecommender` unless its name says otherwise), fitted on the 80% and "
+        "scored on the 20% (relevant: rated >= "
         f"{bt.RELEVANCE:g}; seen items excluded; users with no relevant item skipped), "
         "as NDCG@10 divided by EASE's on the same split (EASE's lambda chosen on a "
         "further split of the 80%, as in `bench_topn`). Columns: the mean ratio over "
         "the splits, then each split's ratio. The reference point is "
         + ", ".join(f"`{k}={v!r}`" for k, v in REFERENCE.items())
         + "; every other row changes what its name says. Score-side variants "
-        "(`zero diagonal`, `popularity_output`, `drop_below`) are described in the "
-        "module docstring. Every row is one more look at the same splits, so the best "
+        "(`zero diagonal`, `popularity_output`, `drop_below`, `item_bias`) and the "
+        "other families (NTK kernel ridge, RP3beta, sparse neighbours, blends) are "
+        "described in the module docstring. Every row is one more look at the same "
+        "splits, so the best "
         "row is an optimistic estimate of its point, and differences of about 1% are "
         f"within their noise. Run time {time.perf_counter() - t0:.0f} s.")
     h.write_results(f"{NAME}_quick" if quick else NAME, rows, device=device, notes=notes,

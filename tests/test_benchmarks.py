@@ -233,6 +233,63 @@ def test_ablation_zero_diagonal_refuses_a_lift_above_the_ridge():
         bench_topn_ablation.zero_diagonal_scale(rec)
 
 
+def test_ablation_ntk_relu_is_the_wide_network_limit():
+    # The empirical tangent kernel of f(x) = sqrt(2/m) sum_r a_r relu(w_r . x), a_r and
+    # w_r standard normal, summed over both layers' gradients, for a wide network.
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(4, 6))
+    A[1] = -A[0]                                  # an angle of pi
+    A[2] = 3 * A[0]                               # an angle of 0
+    m = 400_000
+    W = rng.normal(size=(m, 6))
+    a = rng.normal(size=m)
+    pre = A @ W.T                                 # (4, m)
+    act, step = np.maximum(pre, 0), (pre > 0).astype(float)
+    empirical = 2 / m * (act @ act.T + (A @ A.T) * ((step * a ** 2) @ step.T))
+    K = bench_topn_ablation.ntk_relu(A, A)
+    np.testing.assert_allclose(K, empirical, rtol=0.02, atol=0.02 * np.abs(K).max())
+    # Hand-worked: K(x, x) = 2 |x|^2; opposite rows give 0.
+    np.testing.assert_allclose(np.diag(K), 2 * (A ** 2).sum(1))
+    assert abs(K[0, 1]) < 1e-12
+
+
+def test_ablation_rp3beta_by_hand():
+    X = sp.csr_matrix(np.array([[5, 3, 0], [0, 4, 1], [2, 0, 0]], dtype=float))
+    W = bench_topn_ablation.RP3beta(2.0, 0.5).fit(X, {}, "cpu")
+    B = (X.toarray() != 0).astype(float)
+    ref = np.zeros((3, 3))
+    for i in range(3):
+        for j in range(3):
+            walk = sum(B[u, i] / B[:, i].sum() * B[u, j] / B[u].sum() for u in range(3))
+            ref[i, j] = 0 if i == j else walk ** 2 / B[:, j].sum() ** 0.5
+    np.testing.assert_allclose(W, ref)
+
+
+def test_ablation_item_biases_by_hand():
+    X = sp.csr_matrix(np.array([[5, 3, 0], [0, 4, 1], [2, 0, 0]], dtype=float))
+    mu = 15 / 5
+    ref = [((5 - mu) + (2 - mu)) / 27, ((3 - mu) + (4 - mu)) / 27, (1 - mu) / 26]
+    np.testing.assert_allclose(bench_topn_ablation.item_biases(X), ref)
+
+
+def test_ablation_dense_forms_match_the_reference():
+    # The materialised item-item weights score as the estimator does, and a blend
+    # with weight 0 ranks as the reference.
+    X = sp.random(60, 25, density=0.3, format="csr", random_state=2, dtype=np.float64)
+    X.data = np.ceil(5 * X.data)
+    rows = X[:8]
+    ref = bench_topn_ablation.Variant({})
+    state = ref.fit(X, {}, "cpu")
+    full = bench_topn_ablation.Neighbours(None)
+    np.testing.assert_allclose(full.scores(full.fit(X, {}, "cpu"), rows),
+                               ref.scores(state, rows), rtol=1e-4, atol=1e-6)
+    blend = bench_topn_ablation.Blend(bench_topn_ablation.RP3beta(1.0, 0.5), 0.0)
+    np.testing.assert_array_equal(blend.recommend(blend.fit(X, {}, "cpu"), rows, None, 5, "cpu"),
+                                  ref.recommend(state, rows, None, 5, "cpu"))
+    sparse = bench_topn_ablation.Neighbours(3)
+    assert ((sparse.fit(X, {}, "cpu") != 0).sum(0) <= 3).all()
+
+
 def test_ablation_quick_run_writes_its_table(data_home, monkeypatch, tmp_path):
     # The quick run: ml-100k u1's validation split, three variants, each a ratio to EASE.
     monkeypatch.setenv("SKSVD_DATA_HOME", str(data_home))
