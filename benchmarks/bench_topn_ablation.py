@@ -32,8 +32,8 @@ to test ideas from the literature before they would enter the library:
   section 2.1): ``b_j = sum_u (r_uj - mu) / (25 + n_j)``, so that items rated
   above the mean rise.
 
-Four other model families, alone and blended with the reference, test whether
-a different kind of model adds to this one:
+Three other kinds of model, alone and blended with the reference, test whether
+a different model adds to this one (numpy on the host, whatever the device):
 
 * ``NTK kernel ridge``: kernel ridge regression of the users' rows on
   themselves with the neural tangent kernel of an infinitely wide one-hidden-
@@ -45,7 +45,8 @@ a different kind of model adds to this one:
   interactive applications" (TiiS 2017), :class:`RP3beta`.
 * ``sparse neighbours``: the reference's own item-item weights ``W`` kept on
   the ``m`` largest ``|W_ij|`` of each column, as neighbourhood models and
-  SLIM keep theirs sparse (:class:`Neighbours`).
+  SLIM keep theirs sparse (:class:`Neighbours`; an ``m`` of at least the
+  number of items keeps all of ``W``).
 * ``blend``: the reference and another model, each row's scores standardised
   (mean 0, standard deviation 1 over the items) and mixed with a weight
   (:class:`Blend`).
