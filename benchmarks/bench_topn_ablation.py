@@ -177,11 +177,11 @@ def item_biases(X, reg=25.0):
     return np.bincount(X.indices, weights=resid, minlength=X.shape[1]) / (reg + n)
 
 
-def _powered(X, p=None):
-    """``X`` as a dense float64 array, stored values to ``rating_power`` (sign kept)."""
-    p = REFERENCE["rating_power"] if p is None else p
+def _powered(X):
+    """``X`` as a dense float64 array, stored values to the reference's
+    ``rating_power`` (sign kept)."""
     A = sp.csr_matrix(X, dtype=np.float64).toarray()
-    return np.sign(A) * np.abs(A) ** p
+    return np.sign(A) * np.abs(A) ** REFERENCE["rating_power"]
 
 
 class DenseModel(bt.Model):
