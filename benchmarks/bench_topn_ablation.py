@@ -32,7 +32,7 @@ to test ideas from the literature before they would enter the library:
   section 2.1): ``b_j = sum_u (r_uj - mu) / (25 + n_j)``, so that items rated
   above the mean rise.
 
-Three other kinds of model, alone and blended with the reference, test whether
+Other kinds of model, alone and blended with the reference, test whether
 a different model adds to this one (numpy on the host, whatever the device):
 
 * ``NTK kernel ridge``: kernel ridge regression of the users' rows on
@@ -47,6 +47,9 @@ a different model adds to this one (numpy on the host, whatever the device):
   the ``m`` largest ``|W_ij|`` of each column, as neighbourhood models and
   SLIM keep theirs sparse (:class:`Neighbours`; an ``m`` of at least the
   number of items keeps all of ``W``).
+* ``EASE + higher-order pairs``: EASE with pairwise-interaction features, the
+  model of Steck and Liang, "Negative interactions for improved collaborative
+  filtering: don't go deeper, go higher" (RecSys 2021), :class:`HigherOrder`.
 * ``blend``: the reference and another model, each row's scores standardised
   (mean 0, standard deviation 1 over the items) and mixed with a weight
   (:class:`Blend`).
@@ -115,6 +118,11 @@ def variants():
             ("blend: 0.5 NTK kernel ridge, lambda=1", Blend(ntk, 0.5), {}),
             ("blend: 0.2 RP3beta", Blend(rp3, 0.2), {}),
             ("blend: 0.4 RP3beta", Blend(rp3, 0.4), {})]
+    higher = HigherOrder(5000, 3000.0)
+    out += [("EASE + higher-order pairs, 2000 pairs, lambda_pairs=1000",
+             HigherOrder(2000, 1000.0), {}),
+            ("EASE + higher-order pairs, 5000 pairs, lambda_pairs=3000", higher, {}),
+            ("blend: 0.3 EASE + higher-order pairs (5000, 3000)", Blend(higher, 0.3), {})]
     return out
 
 
@@ -303,6 +311,104 @@ class Blend(DenseModel):
                 + self.weight * z(self.other.scores(b, X_rows)))
 
 
+def co_rated_pairs(X, n_pairs, min_count=3):
+    """``(i, j)``, ``i < j``: the ``n_pairs`` item pairs rated by the most users
+    together (at least ``min_count``), most frequent first, ties in ``(i, j)`` order."""
+    B = (sp.csr_matrix(X) != 0).astype(np.float64)
+    C = sp.triu(B.T @ B, k=1).tocoo()
+    keep = C.data >= min_count
+    i, j, c = C.row[keep], C.col[keep], C.data[keep]
+    order = np.lexsort((j, i, -c))[:n_pairs]
+    return i[order], j[order]
+
+
+def pair_indicators(X, pi, pj):
+    """Users x pairs, dense 0/1: whether the user rated both items of the pair."""
+    B = (sp.csc_matrix(X) != 0).astype(np.float64)
+    return np.asarray(B[:, pi].multiply(B[:, pj]).toarray())
+
+
+def pair_weights(Z, R, pi, pj, lam):
+    """``C`` minimising ``|R - Z C|^2 + lam |C|^2`` with ``C[p, k] = 0`` whenever
+    the pair ``p`` holds the item ``k`` (a pair may not predict its own items).
+
+    The penalty is the same on every entry, so each column is the ridge solution
+    over the pairs allowed to it; it is computed from the unconstrained one by
+    Lagrange multipliers on the pairs holding the item, as EASE handles its
+    diagonal: ``c_k = a_k - H^-1[:, S] (H^-1[S, S])^-1 a_k[S]`` with ``H = Z^T Z +
+    lam I``, ``a_k = H^-1 Z^T r_k`` and ``S`` the pairs holding ``k``.
+    """
+    H = Z.T @ Z
+    H[np.diag_indices_from(H)] += lam
+    Hi = np.linalg.inv(H)
+    C = Hi @ (Z.T @ R)
+    holding = [[] for _ in range(R.shape[1])]
+    for p, (a, b) in enumerate(zip(pi, pj, strict=True)):
+        holding[a].append(p)
+        holding[b].append(p)
+    for k, S in enumerate(holding):
+        if S:
+            C[:, k] -= Hi[:, S] @ np.linalg.solve(Hi[np.ix_(S, S)], C[S, k])
+            C[S, k] = 0.0                                     # zero up to rounding already
+    return C
+
+
+def ease_weights(X, T, lam):
+    """EASE's ``B`` fitted to the target ``T``: ``min |T - X B|^2 + lam |B|^2``
+    with ``diag(B) = 0``, through the users x users dual.
+
+    ``B = P X^T T - P diag(g)``, ``P = (X^T X + lam I)^-1``, ``g_j = (P X^T
+    T)_jj / P_jj``; with ``M = (X X^T + lam I)^-1``, ``P X^T = X^T M`` and ``P =
+    (I - X^T M X) / lam``. With ``T = X`` this is EASE (``B = I - P diag(1 /
+    diag P)``).
+    """
+    X = sp.csr_matrix(X, dtype=np.float64)
+    K = (X @ X.T).toarray()
+    K[np.diag_indices_from(K)] += lam
+    M = np.linalg.inv(K)
+    MX = np.asarray(X.T @ M).T                                   # M X
+    Q = np.asarray(X.T @ (M @ T))                                # P X^T T
+    diag_P = (1.0 - np.asarray(X.multiply(MX).sum(0)).ravel()) / lam
+    g = np.diag(Q) / diag_P
+    return Q - (np.diag(g) - np.asarray(X.T @ (MX * g[None, :]))) / lam
+
+
+class HigherOrder(DenseModel):
+    """EASE with higher-order interactions, after Steck and Liang, "Negative
+    interactions for improved collaborative filtering: don't go deeper, go higher"
+    (RecSys 2021): scores ``x B + z C``, ``x`` the ratings as EASE takes them,
+    ``z`` the 0/1 indicators of the ``n_pairs`` most co-rated item pairs
+    (:func:`co_rated_pairs`), ``diag(B) = 0`` and no pair predicting its own items
+    (:func:`pair_weights`). ``B`` and ``C`` are fitted by ``iters`` rounds of
+    alternating ridge regressions on the residual of the other, from EASE
+    (:func:`ease_weights`), whose ``lambda`` is tuned as in :mod:`benchmarks.bench_topn`;
+    ``n_pairs=0`` is EASE.
+    """
+
+    def __init__(self, n_pairs, lam_pairs, iters=2):
+        self.n_pairs, self.lam_pairs, self.iters = n_pairs, lam_pairs, iters
+
+    def fit(self, X, params, device):
+        lam = params.get("lambda")
+        if lam is None:
+            lam = bt.tune(bt.EASE(), X, device, quick=False, log=lambda *a: None)[0]["lambda"]
+        X = sp.csr_matrix(X, dtype=np.float64)
+        T = X.toarray()
+        B = ease_weights(X, T, lam)
+        pi, pj = co_rated_pairs(X, self.n_pairs)
+        Z = pair_indicators(X, pi, pj)
+        C = np.zeros((len(pi), X.shape[1]))
+        for _ in range(self.iters if len(pi) else 0):
+            C = pair_weights(Z, T - X @ B, pi, pj, self.lam_pairs)
+            B = ease_weights(X, T - Z @ C, lam)
+        return B, pi, pj, C
+
+    def scores(self, state, X_rows):
+        B, pi, pj, C = state
+        X_rows = sp.csr_matrix(X_rows, dtype=np.float64)
+        return np.asarray(X_rows @ B) + pair_indicators(X_rows, pi, pj) @ C
+
+
 def _drop_below(X, threshold):
     if threshold is None:
         return X
@@ -370,7 +476,8 @@ def main(device="cpu", log=print, quick=False):
         + ", ".join(f"`{k}={v!r}`" for k, v in REFERENCE.items())
         + "; every other row changes what its name says. Score-side variants "
         "(`zero diagonal`, `popularity_output`, `drop_below`, `item_bias`) and the "
-        "other families (NTK kernel ridge, RP3beta, sparse neighbours, blends) are "
+        "other families (NTK kernel ridge, RP3beta, sparse neighbours, EASE with higher-order "
+        "pairs, blends) are "
         "described in the module docstring. Every row is one more look at the same "
         "splits, so the best "
         "row is an optimistic estimate of its point, and differences of about 1% are "

@@ -290,6 +290,65 @@ def test_ablation_dense_forms_match_the_reference():
     assert ((sparse.fit(X, {}, "cpu") != 0).sum(0) <= 3).all()
 
 
+def test_ablation_co_rated_pairs_by_hand():
+    X = sp.csr_matrix(np.array([[5, 3, 1, 0], [4, 2, 0, 0], [1, 3, 2, 0], [0, 1, 4, 5]],
+                               dtype=float))
+    # Co-rated counts: (0,1) 3, (0,2) 2, (1,2) 3, (1,3) 1, (2,3) 1.
+    pi, pj = bench_topn_ablation.co_rated_pairs(X, 10, min_count=2)
+    assert list(zip(pi, pj, strict=True)) == [(0, 1), (1, 2), (0, 2)]
+    pi, pj = bench_topn_ablation.co_rated_pairs(X, 1, min_count=1)
+    assert list(zip(pi, pj, strict=True)) == [(0, 1)]
+    Z = bench_topn_ablation.pair_indicators(X, np.array([0, 2]), np.array([2, 3]))
+    np.testing.assert_array_equal(Z, [[1, 0], [0, 0], [1, 0], [0, 1]])
+
+
+def test_ablation_pair_weights_are_the_ridge_over_allowed_pairs():
+    rng = np.random.default_rng(3)
+    X = sp.csr_matrix((rng.random((40, 6)) < 0.5) * rng.integers(1, 6, (40, 6)), dtype=float)
+    pi, pj = bench_topn_ablation.co_rated_pairs(X, 8, min_count=1)
+    Z = bench_topn_ablation.pair_indicators(X, pi, pj)
+    R = rng.normal(size=(40, 6))
+    C = bench_topn_ablation.pair_weights(Z, R, pi, pj, 2.0)
+    for k in range(6):
+        allowed = (pi != k) & (pj != k)
+        Za = Z[:, allowed]
+        ref = np.linalg.solve(Za.T @ Za + 2.0 * np.eye(allowed.sum()), Za.T @ R[:, k])
+        np.testing.assert_allclose(C[allowed, k], ref, atol=1e-10)
+        np.testing.assert_array_equal(C[~allowed, k], 0.0)
+
+
+def test_ablation_ease_weights_are_the_zero_diagonal_ridge():
+    rng = np.random.default_rng(4)
+    X = sp.csr_matrix((rng.random((30, 7)) < 0.5) * rng.integers(1, 6, (30, 7)), dtype=float)
+    Xd = X.toarray()
+    T = rng.normal(size=(30, 7))
+    P = np.linalg.inv(Xd.T @ Xd + 5.0 * np.eye(7))
+    Q = P @ Xd.T @ T
+    ref = Q - P * (np.diag(Q) / np.diag(P))[None, :]
+    B = bench_topn_ablation.ease_weights(X, T, 5.0)
+    np.testing.assert_allclose(B, ref, atol=1e-10)
+    np.testing.assert_allclose(np.diag(B), 0.0, atol=1e-10)
+    # The target X gives EASE's closed form.
+    np.testing.assert_allclose(bench_topn_ablation.ease_weights(X, Xd, 5.0),
+                               np.eye(7) - P / np.diag(P)[None, :], atol=1e-10)
+
+
+def test_ablation_higher_order_without_pairs_ranks_as_ease():
+    X = sp.random(50, 20, density=0.3, format="csr", random_state=5, dtype=np.float64)
+    X.data = np.ceil(5 * X.data)
+    rows = X[:10]
+    ease = bench_topn.EASE()
+    ho = bench_topn_ablation.HigherOrder(0, 1.0)
+    np.testing.assert_array_equal(
+        ho.recommend(ho.fit(X, {"lambda": 30.0}, "cpu"), rows, None, 5, "cpu"),
+        ease.recommend(ease.fit(X, {"lambda": 30.0}, "cpu"), rows, None, 5, "cpu"))
+    # With pairs, the pairs never predict their own items, and the model still ranks.
+    state = bench_topn_ablation.HigherOrder(20, 1.0).fit(X, {"lambda": 30.0}, "cpu")
+    _, pi, pj, C = state
+    assert len(pi) and np.all(C[np.arange(len(pi)), pi] == 0)
+    assert np.all(C[np.arange(len(pi)), pj] == 0)
+
+
 def test_ablation_quick_run_writes_its_table(data_home, monkeypatch, tmp_path):
     # The quick run: ml-100k u1's validation split, three variants, each a ratio to EASE.
     monkeypatch.setenv("SKSVD_DATA_HOME", str(data_home))
