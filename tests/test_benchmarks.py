@@ -342,11 +342,23 @@ def test_ablation_higher_order_without_pairs_ranks_as_ease():
     np.testing.assert_array_equal(
         ho.recommend(ho.fit(X, {"lambda": 30.0}, "cpu"), rows, None, 5, "cpu"),
         ease.recommend(ease.fit(X, {"lambda": 30.0}, "cpu"), rows, None, 5, "cpu"))
-    # With pairs, the pairs never predict their own items, and the model still ranks.
-    state = bench_topn_ablation.HigherOrder(20, 1.0).fit(X, {"lambda": 30.0}, "cpu")
-    _, pi, pj, C = state
-    assert len(pi) and np.all(C[np.arange(len(pi)), pi] == 0)
-    assert np.all(C[np.arange(len(pi)), pj] == 0)
+    # With pairs: no pair predicts its own items, diag(B) stays 0, and each round of
+    # the alternating ridge fits lowers the penalised squared error.
+    T = X.toarray()
+
+    def objective(B, Z, C):
+        return (np.square(T - X @ B - Z @ C).sum() + 30.0 * np.square(B).sum()
+                + 1.0 * np.square(C).sum())
+
+    values = []
+    for iters in (0, 1, 2, 4):
+        B, pi, pj, C = bench_topn_ablation.HigherOrder(20, 1.0, iters).fit(
+            X, {"lambda": 30.0}, "cpu")
+        values.append(objective(B, bench_topn_ablation.pair_indicators(X, pi, pj), C))
+    assert len(pi) == 20
+    assert np.all(C[np.arange(20), pi] == 0) and np.all(C[np.arange(20), pj] == 0)
+    np.testing.assert_allclose(np.diag(B), 0.0, atol=1e-10)
+    assert values[0] > values[1] > values[2] > values[3]
 
 
 def test_ablation_quick_run_writes_its_table(data_home, monkeypatch, tmp_path):
