@@ -219,15 +219,20 @@ class EASE(Model):
     def grid(self, quick):
         return [{"lambda": lam} for lam in self.lambdas]
 
-    def fit(self, X, params, device):
-        lam = float(params["lambda"])
+    @staticmethod
+    def dual(X, lam):
+        """``(X, M, MX, d)``: ``X`` as float64 CSR, ``M = (X X^T + lam I)^-1``,
+        ``MX = M X`` (users x items) and ``d_j = x_j^T M x_j``."""
         X = sp.csr_matrix(X, dtype=np.float64)
         K = (X @ X.T).toarray()
         K[np.diag_indices_from(K)] += lam
         M = np.linalg.inv(K)
         M = (M + M.T) / 2
-        MX = np.asarray(X.T @ M).T                            # (n_users, n_items) = M X
-        diag = np.asarray(X.multiply(MX).sum(0)).ravel()      # x_j^T M x_j
+        MX = np.asarray(X.T @ M).T
+        return X, M, MX, np.asarray(X.multiply(MX).sum(0)).ravel()
+
+    def fit(self, X, params, device):
+        X, M, _, diag = self.dual(X, float(params["lambda"]))
         V = X.T.toarray() / (1.0 - diag)[:, None]             # (n_items, n_users)
         return X, M, V
 

@@ -362,13 +362,9 @@ def ease_weights(X, T, lam):
     (I - X^T M X) / lam``. With ``T = X`` this is EASE (``B = I - P diag(1 /
     diag P)``).
     """
-    X = sp.csr_matrix(X, dtype=np.float64)
-    K = (X @ X.T).toarray()
-    K[np.diag_indices_from(K)] += lam
-    M = np.linalg.inv(K)
-    MX = np.asarray(X.T @ M).T                                   # M X
+    X, M, MX, d = bt.EASE.dual(X, lam)
     Q = np.asarray(X.T @ (M @ T))                                # P X^T T
-    diag_P = (1.0 - np.asarray(X.multiply(MX).sum(0)).ravel()) / lam
+    diag_P = (1.0 - d) / lam
     g = np.diag(Q) / diag_P
     return Q - (np.diag(g) - np.asarray(X.T @ (MX * g[None, :]))) / lam
 
@@ -476,10 +472,9 @@ def main(device="cpu", log=print, quick=False):
         + ", ".join(f"`{k}={v!r}`" for k, v in REFERENCE.items())
         + "; every other row changes what its name says. Score-side variants "
         "(`zero diagonal`, `popularity_output`, `drop_below`, `item_bias`) and the "
-        "other families (NTK kernel ridge, RP3beta, sparse neighbours, EASE with higher-order "
-        "pairs, blends) are "
-        "described in the module docstring. Every row is one more look at the same "
-        "splits, so the best "
+        "other families (NTK kernel ridge, RP3beta, sparse neighbours, EASE with "
+        "higher-order pairs, blends) are described in the module docstring. Every row "
+        "is one more look at the same splits, so the best "
         "row is an optimistic estimate of its point, and differences of about 1% are "
         f"within their noise. Run time {time.perf_counter() - t0:.0f} s.")
     h.write_results(f"{NAME}_quick" if quick else NAME, rows, device=device, notes=notes,
