@@ -53,6 +53,12 @@ a different model adds to this one (numpy on the host, whatever the device):
 * ``blend``: the reference and another model, each row's scores standardised
   (mean 0, standard deviation 1 over the items) and mixed with a weight
   (:class:`Blend`).
+
+A last table (:func:`selection`) chooses the point of ``bench_topn``'s
+``SVDRecommender`` grid on each split's 80% in two ways, by cross-validation over
+users (as ``bench_topn``'s grid search: held-out users folded in) and by a
+per-user split of the ratings (as EASE's lambda is chosen: the same users in fit
+and in scoring, as in the test parts), and scores each choice on the split's 20%.
 """
 
 from __future__ import annotations
@@ -427,9 +433,9 @@ def ease_reference(X_fit, X_val, device):
     return evaluate(model, params, X_fit, X_val, device), params["lambda"]
 
 
-def run(device="cpu", log=print, datasets=DATASETS, variant_list=None, quick=False):
-    """Rows (one per variant: mean ratio to EASE per data set) and per-split rows."""
-    variant_list = variants() if variant_list is None else variant_list
+def validation_splits(device="cpu", log=print, datasets=DATASETS, quick=False):
+    """``(dataset, split, X_fit, X_val, EASE's NDCG@10)`` of every validation split,
+    and a row per split for EASE's table."""
     splits, ease_rows = [], []
     for ds in datasets:
         for split, X_fit, X_val in bt.splits(ds, quick=quick, validation=True):
@@ -437,6 +443,14 @@ def run(device="cpu", log=print, datasets=DATASETS, variant_list=None, quick=Fal
             splits.append((ds, split, X_fit, X_val, e))
             ease_rows.append({"dataset": ds, "split": split, "EASE ndcg@10": e, "lambda": lam})
             log(f"[{NAME}] {ds} {split}: EASE {e:.4f} (lambda {lam:g})")
+    return splits, ease_rows
+
+
+def run(splits, device="cpu", log=print, variant_list=None):
+    """A row per variant: its mean ratio to EASE on each data set of ``splits`` (those
+    of :func:`validation_splits`), and each split's ratio."""
+    variant_list = variants() if variant_list is None else variant_list
+    datasets = list(dict.fromkeys(s[0] for s in splits))
     rows = []
     for name, model, params in variant_list:
         row = {"variant": name}
@@ -448,16 +462,62 @@ def run(device="cpu", log=print, datasets=DATASETS, variant_list=None, quick=Fal
         rows.append(row)
         log(f"[{NAME}] {name}: " + ", ".join(f"{ds} {row[f'{ds} / EASE']:.4f}"
                                              for ds in datasets))
-    return rows, ease_rows
+    return rows
+
+
+class GridPoints(bt.SksvdModel):
+    """``SVDRecommender`` over the points of ``grid`` (name -> values), one per fit."""
+
+    def __init__(self, grid):
+        super().__init__("SVDRecommender", "SVDRecommender", {})
+        self.points = bt._product(grid)
+
+    def grid(self, quick):
+        return self.points
+
+
+def selection(splits, device="cpu", log=print, quick=False):
+    """The grid point of ``bench_topn``'s ``SVDRecommender grid-best`` chosen two ways on
+    each validation split's 80%, refitted there and scored on its 20%.
+
+    * ``users``: as ``bench_topn`` chooses it, ``GridSearchCV`` with the top-k scorer
+      and ``KFold`` over users (held-out users folded in: new users);
+    * ``ratings``: as EASE's lambda is chosen, a per-user 80/20 split of the
+      ratings (:func:`benchmarks.bench_topn.tune`: the same users in fit and in
+      scoring, as in the test parts).
+
+    Rows: one per split and one mean per data set, as ratios to EASE.
+    """
+    search = bt.SearchModel("SVDRecommender", bt.SEARCH_GRIDS["SVDRecommender"], {})
+    points = GridPoints(search.grid_quick if quick else search.grid_full)
+    rows, means = [], {}
+    for ds, split, X_fit, X_val, e in splits:
+        by_users = search.search(X_fit, device, quick).best_params_
+        by_ratings, _ = bt.tune(points, X_fit, device, quick, log=lambda *a: None)
+        row = {"dataset": ds, "split": split}
+        for how, params in (("users", by_users), ("ratings", by_ratings)):
+            ratio = evaluate(points, params, X_fit, X_val, device) / e
+            means.setdefault((ds, how), []).append(ratio)
+            row[f"chosen by {how}"] = bt._fmt_params(params)
+            row[f"by {how} / EASE"] = ratio
+        rows.append(row)
+        log(f"[{NAME}] choice {ds} {split}: by users {row['by users / EASE']:.4f}, "
+            f"by ratings {row['by ratings / EASE']:.4f}")
+    for ds in dict.fromkeys(s[0] for s in splits):
+        rows.append({"dataset": ds, "split": "mean", "chosen by users": "",
+                     "by users / EASE": float(np.mean(means[ds, "users"])),
+                     "chosen by ratings": "",
+                     "by ratings / EASE": float(np.mean(means[ds, "ratings"]))})
+    return rows
 
 
 def main(device="cpu", log=print, quick=False):
     t0 = time.perf_counter()
-    if quick:
-        rows, ease_rows = run(device, log, datasets=("ml-100k",), quick=True,
-                              variant_list=[v for v in variants() if v[0] in QUICK_VARIANTS])
-    else:
-        rows, ease_rows = run(device, log)
+    datasets = ("ml-100k",) if quick else DATASETS
+    splits, ease_rows = validation_splits(device, log, datasets, quick)
+    variant_list = [v for v in variants() if v[0] in QUICK_VARIANTS] if quick else None
+    rows = run(splits, device, log, variant_list)
+    choice_rows = selection(splits, device, log, quick)
     notes = (
         "**Validation splits only: the test parts are not read.** Each training part "
         "of `benchmarks.bench_topn` (ml-100k `u1.base`..`u5.base`; the 80% parts of "
@@ -476,9 +536,15 @@ def main(device="cpu", log=print, quick=False):
         "higher-order pairs, blends) are described in the module docstring. Every row "
         "is one more look at the same splits, so the best "
         "row is an optimistic estimate of its point, and differences of about 1% are "
-        f"within their noise. Run time {time.perf_counter() - t0:.0f} s.")
+        "within their noise. The last table chooses `bench_topn`'s `SVDRecommender` "
+        "grid-best point on each split's 80% by `GridSearchCV` over users (as "
+        "`bench_topn` does) or by a per-user split of its ratings (as EASE's lambda "
+        "is chosen), and scores each choice on the 20% as a ratio to EASE. "
+        f"Run time {time.perf_counter() - t0:.0f} s.")
     h.write_results(f"{NAME}_quick" if quick else NAME, rows, device=device, notes=notes,
-                    tables={"EASE on each validation split": ease_rows},
+                    tables={"EASE on each validation split": ease_rows,
+                            "Choosing the grid-best point: over users or over ratings":
+                            choice_rows},
                     extra={"reference": REFERENCE})
     return rows
 

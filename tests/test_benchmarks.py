@@ -370,3 +370,27 @@ def test_ablation_quick_run_writes_its_table(data_home, monkeypatch, tmp_path):
     assert all(0.5 < r["ml-100k / EASE"] < 1.5 for r in rows)
     payload = json.loads((tmp_path / "topn_ablation_quick.json").read_text())
     assert payload["reference"]["item_penalty"] == 1.0
+    # The quick grid has one point: both ways of choosing it score the same model.
+    choice = payload["tables"]["Choosing the grid-best point: over users or over ratings"]
+    assert [r["split"] for r in choice] == ["u1, validation", "mean"]
+    assert choice[0]["by users / EASE"] == choice[0]["by ratings / EASE"]
+    assert choice[1]["by users / EASE"] == choice[0]["by users / EASE"]
+
+
+def test_ablation_selection_chooses_within_the_grid(ml100k, monkeypatch):
+    # Two shrinkages: each way of choosing returns one of them, scored as the fixed
+    # point with those parameters scores.
+    from sksvd.model_selection import train_test_split_interactions
+
+    X_fit, X_val = train_test_split_interactions(sp.csr_matrix(ml100k.X), 0.2, random_state=1)
+    grid = {"shrinkage": [2e4, 2e5], "low_pass": [0.0]}
+    monkeypatch.setitem(bench_topn.SEARCH_GRIDS, "SVDRecommender", grid)
+    rows = bench_topn_ablation.selection([("ml-100k", "all", X_fit, X_val, 0.25)],
+                                         log=lambda *a: None)
+    points = bench_topn_ablation.GridPoints(grid)
+    for how in ("users", "ratings"):
+        chosen = rows[0][f"chosen by {how}"]
+        params = next(p for p in points.points if bench_topn._fmt_params(p) == chosen)
+        ndcg = bench_topn_ablation.evaluate(points, params, X_fit, X_val, "cpu")
+        assert rows[0][f"by {how} / EASE"] == pytest.approx(ndcg / 0.25)
+        assert rows[1][f"by {how} / EASE"] == rows[0][f"by {how} / EASE"]
