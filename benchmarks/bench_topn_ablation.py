@@ -1,8 +1,8 @@
 """SVDRecommender's options and other model families beside EASE, on validation splits only.
 
 Run ``python -m benchmarks.bench_topn_ablation [--quick] [--device cpu|cuda]``; writes
-``results/topn_ablation.{json,md}`` (``--quick``: ml-100k ``u1`` and three variants, to
-``topn_ablation_quick``).
+``results/topn_ablation.{json,md}`` (``--quick``: ml-100k ``u1``, three variants and the
+choice over a one-point grid, to ``topn_ablation_quick``).
 
 Every variant is one fixed point (no search) fitted on the validation splits of
 :mod:`benchmarks.bench_topn` (``--validation``: each training part split again per
@@ -551,7 +551,7 @@ def main(device="cpu", log=print, quick=False):
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="ml-100k u1 and three variants")
+    p.add_argument("--quick", action="store_true", help="ml-100k u1, three variants, a one-point grid")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     args = p.parse_args()
     main(device=args.device, quick=args.quick)
