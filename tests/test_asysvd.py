@@ -500,6 +500,9 @@ def test_memory_of_a_fit_grows_with_the_batch_not_the_catalogue():
     # Tensors sized by the catalogue per batch (a transposed pattern of n_items + 1
     # offsets, ~235 batches) would take ~400 MB; gathered rows keep the growth to the
     # model (2 tables + Adam's 2 moments, 200,000 x 8 each: ~26 MB) plus the batches.
+    # The training loop is measured from a random start: the PureSVD start's own peak
+    # is its Krylov space (blocks of n_items x (k + oversamples) in float64): larger
+    # than the loop's, and its resident size varies from run to run with the allocator.
     code = textwrap.dedent("""
         import resource, numpy as np, scipy.sparse as sp, torch
         torch.set_num_threads(1)
@@ -509,8 +512,8 @@ def test_memory_of_a_fit_grows_with_the_batch_not_the_catalogue():
         X = sp.csr_matrix((rng.integers(1, 6, nnz).astype(np.float32),
                            (rng.integers(0, n, nnz), rng.integers(0, n, nnz))), shape=(n, n))
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        rec = AsySVD(8, n_epochs=1, loss="bpr", use_bias=False, device="cpu",
-                     random_state=0).fit(X)
+        rec = AsySVD(8, n_epochs=1, loss="bpr", use_bias=False, init="random",
+                     device="cpu", random_state=0).fit(X)
         assert rec.transform(X[:1000]).shape == (1000, 8)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         print((peak - base) / 1024)
@@ -520,4 +523,4 @@ def test_memory_of_a_fit_grows_with_the_batch_not_the_catalogue():
                          timeout=300, env=env)
     assert out.returncode == 0, out.stderr
     extra_mb = float(out.stdout.strip().splitlines()[-1])
-    assert extra_mb < 200, f"peak memory grew by {extra_mb:.0f} MB"
+    assert extra_mb < 150, f"peak memory grew by {extra_mb:.0f} MB"
