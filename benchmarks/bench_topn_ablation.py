@@ -171,15 +171,17 @@ class Variant(bt.Model):
             col *= np.exp(float(self.score["item_bias"]) * item_biases(X))
         return rec, rec.item_factors_ * col.astype(rec.item_factors_.dtype)[:, None]
 
+    def _users(self, rec, X_rows):
+        return rec.transform(_drop_below(X_rows, self.score.get("drop_below")))
+
     def recommend(self, state, X_rows, rows, k, device):
         rec, V = state
-        U = rec.transform(_drop_below(X_rows, self.score.get("drop_below")))
-        return bt._rank_factors(U, V, X_rows, k, device)
+        return bt._rank_factors(self._users(rec, X_rows), V, X_rows, k, device)
 
     def scores(self, state, X_rows):
         """The scores of every item for ``X_rows``, dense, float64."""
         rec, V = state
-        U = rec.transform(_drop_below(X_rows, self.score.get("drop_below")))
+        U = self._users(rec, X_rows)
         return np.asarray(U, dtype=np.float64) @ np.asarray(V, dtype=np.float64).T
 
 
@@ -465,17 +467,6 @@ def run(splits, device="cpu", log=print, variant_list=None):
     return rows
 
 
-class GridPoints(bt.SksvdModel):
-    """``SVDRecommender`` over the points of ``grid`` (name -> values), one per fit."""
-
-    def __init__(self, grid):
-        super().__init__("SVDRecommender", "SVDRecommender", {})
-        self.points = bt._product(grid)
-
-    def grid(self, quick):
-        return self.points
-
-
 def selection(splits, device="cpu", log=print, quick=False):
     """The grid point of ``bench_topn``'s ``SVDRecommender grid-best`` chosen two ways on
     each validation split's 80%, refitted there and scored on its 20%.
@@ -488,15 +479,18 @@ def selection(splits, device="cpu", log=print, quick=False):
 
     Rows: one per split and one mean per data set, as ratios to EASE.
     """
+    # The search model is also the grid's points as fixed models (``grid``, ``fit``).
     search = bt.SearchModel("SVDRecommender", bt.SEARCH_GRIDS["SVDRecommender"], {})
-    points = GridPoints(search.grid_quick if quick else search.grid_full)
     rows, means = [], {}
     for ds, split, X_fit, X_val, e in splits:
-        by_users = search.search(X_fit, device, quick).best_params_
-        by_ratings, _ = bt.tune(points, X_fit, device, quick, log=lambda *a: None)
+        cv = search.search(X_fit, device, quick)                 # refitted on X_fit
+        by_ratings, _ = bt.tune(search, X_fit, device, quick, log=lambda *a: None)
+        chosen = (("users", cv.best_params_, cv.best_estimator_),
+                  ("ratings", by_ratings, search.fit(X_fit, by_ratings, device)))
         row = {"dataset": ds, "split": split}
-        for how, params in (("users", by_users), ("ratings", by_ratings)):
-            ratio = evaluate(points, params, X_fit, X_val, device) / e
+        for how, params, state in chosen:
+            res, _ = bt.evaluate_split(search, state, X_fit, X_val, device, ks=(10,))
+            ratio = res["ndcg@10"] / e
             means.setdefault((ds, how), []).append(ratio)
             row[f"chosen by {how}"] = bt._fmt_params(params)
             row[f"by {how} / EASE"] = ratio

@@ -387,12 +387,12 @@ def test_ablation_selection_chooses_within_the_grid(ml100k, monkeypatch):
     monkeypatch.setitem(bench_topn.SEARCH_GRIDS, "SVDRecommender", grid)
     rows = bench_topn_ablation.selection([("ml-100k", "all", X_fit, X_val, 0.25)],
                                          log=lambda *a: None)
-    points = bench_topn_ablation.GridPoints(grid)
-    by_name = {bench_topn._fmt_params(p): p for p in points.points}
+    by_name = {bench_topn._fmt_params(p): p for p in bench_topn._product(grid)}
     assert len(by_name) == 2
+    fixed = bench_topn.SksvdModel("SVDRecommender", "SVDRecommender", {})
     for how in ("users", "ratings"):
         assert rows[0][f"chosen by {how}"] in by_name
         params = by_name[rows[0][f"chosen by {how}"]]
-        ndcg = bench_topn_ablation.evaluate(points, params, X_fit, X_val, "cpu")
+        ndcg = bench_topn_ablation.evaluate(fixed, params, X_fit, X_val, "cpu")
         assert rows[0][f"by {how} / EASE"] == pytest.approx(ndcg / 0.25)
         assert rows[1][f"by {how} / EASE"] == rows[0][f"by {how} / EASE"]
